@@ -1,0 +1,122 @@
+//! Rampart's configuration: the TOML file as raw serde structs, validation that reports every
+//! problem with `file:line:col` and key path, defaults, the JSON Schema, and the embedded
+//! default config.
+//!
+//! This crate is pure: no I/O beyond reading the config file, no async runtime, no HTTP stack.
+//! It must not depend on any other Rampart crate.
+
+mod diag;
+mod interpolate;
+mod load;
+mod located;
+pub mod model;
+mod pattern;
+pub mod syntax;
+pub mod units;
+mod validate;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use diag::{ConfigError, Diagnostics, line_col, suggest};
+pub use interpolate::{EnvLookup, expand};
+pub use located::Located;
+pub use model::RawConfig;
+pub use pattern::Pattern;
+pub use units::{ByteSize, HumanDuration};
+
+/// The config Rampart runs when started without one (`rampart config default` prints it).
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// Name under which the embedded default config appears in messages.
+pub const DEFAULT_ORIGIN: &str = "<embedded default config>";
+
+/// A config that parsed and passed validation, with the text it came from (kept so that later
+/// stages, such as compiling routes, can point at the text too).
+#[derive(Debug, Clone)]
+pub struct Config {
+    raw: RawConfig,
+    source: Arc<Source>,
+}
+
+/// The text of a config and where it came from.
+#[derive(Debug)]
+pub struct Source {
+    /// File name (or another description of where the text came from).
+    pub origin: String,
+    /// The config text as read, before interpolation.
+    pub text: String,
+}
+
+impl Config {
+    /// The validated settings.
+    #[must_use]
+    pub const fn raw(&self) -> &RawConfig {
+        &self.raw
+    }
+
+    /// The text the config was read from.
+    #[must_use]
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// Renders `errors` found after validation (for example while compiling) against this
+    /// config's text.
+    #[must_use]
+    pub fn diagnostics(&self, errors: Vec<ConfigError>) -> Diagnostics {
+        Diagnostics::new(&self.source.origin, &self.source.text, errors)
+    }
+}
+
+/// Parses and validates config `text` read from `origin`, looking up `${VAR}`s with `env`.
+///
+/// # Errors
+/// Every problem found: syntax, unknown keys, wrong types, bad values, broken references.
+pub fn load_str_with_env(text: &str, origin: &str, env: EnvLookup<'_>) -> Result<Config, Diagnostics> {
+    let parsed = load::parse_raw(text, env).map_err(|errors| Diagnostics::new(origin, text, errors))?;
+    let mut errors = parsed.errors;
+    errors.extend(validate::validate(&parsed.raw, &parsed.incomplete, &parsed.positions));
+    if !errors.is_empty() {
+        return Err(Diagnostics::new(origin, text, errors));
+    }
+    let raw = parsed.raw;
+    Ok(Config { raw, source: Arc::new(Source { origin: origin.to_owned(), text: text.to_owned() }) })
+}
+
+/// Parses and validates config `text`, looking up `${VAR}`s in the process environment.
+///
+/// # Errors
+/// Every problem found; see [`load_str_with_env`].
+pub fn load_str(text: &str, origin: &str) -> Result<Config, Diagnostics> {
+    load_str_with_env(text, origin, &|name| std::env::var(name).ok())
+}
+
+/// Reads, parses and validates the config file at `path`.
+///
+/// # Errors
+/// The file cannot be read, or any problem [`load_str`] reports.
+pub fn load_file(path: &Path) -> Result<Config, Diagnostics> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Diagnostics::single(&origin, format!("cannot read config file: {e}")))?;
+    load_str(&text, &origin)
+}
+
+/// Parses and validates the embedded default config.
+///
+/// # Errors
+/// Only if the embedded default is broken (a test guards against that).
+pub fn load_default() -> Result<Config, Diagnostics> {
+    load_str(DEFAULT_CONFIG, DEFAULT_ORIGIN)
+}
+
+/// The JSON Schema (draft 2020-12) of the config file, for editor completion and validation.
+#[must_use]
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::generate::SchemaSettings::draft2020_12()
+        .for_deserialize()
+        .into_generator()
+        .into_root_schema_for::<RawConfig>();
+    schema.to_value()
+}

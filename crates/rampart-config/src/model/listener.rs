@@ -1,0 +1,58 @@
+//! `[[listeners]]`: addresses Rampart accepts connections on.
+
+use std::net::SocketAddr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::Located;
+
+/// What to do with `X-Forwarded-*` (and, when enabled, `Forwarded`) headers sent by the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardedPolicy {
+    /// Keep the client's values and add this hop (use behind a trusted load balancer).
+    Append,
+    /// Discard the client's values and send only this hop (safe at the edge).
+    #[default]
+    Rewrite,
+    /// Discard the client's values and send none.
+    Drop,
+}
+
+/// One listening address speaking HTTP/1.1 and (optionally) cleartext HTTP/2.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Unique name, used by routes, logs and metrics.
+    pub name: Located<String>,
+    /// Address and port, such as `0.0.0.0:8080` or `[::1]:8080`.
+    #[schemars(with = "String")]
+    pub bind: Located<SocketAddr>,
+    /// Accept cleartext HTTP/2 with prior knowledge on the same port as HTTP/1.1.
+    #[serde(default = "yes")]
+    pub http2: bool,
+    /// Policy for `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host`.
+    #[serde(default)]
+    pub x_forwarded: ForwardedPolicy,
+    /// Also send the RFC 7239 `Forwarded` header, under the same policy.
+    #[serde(default)]
+    pub forwarded: bool,
+    /// Keep a client's `X-Request-ID` instead of generating one (only behind a trusted proxy).
+    #[serde(default)]
+    pub trust_request_id: bool,
+    /// Answer `GET /healthz` and `GET /readyz` on this listener before routing.
+    #[serde(default = "yes")]
+    pub health_endpoints: bool,
+    /// Length of the kernel's accept queue.
+    #[serde(default = "default_backlog")]
+    pub backlog: u32,
+}
+
+const fn yes() -> bool {
+    true
+}
+
+const fn default_backlog() -> u32 {
+    4096
+}

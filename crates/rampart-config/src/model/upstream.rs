@@ -1,0 +1,59 @@
+//! `[[upstreams]]`: named groups of servers that routes forward to.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::Located;
+use crate::units::HumanDuration;
+
+/// Protocol spoken to an upstream's targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with keep-alive connection pooling.
+    #[default]
+    Http1,
+    /// Cleartext HTTP/2 with prior knowledge, one multiplexed connection per target and worker.
+    H2c,
+}
+
+/// A named set of targets.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// Unique name, referenced by routes' `upstream` key.
+    pub name: Located<String>,
+    /// Targets as `host:port` (IP literals or DNS names, resolved when connecting).
+    pub targets: Vec<Located<String>>,
+    /// `http1` or `h2c`.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// Time allowed to establish a TCP connection to a target.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// Time allowed from sending a request until the response headers arrive.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: HumanDuration,
+    /// How long an unused pooled connection is kept before it is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// Most idle HTTP/1.1 connections kept per target, per worker.
+    #[serde(default = "default_max_idle")]
+    pub max_idle_per_target: usize,
+}
+
+const fn default_connect_timeout() -> HumanDuration {
+    HumanDuration::secs(5)
+}
+
+const fn default_request_timeout() -> HumanDuration {
+    HumanDuration::secs(60)
+}
+
+const fn default_idle_timeout() -> HumanDuration {
+    HumanDuration::secs(90)
+}
+
+const fn default_max_idle() -> usize {
+    256
+}

@@ -1,0 +1,206 @@
+//! Every class of config error is reported with file:line:col, key path and expectation, and
+//! all errors of a file are reported at once.
+
+use rampart_config::{Diagnostics, load_str_with_env};
+
+const BASE: &str = r#"
+[[listeners]]
+name = "web"
+bind = "127.0.0.1:8080"
+
+[[upstreams]]
+name = "app"
+targets = ["127.0.0.1:3000"]
+"#;
+
+fn env(name: &str) -> Option<String> {
+    (name == "SECRET").then(|| "hunter2".to_owned())
+}
+
+fn errors_of(extra: &str) -> Diagnostics {
+    let text = format!("{BASE}{extra}");
+    match load_str_with_env(&text, "test.toml", &env) {
+        Ok(_) => panic!("config should have been refused:\n{text}"),
+        Err(d) => d,
+    }
+}
+
+/// Asserts one error mentions `path` and `needle` and sits on the line containing `line_text`.
+fn assert_error(d: &Diagnostics, path: &str, needle: &str, line_text: &str) {
+    let rendered = d.to_string();
+    let err = d
+        .errors()
+        .iter()
+        .find(|e| e.path == path && e.message.contains(needle))
+        .unwrap_or_else(|| panic!("no error at {path} containing {needle:?} in:\n{rendered}"));
+    let span = err.span.clone().unwrap_or_else(|| panic!("error without location:\n{rendered}"));
+    let (line, col) = d.line_col(span.start);
+    let header = if path.is_empty() {
+        format!("test.toml:{line}:{col}: error: ")
+    } else {
+        format!("test.toml:{line}:{col}: error: {path}: ")
+    };
+    assert!(rendered.contains(&header), "missing {header:?} in:\n{rendered}");
+    assert!(rendered.contains(line_text), "snippet {line_text:?} missing in:\n{rendered}");
+}
+
+#[test]
+fn valid_config_loads() {
+    let cfg = load_str_with_env(
+        &format!("{BASE}\n[[routes]]\nname = \"r\"\nupstream = \"app\"\n"),
+        "test.toml",
+        &env,
+    )
+    .unwrap();
+    assert_eq!(cfg.raw().routes.len(), 1);
+}
+
+#[test]
+fn syntax_errors_have_a_location() {
+    let d = errors_of("[[routes]\nname = ");
+    assert!(d.errors()[0].message.starts_with("invalid TOML"), "{d}");
+    assert!(d.errors()[0].span.is_some());
+}
+
+#[test]
+fn unknown_keys_are_errors_with_a_suggestion() {
+    let d = errors_of("[[routes]]\nname = \"r\"\nupstrem = \"app\"\n");
+    assert_error(&d, "routes[0].upstrem", "unknown field `upstrem`", "upstrem = \"app\"");
+    assert!(d.to_string().contains("did you mean `upstream`"), "{d}");
+}
+
+#[test]
+fn unknown_sections_are_errors() {
+    let d = errors_of("[limit]\nmax_body_size = \"1MiB\"\n");
+    assert_error(&d, "", "unknown section `limit`", "[limit]");
+    assert!(d.to_string().contains("did you mean `limits`"), "{d}");
+}
+
+#[test]
+fn wrong_types_are_errors() {
+    let d = errors_of("[server]\nworkers = \"four\"\n");
+    assert_error(&d, "server.workers", "invalid type", "workers = \"four\"");
+}
+
+#[test]
+fn bad_durations_and_sizes_are_errors() {
+    let d = errors_of("[timeouts]\nkeepalive = \"75\"\n[limits]\nmax_body_size = \"10 parsecs\"\n");
+    assert_error(&d, "timeouts.keepalive", "invalid duration", "keepalive = \"75\"");
+    assert_error(&d, "limits.max_body_size", "invalid size", "max_body_size = \"10 parsecs\"");
+}
+
+#[test]
+fn bad_regexes_are_errors() {
+    let d = errors_of("[[routes]]\nname = \"r\"\npath_regex = \"^/(unclosed\"\nupstream = \"app\"\n");
+    assert_error(&d, "routes[0].path_regex", "invalid regular expression", "path_regex = \"^/(unclosed\"");
+}
+
+#[test]
+fn bad_addresses_are_errors() {
+    let d = errors_of("[[listeners]]\nname = \"other\"\nbind = \"localhost:80:80\"\n");
+    assert_error(&d, "listeners[1].bind", "invalid socket address", "bind = \"localhost:80:80\"");
+}
+
+#[test]
+fn bad_targets_are_errors() {
+    let d = errors_of("[[upstreams]]\nname = \"b\"\ntargets = [\"no-port\"]\n");
+    assert_error(&d, "upstreams[1].targets[0]", "invalid target", "targets = [\"no-port\"]");
+}
+
+#[test]
+fn undefined_upstreams_are_errors_with_a_suggestion() {
+    let d = errors_of("[[routes]]\nname = \"r\"\nupstream = \"ap\"\n");
+    assert_error(&d, "routes[0].upstream", "unknown upstream \"ap\"", "upstream = \"ap\"");
+    assert!(d.to_string().contains("did you mean \"app\""), "{d}");
+}
+
+#[test]
+fn undefined_listeners_are_errors() {
+    let d = errors_of("[[routes]]\nname = \"r\"\nlisteners = [\"nope\"]\nupstream = \"app\"\n");
+    assert_error(&d, "routes[0].listeners[0]", "unknown listener \"nope\"", "listeners = [\"nope\"]");
+}
+
+#[test]
+fn duplicate_names_are_errors() {
+    let d = errors_of("[[upstreams]]\nname = \"app\"\ntargets = [\"127.0.0.1:1\"]\n");
+    assert_error(&d, "upstreams[1].name", "duplicate name \"app\"", "name = \"app\"");
+}
+
+#[test]
+fn conflicting_listeners_are_errors() {
+    let d = errors_of("[[listeners]]\nname = \"all\"\nbind = \"0.0.0.0:8080\"\n");
+    assert_error(&d, "listeners[1].bind", "conflicts with listener \"web\"", "bind = \"0.0.0.0:8080\"");
+}
+
+#[test]
+fn undefined_environment_variables_are_errors() {
+    let d = errors_of("[[routes]]\nname = \"r\"\nrespond = { body = \"${NOT_SET}\" }\n");
+    assert_error(&d, "routes[0].respond.body", "NOT_SET is not set", "${NOT_SET}");
+}
+
+#[test]
+fn environment_variables_are_interpolated() {
+    let text = format!("{BASE}[[routes]]\nname = \"r\"\nrespond = {{ body = \"k=${{SECRET}}\" }}\n");
+    let cfg = load_str_with_env(&text, "t", &env).unwrap();
+    assert_eq!(cfg.raw().routes[0].respond.as_ref().unwrap().body, "k=hunter2");
+}
+
+#[test]
+fn routes_need_exactly_one_handler() {
+    let d = errors_of("[[routes]]\nname = \"none\"\n[[routes]]\nname = \"two\"\nupstream = \"app\"\necho = true\n");
+    assert_error(&d, "routes[0]", "needs exactly one handler", "name = \"none\"");
+    assert_error(&d, "routes[1]", "exactly one handler; found upstream, echo", "name = \"two\"");
+}
+
+#[test]
+fn bad_templates_hosts_and_methods_are_errors() {
+    let d = errors_of(
+        "[[routes]]\nname = \"r\"\npath_template = \"/a/{*rest}/b\"\nhosts = [\"a.*.com\"]\nmethods = [\"get\"]\nupstream = \"app\"\n",
+    );
+    assert_error(&d, "routes[0].path_template", "must be the last segment", "path_template");
+    assert_error(&d, "routes[0].hosts[0]", "invalid host", "hosts = ");
+    assert_error(&d, "routes[0].methods[0]", "case-sensitive", "methods = ");
+}
+
+#[test]
+fn bad_redirect_status_is_an_error() {
+    let d = errors_of("[[routes]]\nname = \"r\"\nredirect = { to = \"/x\", status = 200 }\n");
+    assert_error(&d, "routes[0].redirect.status", "not a redirect status", "status = 200");
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let d = errors_of(
+        "[server]\nworkers = \"x\"\n[[routes]]\nname = \"a\"\nupstream = \"missing\"\n[[routes]]\nname = \"b\"\nbogus = 1\nupstream = \"app\"\n[[routes]]\nname = \"a\"\nupstream = \"app\"\n",
+    );
+    let paths: Vec<&str> = d.errors().iter().map(|e| e.path.as_str()).collect();
+    assert!(paths.contains(&"server.workers"), "{d}");
+    assert!(paths.contains(&"routes[1].bogus"), "{d}");
+    assert!(paths.contains(&"routes[0].upstream"), "{d}");
+    assert!(paths.contains(&"routes[2].name"), "{d}");
+    assert_eq!(d.errors().len(), 4, "{d}");
+    assert!(d.to_string().contains("errors found"), "{d}");
+}
+
+#[test]
+fn a_config_without_listeners_is_refused() {
+    let d = load_str_with_env("[server]\nworkers = 1\n", "t.toml", &env).unwrap_err();
+    assert!(d.to_string().contains("no listener is defined"), "{d}");
+}
+
+#[test]
+fn the_embedded_default_config_is_valid() {
+    rampart_config::load_default().unwrap();
+}
+
+#[test]
+fn the_json_schema_describes_every_section() {
+    let schema = rampart_config::json_schema();
+    let props = schema["properties"].as_object().unwrap();
+    let mut keys: Vec<&str> = props.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    let mut sections = rampart_config::model::SECTIONS.to_vec();
+    sections.sort_unstable();
+    assert_eq!(keys, sections);
+    assert_eq!(schema["additionalProperties"], serde_json::json!(false));
+}
