@@ -1,1 +1,20 @@
-//! placeholder
+//! Rampart's shared vocabulary: the [`Body`] type, [`ProxyError`] and its reasons, the
+//! [`Stage`] trait with [`Flow`], [`RequestCtx`], request IDs and trace context, header helpers
+//! and the one place where errors become responses.
+//!
+//! Depends only on `rampart-config` among Rampart crates; every other Rampart crate may use it.
+
+pub mod body;
+pub mod ctx;
+pub mod error;
+pub mod headers;
+pub mod ids;
+pub mod respond;
+pub mod stage;
+
+pub use body::{Body, BodyTooLarge, BoxError};
+pub use ctx::{ConnInfo, RequestCtx};
+pub use error::{ErrorKind, ProxyError, Side};
+pub use ids::TraceContext;
+pub use respond::error_response;
+pub use stage::{Flow, Stage, StageFuture, StageResult};

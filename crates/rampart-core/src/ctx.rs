@@ -1,0 +1,92 @@
+//! Per-connection and per-request context shared by the pipeline, stages and logs.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Method, Uri, Version};
+
+use crate::error::ErrorKind;
+use crate::ids::TraceContext;
+
+/// What is known about a client connection when it is accepted.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The client's socket address.
+    pub peer: SocketAddr,
+    /// The local address the connection arrived on.
+    pub local: SocketAddr,
+    /// The listener's name from config.
+    pub listener: Arc<str>,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+}
+
+/// Everything the pipeline learns about one request, from arrival to the access log line.
+#[derive(Debug)]
+pub struct RequestCtx {
+    /// The connection the request arrived on.
+    pub conn: Arc<ConnInfo>,
+    /// The request ID (generated, or the client's where trusted).
+    pub request_id: HeaderValue,
+    /// Trace context continued from the client or started here.
+    pub trace: TraceContext,
+    /// The client's IP address: the single identity used by logs, limits and headers.
+    pub client_ip: IpAddr,
+    /// When the request head was received.
+    pub started: Instant,
+    /// The method as received.
+    pub method: Method,
+    /// The request target as received (before rewrites).
+    pub uri: Uri,
+    /// The protocol version as received.
+    pub version: Version,
+    /// The `Host` (or `:authority`) as received, for logs.
+    pub host: Option<HeaderValue>,
+    /// The `User-Agent`, for logs.
+    pub user_agent: Option<HeaderValue>,
+    /// The `Referer`, for logs.
+    pub referer: Option<HeaderValue>,
+    /// The route that took the request.
+    pub route: Option<Arc<str>>,
+    /// The upstream the request was forwarded to.
+    pub upstream: Option<Arc<str>>,
+    /// The target that answered (or failed last).
+    pub upstream_addr: Option<SocketAddr>,
+    /// Time from forwarding the request until the upstream's response headers arrived.
+    pub upstream_duration: Option<Duration>,
+    /// Attempts beyond the first.
+    pub retries: u8,
+    /// Why the request was refused or failed, if it was.
+    pub reason: Option<ErrorKind>,
+    /// Internal detail of the failure, for the logs.
+    pub detail: Option<String>,
+}
+
+impl RequestCtx {
+    /// A context for a request just received on `conn`.
+    #[must_use]
+    pub fn new(conn: Arc<ConnInfo>, method: Method, uri: Uri, version: Version) -> Self {
+        let client_ip = conn.peer.ip();
+        Self {
+            conn,
+            request_id: HeaderValue::from_static(""),
+            trace: TraceContext { trace_id: 0, span_id: 0, parent_id: None, flags: 0 },
+            client_ip,
+            started: Instant::now(),
+            method,
+            uri,
+            version,
+            host: None,
+            user_agent: None,
+            referer: None,
+            route: None,
+            upstream: None,
+            upstream_addr: None,
+            upstream_duration: None,
+            retries: 0,
+            reason: None,
+            detail: None,
+        }
+    }
+}

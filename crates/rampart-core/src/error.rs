@@ -1,0 +1,185 @@
+//! [`ProxyError`]: why a request did not get a normal response, and which status that means.
+
+use std::borrow::Cow;
+
+use http::{HeaderValue, StatusCode};
+
+/// Which party a failure is attributed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent something we refuse.
+    Client,
+    /// The upstream failed or misbehaved.
+    Upstream,
+    /// Rampart's own configuration or state decided.
+    Proxy,
+}
+
+/// The reason a request was refused or failed; each maps to one status and one stable code
+/// that appears in error bodies, access logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Malformed request (400).
+    BadRequest,
+    /// Request target longer than `limits.max_uri_length` (414).
+    UriTooLong,
+    /// Too many or too large request headers (431).
+    HeadersTooLarge,
+    /// Request body larger than the limit (413).
+    BodyTooLarge,
+    /// The route does not allow this method (405).
+    MethodNotAllowed,
+    /// The request headers did not arrive in time (408).
+    HeaderReadTimeout,
+    /// The client's request body failed or was cut short while forwarding (400).
+    ClientBodyError,
+    /// No route matches (404).
+    NoRoute,
+    /// The upstream has no usable target (503).
+    NoTarget,
+    /// Connecting to the upstream was refused or failed (502).
+    UpstreamConnect,
+    /// Connecting to the upstream timed out (504).
+    UpstreamConnectTimeout,
+    /// The upstream reset or closed the connection before answering (502).
+    UpstreamReset,
+    /// The upstream's answer was not valid HTTP (502).
+    UpstreamBadResponse,
+    /// The upstream did not answer in time (504).
+    UpstreamTimeout,
+    /// Rampart is shutting down and refuses new work (503).
+    ShuttingDown,
+    /// An unexpected internal failure (500).
+    Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status this failure is answered with.
+    #[must_use]
+    pub const fn status(self) -> StatusCode {
+        match self {
+            Self::BadRequest | Self::ClientBodyError => StatusCode::BAD_REQUEST,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::HeaderReadTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::NoTarget | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpstreamConnect | Self::UpstreamReset | Self::UpstreamBadResponse => {
+                StatusCode::BAD_GATEWAY
+            }
+            Self::UpstreamConnectTimeout | Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable snake_case code, used in error bodies, logs and metric labels.
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::UriTooLong => "uri_too_long",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::BodyTooLarge => "body_too_large",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::HeaderReadTimeout => "header_read_timeout",
+            Self::ClientBodyError => "client_body_error",
+            Self::NoRoute => "no_route",
+            Self::NoTarget => "no_upstream_target",
+            Self::UpstreamConnect => "upstream_connect_failed",
+            Self::UpstreamConnectTimeout => "upstream_connect_timeout",
+            Self::UpstreamReset => "upstream_reset",
+            Self::UpstreamBadResponse => "upstream_bad_response",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::ShuttingDown => "shutting_down",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    /// A short sentence safe to show to clients (it reveals nothing internal).
+    #[must_use]
+    pub const fn public_message(self) -> &'static str {
+        match self {
+            Self::BadRequest => "The request is malformed.",
+            Self::UriTooLong => "The request target is too long.",
+            Self::HeadersTooLarge => "The request headers are too large.",
+            Self::BodyTooLarge => "The request body is too large.",
+            Self::MethodNotAllowed => "This method is not allowed here.",
+            Self::HeaderReadTimeout => "The request took too long to arrive.",
+            Self::ClientBodyError => "The request body could not be read.",
+            Self::NoRoute => "No route matches this request.",
+            Self::NoTarget => "The service is unavailable.",
+            Self::UpstreamConnect | Self::UpstreamReset | Self::UpstreamBadResponse => {
+                "The upstream service failed to answer."
+            }
+            Self::UpstreamConnectTimeout | Self::UpstreamTimeout => {
+                "The upstream service did not answer in time."
+            }
+            Self::ShuttingDown => "The server is shutting down.",
+            Self::Internal => "An internal error occurred.",
+        }
+    }
+
+    /// Who the failure is attributed to.
+    #[must_use]
+    pub const fn side(self) -> Side {
+        match self {
+            Self::BadRequest
+            | Self::UriTooLong
+            | Self::HeadersTooLarge
+            | Self::BodyTooLarge
+            | Self::MethodNotAllowed
+            | Self::HeaderReadTimeout
+            | Self::ClientBodyError => Side::Client,
+            Self::UpstreamConnect
+            | Self::UpstreamConnectTimeout
+            | Self::UpstreamReset
+            | Self::UpstreamBadResponse
+            | Self::UpstreamTimeout => Side::Upstream,
+            Self::NoRoute | Self::NoTarget | Self::ShuttingDown | Self::Internal => Side::Proxy,
+        }
+    }
+}
+
+/// A failure on the way through the proxy: its kind, a detail for the logs (never sent to the
+/// client), and whether another target may be tried.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {detail}", kind.code())]
+pub struct ProxyError {
+    /// What happened.
+    pub kind: ErrorKind,
+    /// Internal detail for logs.
+    pub detail: Cow<'static, str>,
+    /// Whether the request can safely go to another target (nothing was sent yet).
+    pub retryable: bool,
+    /// For 405: the methods the route allows.
+    pub allow: Option<HeaderValue>,
+}
+
+impl ProxyError {
+    /// A failure of `kind` with a log detail.
+    pub fn new(kind: ErrorKind, detail: impl Into<Cow<'static, str>>) -> Self {
+        Self { kind, detail: detail.into(), retryable: false, allow: None }
+    }
+
+    /// Marks the failure as safe to retry on another target.
+    #[must_use]
+    pub const fn retryable(mut self) -> Self {
+        self.retryable = true;
+        self
+    }
+
+    /// A 405 listing the `allow`ed methods.
+    #[must_use]
+    pub fn method_not_allowed(allow: HeaderValue) -> Self {
+        Self { allow: Some(allow), ..Self::new(ErrorKind::MethodNotAllowed, "method not in allow_methods") }
+    }
+}
+
+impl From<ErrorKind> for ProxyError {
+    fn from(kind: ErrorKind) -> Self {
+        Self::new(kind, kind.public_message())
+    }
+}

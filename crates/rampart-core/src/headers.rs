@@ -1,0 +1,135 @@
+//! Header helpers: hop-by-hop removal and small parsing utilities.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Header fields that describe a single connection (RFC 9110 §7.6.1) and never cross a proxy.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers and every header named in `Connection`. `TE: trailers` is kept
+/// (gRPC needs it end to end); `keep_upgrade` keeps `Upgrade` and `Connection: upgrade` for a
+/// protocol upgrade being forwarded.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if let Some(connection) = headers.get(header::CONNECTION).cloned() {
+        for name in comma_tokens(connection.as_bytes()) {
+            if let Ok(name) = HeaderName::from_bytes(name)
+                && !(keep_upgrade && name == header::UPGRADE)
+            {
+                headers.remove(&name);
+            }
+        }
+    }
+    let te_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .any(|v| comma_tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"trailers")));
+    for name in &HOP_BY_HOP {
+        if keep_upgrade && (name == header::UPGRADE || name == header::CONNECTION) {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Iterates the comma-separated tokens of a header value, trimmed, skipping empty ones.
+pub fn comma_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|b| *b == b',').map(<[u8]>::trim_ascii).filter(|t| !t.is_empty())
+}
+
+/// True when the `Connection` header lists `token` (case-insensitive).
+#[must_use]
+pub fn connection_has(headers: &HeaderMap, token: &[u8]) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| comma_tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(token)))
+}
+
+/// The host part of a `Host` header value or URI authority, lowercased, without port.
+#[must_use]
+pub fn host_without_port(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        // IPv6 literal: "[::1]:8080" → "::1"
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret-hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-connection", "keep-alive"),
+            ("x-end-to-end", "stays"),
+        ]);
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-end-to-end"], "stays");
+    }
+
+    #[test]
+    fn te_trailers_survives_other_te_values_do_not() {
+        let mut h = map(&[("te", "gzip, trailers")]);
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h["te"], "trailers");
+        let mut h = map(&[("te", "gzip")]);
+        remove_hop_by_hop(&mut h, false);
+        assert!(h.get("te").is_none());
+    }
+
+    #[test]
+    fn upgrades_keep_upgrade_and_a_clean_connection_header() {
+        let mut h = map(&[("connection", "Upgrade, x-hop"), ("upgrade", "websocket"), ("x-hop", "1")]);
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+        assert!(h.get("x-hop").is_none());
+    }
+
+    #[test]
+    fn hosts_lose_their_port() {
+        assert_eq!(host_without_port("example.com:8080"), "example.com");
+        assert_eq!(host_without_port("example.com"), "example.com");
+        assert_eq!(host_without_port("[::1]:8080"), "::1");
+        assert_eq!(host_without_port("[::1]"), "::1");
+    }
+
+    #[test]
+    fn connection_tokens_are_case_insensitive() {
+        let h = map(&[("connection", "keep-alive, Upgrade")]);
+        assert!(connection_has(&h, b"upgrade"));
+        assert!(!connection_has(&h, b"close"));
+    }
+}
