@@ -151,28 +151,40 @@ impl LimitedIncoming {
     }
 }
 
-/// An idle upstream connection waiting to be handed back to its pool, with the function that
-/// does it (a plain function pointer: no allocation per request).
-pub struct PoolReturn<C> {
-    /// The connection's request sender.
-    pub conn: C,
-    /// Puts the connection back into the pool it came from.
-    pub release: fn(C),
-}
-
 /// The HTTP/1.1 upstream connection handle carried by [`Body::Pooled`].
 pub type UpstreamSender = hyper::client::conn::http1::SendRequest<Body>;
+
+/// An upstream HTTP/1.1 connection on its way back to the pool it came from.
+pub struct PooledConn {
+    /// The connection's request sender.
+    pub sender: UpstreamSender,
+    /// Which pool (target) it belongs to.
+    pub pool_key: usize,
+    /// Most idle connections that pool keeps.
+    pub max_idle: usize,
+    /// How long the connection may stay idle in the pool.
+    pub idle_timeout: std::time::Duration,
+}
+
+/// A connection plus the function that puts it back (a plain function pointer, so handing a
+/// connection back costs no allocation).
+pub struct PoolReturn {
+    /// The connection.
+    pub conn: PooledConn,
+    /// Puts the connection back into its pool.
+    pub release: fn(PooledConn),
+}
 
 /// See [`Body::Pooled`].
 pub struct PooledIncoming {
     body: Incoming,
-    ret: Option<PoolReturn<UpstreamSender>>,
+    ret: Option<PoolReturn>,
 }
 
 impl PooledIncoming {
     /// A body whose connection is returned with `ret` once `body` has been read to the end.
     #[must_use]
-    pub const fn new(body: Incoming, ret: Option<PoolReturn<UpstreamSender>>) -> Self {
+    pub const fn new(body: Incoming, ret: Option<PoolReturn>) -> Self {
         Self { body, ret }
     }
 
@@ -198,7 +210,7 @@ impl PooledIncoming {
 impl Body {
     /// A body from a pooled upstream connection; see [`Body::Pooled`].
     #[must_use]
-    pub fn pooled(body: Incoming, ret: Option<PoolReturn<UpstreamSender>>) -> Self {
+    pub fn pooled(body: Incoming, ret: Option<PoolReturn>) -> Self {
         if body.is_end_stream() {
             if let Some(ret) = ret {
                 (ret.release)(ret.conn);

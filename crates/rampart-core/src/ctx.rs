@@ -51,8 +51,8 @@ pub struct RequestCtx {
     pub route: Option<Arc<str>>,
     /// The upstream the request was forwarded to.
     pub upstream: Option<Arc<str>>,
-    /// The target that answered (or failed last).
-    pub upstream_addr: Option<SocketAddr>,
+    /// The target that answered (or failed last), `host:port` as configured.
+    pub upstream_target: Option<Arc<str>>,
     /// Time from forwarding the request until the upstream's response headers arrived.
     pub upstream_duration: Option<Duration>,
     /// Attempts beyond the first.
@@ -82,7 +82,7 @@ impl RequestCtx {
             referer: None,
             route: None,
             upstream: None,
-            upstream_addr: None,
+            upstream_target: None,
             upstream_duration: None,
             retries: 0,
             reason: None,

@@ -1,1 +1,26 @@
-//! placeholder
+//! Rampart's data plane: listeners and worker threads, HTTP/1.1 and cleartext HTTP/2 on one
+//! port, the request pipeline (identity, limits, normalization, routing, stages, handlers), the
+//! proxy handler with forwarding headers and upgrade tunnels, the access log, graceful shutdown,
+//! and the compiled runtime snapshot shared by all of them.
+//!
+//! Depends on `rampart-core`, `rampart-config`, `rampart-router`, `rampart-upstream` and
+//! `rampart-filters`; nothing depends on it but the binary, the admin API and the test kit.
+
+mod access_log;
+mod conn;
+mod conn_io;
+mod explain;
+mod handler;
+mod listener;
+mod normalize;
+mod pipeline;
+mod runtime;
+mod server;
+mod timefmt;
+mod tunnel;
+mod worker;
+
+pub use access_log::AccessLog;
+pub use explain::{ExplainReport, explain};
+pub use runtime::{CompiledRoute, Runtime, compile};
+pub use server::{ServerHandle, StartError, start};

@@ -1,1 +1,15 @@
-//! placeholder
+//! Rampart's upstream layer: compiled upstream sets and their targets, target selection,
+//! per-worker connection pools (HTTP/1.1 keep-alive and HTTP/2 multiplexing), connecting with
+//! timeouts, and forwarding a request with the retry rules.
+//!
+//! Depends on `rampart-core` and `rampart-config` only; it knows nothing of listeners, routes
+//! or stages.
+
+mod connect;
+mod error;
+mod forward;
+mod pool;
+mod set;
+
+pub use forward::{ForwardError, Forwarded, forward};
+pub use set::{Target, UpstreamSet};

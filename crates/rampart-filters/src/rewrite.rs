@@ -1,0 +1,161 @@
+//! Request rewrites before forwarding: the path (strip prefix, replace prefix, regex replace
+//! with captures) and the `Host` header.
+
+use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Request, Uri};
+use rampart_config::Pattern;
+use rampart_core::{Body, ErrorKind, Flow, ProxyError, RequestCtx, Stage, StageFuture};
+
+/// How a path is rewritten.
+#[derive(Debug)]
+pub enum PathRewrite {
+    /// Remove a leading path (on a segment boundary): `/api/users` → `/users`.
+    StripPrefix(String),
+    /// Replace a leading path (on a segment boundary) with another.
+    ReplacePrefix {
+        /// Leading path to replace.
+        from: String,
+        /// What to put instead.
+        to: String,
+    },
+    /// Replace the first match of a regex, with `$1`/`${name}` captures.
+    Regex {
+        /// Pattern searched in the path.
+        pattern: Pattern,
+        /// Replacement text.
+        replace: String,
+    },
+}
+
+impl PathRewrite {
+    /// The rewritten path, or `None` when the rule does not apply to `path`.
+    #[must_use]
+    pub fn apply(&self, path: &str) -> Option<String> {
+        match self {
+            Self::StripPrefix(prefix) => {
+                let rest = strip_segment_prefix(path, prefix)?;
+                Some(if rest.starts_with('/') { rest.to_owned() } else { format!("/{rest}") })
+            }
+            Self::ReplacePrefix { from, to } => {
+                let rest = strip_segment_prefix(path, from)?;
+                let to = to.trim_end_matches('/');
+                let joined = match (to.is_empty(), rest.is_empty() || rest.starts_with('/')) {
+                    (true, _) if rest.is_empty() => "/".to_owned(),
+                    (_, true) => format!("{to}{rest}"),
+                    (_, false) => format!("{to}/{rest}"),
+                };
+                Some(joined)
+            }
+            Self::Regex { pattern, replace } => {
+                let re = pattern.regex();
+                if !re.is_match(path) {
+                    return None;
+                }
+                let out = re.replace(path, replace.as_str());
+                Some(if out.starts_with('/') { out.into_owned() } else { format!("/{out}") })
+            }
+        }
+    }
+}
+
+/// `path` without `prefix` when `prefix` ends on a segment boundary of `path`.
+fn strip_segment_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let trimmed = prefix.trim_end_matches('/');
+    let rest = path.strip_prefix(trimmed)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+impl Stage for PathRewrite {
+    fn name(&self) -> &'static str {
+        "rewrite_path"
+    }
+
+    fn on_request<'a>(&'a self, req: &'a mut Request<Body>, _ctx: &'a mut RequestCtx) -> StageFuture<'a> {
+        let Some(path) = self.apply(req.uri().path()) else {
+            return Ok(Flow::Continue).into();
+        };
+        let path_and_query = match req.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let Ok(pq) = PathAndQuery::try_from(path_and_query) else {
+            let err = ProxyError::new(ErrorKind::BadRequest, "rewritten path is not a valid URI");
+            return Err(err).into();
+        };
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
+        parts.path_and_query = Some(pq);
+        match Uri::from_parts(parts) {
+            Ok(uri) => {
+                *req.uri_mut() = uri;
+                Ok(Flow::Continue).into()
+            }
+            Err(_) => Err(ProxyError::new(ErrorKind::BadRequest, "rewritten URI is invalid")).into(),
+        }
+    }
+}
+
+/// Sends a fixed `Host` to the upstream instead of the client's.
+#[derive(Debug)]
+pub struct HostRewrite {
+    host: HeaderValue,
+}
+
+impl HostRewrite {
+    /// Rewrites `Host` to `host`.
+    ///
+    /// # Errors
+    /// A value that cannot be a header.
+    pub fn new(host: &str) -> Result<Self, String> {
+        HeaderValue::from_str(host).map(|host| Self { host }).map_err(|e| e.to_string())
+    }
+}
+
+impl Stage for HostRewrite {
+    fn name(&self) -> &'static str {
+        "rewrite_host"
+    }
+
+    fn on_request<'a>(&'a self, req: &'a mut Request<Body>, _ctx: &'a mut RequestCtx) -> StageFuture<'a> {
+        req.headers_mut().insert(header::HOST, self.host.clone());
+        Ok(Flow::Continue).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strip(p: &str) -> PathRewrite {
+        PathRewrite::StripPrefix(p.to_owned())
+    }
+
+    #[test]
+    fn strip_prefix_works_on_segment_boundaries() {
+        assert_eq!(strip("/api").apply("/api/users"), Some("/users".to_owned()));
+        assert_eq!(strip("/api").apply("/api"), Some("/".to_owned()));
+        assert_eq!(strip("/api/").apply("/api/users"), Some("/users".to_owned()));
+        assert_eq!(strip("/api").apply("/apix/users"), None);
+        assert_eq!(strip("/api").apply("/other"), None);
+    }
+
+    #[test]
+    fn replace_prefix_joins_cleanly() {
+        let r = PathRewrite::ReplacePrefix { from: "/v1".into(), to: "/v2".into() };
+        assert_eq!(r.apply("/v1/items"), Some("/v2/items".to_owned()));
+        assert_eq!(r.apply("/v1"), Some("/v2".to_owned()));
+        let r = PathRewrite::ReplacePrefix { from: "/old".into(), to: "/".into() };
+        assert_eq!(r.apply("/old/x"), Some("/x".to_owned()));
+        assert_eq!(r.apply("/old"), Some("/".to_owned()));
+    }
+
+    #[test]
+    fn regex_rewrites_use_captures() {
+        let r = PathRewrite::Regex {
+            pattern: Pattern::new("^/users/(?P<id>[0-9]+)/profile$").unwrap(),
+            replace: "/profiles/${id}".into(),
+        };
+        assert_eq!(r.apply("/users/42/profile"), Some("/profiles/42".to_owned()));
+        assert_eq!(r.apply("/users/x/profile"), None);
+    }
+}

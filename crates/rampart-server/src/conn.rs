@@ -1,0 +1,135 @@
+//! Serving one client connection: HTTP/1.1 and cleartext HTTP/2 (prior knowledge) on the same
+//! socket, upgrades, keep-alive and header timers, graceful shutdown, and a reason in the logs
+//! for every connection that ends in an error.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rampart_core::{ConnInfo, ErrorKind, RequestCtx};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::access_log::Outcome;
+use crate::conn_io::{ConnState, HeaderTimeout, TimedIo};
+use crate::server::Shared;
+
+/// What every request on a connection shares.
+pub(crate) struct ConnCtx {
+    pub(crate) info: Arc<ConnInfo>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) listener_index: usize,
+    pub(crate) state: Arc<ConnState>,
+}
+
+/// hyper's own limits sit above Rampart's so that Rampart answers limit violations itself (with
+/// its error body and log line); hyper's bare 431 only answers grossly oversized heads.
+const HYPER_HEADROOM: usize = 2;
+
+/// Serves `stream` until it closes, the client goes idle, or shutdown is requested.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener_index: usize,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _guard = crate::worker::track_connection();
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    let rt = shared.runtime();
+    let Some(listener) = rt.listeners.get(listener_index) else { return };
+    let info = Arc::new(ConnInfo { peer, local, listener: listener.name.clone(), scheme: "http" });
+    let state = Arc::new(ConnState::default());
+    let settings = &rt.settings;
+    let io = TimedIo::new(stream, state.clone(), settings.header_read_timeout, settings.keepalive_timeout);
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .keep_alive(true)
+        .header_read_timeout(None)
+        .max_headers(settings.max_header_count.saturating_mul(HYPER_HEADROOM).max(16))
+        .max_buf_size((settings.max_header_size + settings.max_uri_length).saturating_mul(HYPER_HEADROOM).max(8192));
+    builder
+        .http2()
+        .max_concurrent_streams(256)
+        .max_header_list_size(u32::try_from(settings.max_header_size.saturating_mul(HYPER_HEADROOM)).unwrap_or(u32::MAX));
+    if !listener.http2 {
+        builder = builder.http1_only();
+    }
+
+    let ctx = Arc::new(ConnCtx { info: info.clone(), shared: shared.clone(), listener_index, state: state.clone() });
+    drop(rt);
+    let service = service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(crate::pipeline::handle(req, ctx).await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut closing = *shutdown.borrow();
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
+    let result = loop {
+        tokio::select! {
+            result = conn.as_mut() => break result,
+            () = state.idle.notified(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            changed = shutdown.changed(), if !closing => {
+                if changed.is_err() || *shutdown.borrow() {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    };
+    if let Err(err) = result {
+        log_connection_error(err.as_ref(), &info, &shared);
+    }
+}
+
+/// Logs why a connection ended badly; protocol violations and header timeouts also get an
+/// access log line (hyper has already answered them: 400, 414, 431, or our 408).
+fn log_connection_error(err: &(dyn std::error::Error + Send + Sync + 'static), info: &Arc<ConnInfo>, shared: &Shared) {
+    let mut timeout = None;
+    let mut parse = None;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(t) = e.downcast_ref::<HeaderTimeout>() {
+            timeout = Some(t.request_id.clone());
+        }
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && h.is_parse()
+        {
+            parse = Some(if h.is_parse_too_large() { ErrorKind::HeadersTooLarge } else { ErrorKind::BadRequest });
+        }
+        cur = e.source();
+    }
+    let (kind, status, request_id) = match (timeout, parse) {
+        (Some(id), _) => (ErrorKind::HeaderReadTimeout, 408, id),
+        (None, Some(kind)) => {
+            let status = if err.to_string().contains("URI too long") { 414 } else { kind.status().as_u16() };
+            (kind, status, rampart_core::ids::new_request_id())
+        }
+        (None, None) => {
+            tracing::debug!(peer = %info.peer, listener = %info.listener, error = %err, "connection ended with an error");
+            return;
+        }
+    };
+    tracing::info!(peer = %info.peer, listener = %info.listener, reason = kind.code(), error = %err, "malformed or slow request refused");
+    if let Some(log) = &shared.access_log {
+        // The request never parsed: its method and target are unknown ("-").
+        let method = http::Method::from_bytes(b"-").unwrap_or_default();
+        let mut ctx = RequestCtx::new(info.clone(), method, http::Uri::default(), http::Version::HTTP_11);
+        ctx.request_id = request_id;
+        ctx.reason = Some(kind);
+        ctx.detail = Some(err.to_string());
+        log.record(&ctx, Outcome { status, bytes_sent: 0, completed: true });
+    }
+}

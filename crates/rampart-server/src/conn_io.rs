@@ -1,0 +1,210 @@
+//! [`TimedIo`]: the client socket as hyper sees it, with the connection-phase timers hyper lacks.
+//!
+//! hyper's own header timer runs from the end of one response to the end of the next request
+//! head, so it doubles as the keep-alive timeout and closes silently. Rampart wants two timers
+//! and a 408: `timeouts.header_read` from the first byte of a request head (or from accept, for
+//! the first request) until the head is complete, answered with 408 when exceeded; and
+//! `timeouts.keepalive` for an idle connection with no request in flight, closed quietly.
+//! The pipeline tells this wrapper when requests start and finish through [`ConnState`].
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::HeaderValue;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
+
+/// State shared by a connection's I/O wrapper and its requests.
+#[derive(Debug, Default)]
+pub(crate) struct ConnState {
+    /// Requests whose response has not finished yet.
+    in_flight: AtomicU32,
+    /// Signalled when an HTTP/2 connection has been idle for the keep-alive timeout.
+    pub(crate) idle: Notify,
+}
+
+impl ConnState {
+    /// A request started.
+    pub(crate) fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request's response finished (or was abandoned).
+    pub(crate) fn request_finished(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// The error a connection ends with when a request head did not arrive in time; carries the
+/// request ID sent in the 408.
+#[derive(Debug, thiserror::Error)]
+#[error("request header read timed out")]
+pub(crate) struct HeaderTimeout {
+    /// The ID given to the timed-out request.
+    pub(crate) request_id: HeaderValue,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Waiting for a request head; `started` once some of it arrived.
+    AwaitingHead { deadline: Instant, started: bool },
+    /// A request is in flight: no client timer (body timeouts belong to the request).
+    Busy,
+    /// Keep-alive: no request in flight and none arriving.
+    Idle { deadline: Instant },
+}
+
+/// A client TCP stream with header-read and keep-alive timers.
+pub(crate) struct TimedIo {
+    stream: TcpStream,
+    state: std::sync::Arc<ConnState>,
+    phase: Phase,
+    header_timeout: Duration,
+    keepalive: Duration,
+    timer: Pin<Box<Sleep>>,
+    armed: Option<Instant>,
+    first_read: bool,
+    http2: bool,
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
+impl TimedIo {
+    /// Wraps a freshly accepted stream.
+    pub(crate) fn new(stream: TcpStream, state: std::sync::Arc<ConnState>, header_timeout: Duration, keepalive: Duration) -> Self {
+        let deadline = Instant::now() + header_timeout;
+        Self {
+            stream,
+            state,
+            phase: Phase::AwaitingHead { deadline, started: false },
+            header_timeout,
+            keepalive,
+            timer: Box::pin(tokio::time::sleep_until(deadline)),
+            armed: Some(deadline),
+            first_read: true,
+            http2: false,
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::AwaitingHead { deadline, .. } | Phase::Idle { deadline } => Some(deadline),
+            Phase::Busy => None,
+        }
+    }
+
+    /// Arms the timer for the current deadline and reports whether it has passed.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.deadline() else { return false };
+        if self.armed != Some(deadline) {
+            self.timer.as_mut().reset(deadline);
+            self.armed = Some(deadline);
+        }
+        self.timer.as_mut().poll(cx).is_ready()
+    }
+
+    fn on_bytes(&mut self, data: &[u8]) {
+        if self.first_read {
+            self.first_read = false;
+            self.http2 = data.starts_with(H2_PREFACE);
+        }
+        if self.http2 {
+            return;
+        }
+        match self.phase {
+            Phase::Idle { .. } => {
+                self.phase = Phase::AwaitingHead { deadline: Instant::now() + self.header_timeout, started: true };
+            }
+            Phase::AwaitingHead { deadline, started: false } => {
+                self.phase = Phase::AwaitingHead { deadline, started: true };
+            }
+            _ => {}
+        }
+    }
+
+    fn on_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.phase {
+            Phase::AwaitingHead { started: true, .. } if !self.http2 => {
+                let request_id = rampart_core::ids::new_request_id();
+                let response = timeout_response(&request_id);
+                // Best effort: one non-blocking write; a client this slow may not read it.
+                let _ = Pin::new(&mut self.stream).poll_write(cx, response.as_bytes());
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, HeaderTimeout { request_id })))
+            }
+            _ if self.http2 => {
+                // Let the connection task send GOAWAY and close gracefully.
+                self.state.idle.notify_one();
+                self.phase = Phase::Busy;
+                Poll::Pending
+            }
+            // Idle keep-alive connection, or a new one that never sent a byte: close quietly.
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+fn timeout_response(request_id: &HeaderValue) -> String {
+    let id = request_id.to_str().unwrap_or("");
+    let body = format!("408 Request Timeout: The request took too long to arrive.\nRequest ID: {id}\n");
+    format!(
+        "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\nx-request-id: {id}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+impl AsyncRead for TimedIo {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.state.busy() {
+            this.phase = Phase::Busy;
+            return Pin::new(&mut this.stream).poll_read(cx, buf);
+        }
+        if let Phase::Busy = this.phase {
+            this.phase = Phase::Idle { deadline: Instant::now() + this.keepalive };
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let filled = buf.filled();
+                if filled.len() > before {
+                    this.on_bytes(&filled[before..]);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if this.poll_deadline(cx) => this.on_deadline(cx),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncWrite for TimedIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}

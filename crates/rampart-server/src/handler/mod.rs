@@ -1,0 +1,59 @@
+//! Route handlers: what answers a request once its route and stages let it through.
+
+mod echo;
+mod fixed;
+mod proxy;
+
+use std::sync::Arc;
+
+use http::{Request, Response};
+use rampart_core::{Body, ProxyError, RequestCtx};
+use rampart_upstream::UpstreamSet;
+
+pub(crate) use fixed::{RedirectSpec, RespondSpec};
+
+use crate::runtime::{ListenerRt, Runtime};
+
+/// What a route does with a request.
+pub(crate) enum Handler {
+    /// Forward to an upstream.
+    Proxy(Arc<UpstreamSet>),
+    /// Answer with a redirect.
+    Redirect(RedirectSpec),
+    /// Answer with a fixed response.
+    Respond(RespondSpec),
+    /// Answer with a JSON description of the request.
+    Echo,
+}
+
+impl Handler {
+    /// One line for `rampart explain`.
+    pub(crate) fn summary(&self) -> String {
+        match self {
+            Self::Proxy(set) => {
+                let targets: Vec<&str> = set.targets.iter().map(|t| t.label.as_ref()).collect();
+                format!("proxy to upstream {:?} ({:?}: {})", set.name, set.protocol, targets.join(", "))
+            }
+            Self::Redirect(r) => r.summary(),
+            Self::Respond(r) => r.summary(),
+            Self::Echo => "echo the request as JSON".to_owned(),
+        }
+    }
+
+    /// Produces the response for `req`.
+    pub(crate) async fn run(
+        &self,
+        req: Request<Body>,
+        ctx: &mut RequestCtx,
+        rt: &Runtime,
+        listener: &ListenerRt,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Response<Body>, ProxyError> {
+        match self {
+            Self::Proxy(set) => proxy::run(set, req, ctx, rt, listener, timeout).await,
+            Self::Redirect(r) => Ok(r.respond(&req, ctx)),
+            Self::Respond(r) => Ok(r.respond()),
+            Self::Echo => echo::run(req, ctx).await,
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The proxy handler: turns the client's request into the upstream's, forwards it, turns the
+//! answer back, and turns a `101 Switching Protocols` into a tunnel.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Request, Response, StatusCode, Uri, Version};
+use rampart_config::model::ForwardedPolicy;
+use rampart_core::headers::{connection_has, remove_hop_by_hop};
+use rampart_core::{Body, ProxyError, RequestCtx};
+use rampart_upstream::{UpstreamSet, forward};
+
+use crate::runtime::{ListenerRt, Runtime, Settings};
+use crate::tunnel;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Forwards `req` to `set` and returns the upstream's response (or a tunnel's 101).
+pub(super) async fn run(
+    set: &Arc<UpstreamSet>,
+    mut req: Request<Body>,
+    ctx: &mut RequestCtx,
+    rt: &Runtime,
+    listener: &ListenerRt,
+    route_timeout: Option<Duration>,
+) -> Result<Response<Body>, ProxyError> {
+    ctx.upstream = Some(set.name.clone());
+    let upgrade = is_upgrade(&req);
+    let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let downstream_version = req.version();
+    prepare_request(&mut req, ctx, listener, &rt.settings, upgrade);
+    let timeout = route_timeout.unwrap_or(set.request_timeout);
+    let fwd = match forward(set, req, timeout, upgrade).await {
+        Ok(fwd) => fwd,
+        Err(e) => {
+            ctx.upstream_target = e.target;
+            ctx.retries = e.retries;
+            return Err(e.error);
+        }
+    };
+    ctx.upstream_target = Some(fwd.target);
+    ctx.upstream_duration = Some(fwd.upstream_time);
+    ctx.retries = fwd.retries;
+    let mut resp = fwd.response;
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    match client_side {
+        Some(client_side) if switching => {
+            let upstream_side = hyper::upgrade::on(&mut resp);
+            tunnel::spawn(client_side, upstream_side, rt.settings.tunnel_idle_timeout, ctx.request_id.clone());
+            remove_hop_by_hop(resp.headers_mut(), true);
+        }
+        _ => remove_hop_by_hop(resp.headers_mut(), false),
+    }
+    let upstream_version = resp.version();
+    add_via(resp.headers_mut(), &rt.settings, upstream_version);
+    if downstream_version != Version::HTTP_2 {
+        *resp.version_mut() = Version::HTTP_11;
+    }
+    Ok(resp)
+}
+
+/// An HTTP/1.1 request asking to switch protocols (WebSocket and others). `h2c` upgrades are
+/// never forwarded: Rampart speaks HTTP/2 to clients itself.
+fn is_upgrade(req: &Request<Body>) -> bool {
+    req.version() == Version::HTTP_11
+        && connection_has(req.headers(), b"upgrade")
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .is_some_and(|u| !u.as_bytes().eq_ignore_ascii_case(b"h2c"))
+}
+
+/// Rewrites the client's request into the one the upstream gets: hop-by-hop headers removed,
+/// origin-form target, `Host`, forwarding headers, `Via`, request ID and trace context.
+fn prepare_request(req: &mut Request<Body>, ctx: &RequestCtx, listener: &ListenerRt, settings: &Settings, upgrade: bool) {
+    let authority = req.uri().authority().map(|a| a.as_str().to_owned());
+    let version = req.version();
+    let origin_form = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *req.uri_mut() = Uri::from(origin_form);
+    let headers = req.headers_mut();
+    remove_hop_by_hop(headers, upgrade);
+    // An absolute-form target or an HTTP/2 `:authority` is the request's host (RFC 9112 §3.2.2).
+    if let Some(authority) = authority
+        && !headers.contains_key(header::HOST)
+        && let Ok(v) = HeaderValue::from_str(&authority)
+    {
+        headers.insert(header::HOST, v);
+    }
+    let original_host = ctx.host.clone();
+    set_forwarding_headers(headers, ctx.client_ip, ctx.conn.scheme, original_host.as_ref(), listener);
+    add_via(headers, settings, version);
+    headers.insert(HeaderName::from_static("x-request-id"), ctx.request_id.clone());
+    headers.insert(HeaderName::from_static("traceparent"), ctx.trace.header_value());
+}
+
+fn add_via(headers: &mut HeaderMap, settings: &Settings, version: Version) {
+    let via = if version == Version::HTTP_2 { &settings.via_h2 } else { &settings.via_h1 };
+    if let Some(via) = via {
+        headers.append(header::VIA, via.clone());
+    }
+}
+
+/// Applies the listener's policy to `X-Forwarded-For/-Proto/-Host` and, when enabled, the RFC
+/// 7239 `Forwarded` header.
+fn set_forwarding_headers(
+    headers: &mut HeaderMap,
+    client_ip: IpAddr,
+    scheme: &'static str,
+    host: Option<&HeaderValue>,
+    listener: &ListenerRt,
+) {
+    let policy = listener.x_forwarded;
+    let previous_xff = joined(headers, &X_FORWARDED_FOR);
+    let previous_forwarded = joined(headers, &FORWARDED);
+    for name in [&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST, &FORWARDED] {
+        headers.remove(name);
+    }
+    if policy == ForwardedPolicy::Drop {
+        return;
+    }
+    let keep = policy == ForwardedPolicy::Append;
+    let ip = client_ip.to_string();
+    let xff = match previous_xff.filter(|_| keep) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    insert(headers, &X_FORWARDED_FOR, &xff);
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
+    if let Some(host) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+    }
+    if listener.forwarded {
+        let mut element = String::with_capacity(64);
+        match client_ip {
+            IpAddr::V4(v4) => {
+                let _ = write!(element, "for={v4}");
+            }
+            IpAddr::V6(v6) => {
+                let _ = write!(element, "for=\"[{v6}]\"");
+            }
+        }
+        let _ = write!(element, ";proto={scheme}");
+        if let Some(host) = host.and_then(|h| h.to_str().ok()) {
+            let _ = write!(element, ";host=\"{}\"", host.replace(['"', '\\'], ""));
+        }
+        let value = match previous_forwarded.filter(|_| keep) {
+            Some(prev) => format!("{prev}, {element}"),
+            None => element,
+        };
+        insert(headers, &FORWARDED, &value);
+    }
+}
+
+/// All values of a header joined with `, ` (the form proxies extend), if any.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut out: Option<String> = None;
+    for v in headers.get_all(name) {
+        let Ok(v) = v.to_str() else { continue };
+        match &mut out {
+            Some(s) => {
+                s.push_str(", ");
+                s.push_str(v);
+            }
+            None => out = Some(v.to_owned()),
+        }
+    }
+    out
+}
+
+fn insert(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name.clone(), v);
+    }
+}

@@ -1,0 +1,55 @@
+//! Binding listening sockets: one per listener and worker, sharing the port with
+//! `SO_REUSEPORT` so the kernel spreads new connections across workers without a shared accept
+//! lock.
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Binds `workers` sockets to `addr`. With port 0 the first socket picks the port and the others
+/// join it. IPv6 sockets are IPv6-only, so `[::]` and `0.0.0.0` can be separate listeners.
+pub(crate) fn bind_all(addr: SocketAddr, workers: usize, backlog: u32) -> io::Result<Vec<std::net::TcpListener>> {
+    let mut sockets = Vec::with_capacity(workers);
+    let mut addr = addr;
+    for _ in 0..workers.max(1) {
+        let socket = bind_one(addr, backlog)?;
+        addr = socket.local_addr()?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+fn bind_one(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into()).map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_is_shared_by_every_worker() {
+        let sockets = bind_all("127.0.0.1:0".parse().unwrap(), 3, 16).unwrap();
+        let ports: Vec<u16> = sockets.iter().map(|s| s.local_addr().unwrap().port()).collect();
+        assert_ne!(ports[0], 0);
+        assert!(ports.iter().all(|p| *p == ports[0]), "{ports:?}");
+    }
+
+    #[test]
+    fn a_taken_port_is_a_clear_error() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = bind_all(taken.local_addr().unwrap(), 1, 16).unwrap_err();
+        assert!(err.to_string().contains("bind 127.0.0.1:"), "{err}");
+    }
+}

@@ -1,0 +1,265 @@
+//! The request pipeline: every request from every protocol goes through [`handle`].
+//!
+//! Order: identity (request ID, trace context) → fast path (`/healthz`, `/readyz`) → limits
+//! (414, 431) and request sanity (400) → path normalization → route lookup (404) → the route's
+//! stages → handler → response stages in reverse → `X-Request-ID`, then the access log line
+//! when the response body is done.
+
+use std::borrow::Cow;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body as _, Frame, SizeHint};
+use hyper::body::Incoming;
+use rampart_core::ids::{is_valid_request_id, new_request_id};
+use rampart_core::{Body, BoxError, ErrorKind, Flow, ProxyError, RequestCtx, TraceContext, error_response};
+use rampart_router::RequestView;
+
+use crate::access_log::{AccessLog, Outcome};
+use crate::conn::ConnCtx;
+use crate::conn_io::ConnState;
+use crate::normalize::normalize_path;
+use crate::runtime::{ListenerRt, Runtime};
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Handles one request end to end and returns the response whose body, once finished, writes
+/// the access log line.
+pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Response<ResponseBody> {
+    conn.state.request_started();
+    let rt = conn.shared.runtime();
+    let (parts, body) = req.into_parts();
+    let mut ctx = RequestCtx::new(conn.info.clone(), parts.method.clone(), parts.uri.clone(), parts.version);
+    let mut req = Request::from_parts(parts, Body::Incoming(body));
+    let listener = &rt.listeners[conn.listener_index.min(rt.listeners.len() - 1)];
+    identify(&mut req, &mut ctx, listener);
+    let accept = req.headers().get(header::ACCEPT).cloned();
+    let mut resp = match process(&rt, listener, req, &mut ctx, &conn).await {
+        Ok(resp) => resp,
+        Err(err) => reject(&err, &mut ctx, accept.as_ref()),
+    };
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+    let status = resp.status().as_u16();
+    let log = conn.shared.access_log.clone();
+    resp.map(|inner| ResponseBody::new(inner, Finish { ctx: Box::new(ctx), status, log, state: conn.state.clone() }))
+}
+
+/// Turns a failure into its response and records why.
+fn reject(err: &ProxyError, ctx: &mut RequestCtx, accept: Option<&HeaderValue>) -> Response<Body> {
+    ctx.reason = Some(err.kind);
+    ctx.detail = Some(err.detail.to_string());
+    if err.kind.side() == rampart_core::Side::Upstream {
+        tracing::warn!(request_id = ?ctx.request_id, route = ?ctx.route, upstream = ?ctx.upstream, reason = err.kind.code(), detail = %err.detail, "upstream failure");
+    } else {
+        tracing::debug!(request_id = ?ctx.request_id, reason = err.kind.code(), detail = %err.detail, "request refused");
+    }
+    error_response(err, &ctx.request_id, accept)
+}
+
+/// Request ID and trace context, plus the headers the access log wants.
+fn identify(req: &mut Request<Body>, ctx: &mut RequestCtx, listener: &ListenerRt) {
+    let headers = req.headers();
+    ctx.request_id = match headers.get(&X_REQUEST_ID) {
+        Some(id) if listener.trust_request_id && is_valid_request_id(id) => id.clone(),
+        _ => new_request_id(),
+    };
+    ctx.trace = TraceContext::continue_or_start(headers.get(&TRACEPARENT));
+    ctx.host = headers.get(header::HOST).cloned().or_else(|| {
+        req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    ctx.user_agent = headers.get(header::USER_AGENT).cloned();
+    ctx.referer = headers.get(header::REFERER).cloned();
+}
+
+async fn process(
+    rt: &Runtime,
+    listener: &ListenerRt,
+    mut req: Request<Body>,
+    ctx: &mut RequestCtx,
+    conn: &ConnCtx,
+) -> Result<Response<Body>, ProxyError> {
+    if listener.health_endpoints
+        && let Some(resp) = fast_path(&req, conn)
+    {
+        return Ok(resp);
+    }
+    check_limits(&req, rt)?;
+    check_sanity(&req)?;
+    normalize(&mut req)?;
+    let view = RequestView {
+        method: req.method(),
+        host: ctx.host.as_ref().and_then(|h| h.to_str().ok()),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        headers: req.headers(),
+    };
+    let Some(found) = listener.router.lookup(&view) else {
+        return Err(ProxyError::new(ErrorKind::NoRoute, "no route matches"));
+    };
+    let route = Arc::clone(found.value);
+    ctx.route = Some(route.name.clone());
+    for stage in &route.stages {
+        if let Flow::Respond(resp) = stage.on_request(&mut req, ctx).resolve().await? {
+            return Ok(resp);
+        }
+    }
+    let mut resp = route.handler.run(req, ctx, rt, listener, route.timeout).await?;
+    for stage in route.stages.iter().rev() {
+        stage.on_response(&mut resp, ctx);
+    }
+    Ok(resp)
+}
+
+/// `/healthz` (the process is alive) and `/readyz` (listening, config loaded, not draining),
+/// answered before routing, limits or logging cost anything.
+fn fast_path(req: &Request<Body>, conn: &ConnCtx) -> Option<Response<Body>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return None;
+    }
+    let (status, text) = match req.uri().path() {
+        "/healthz" => (StatusCode::OK, "ok\n"),
+        "/readyz" if conn.shared.is_draining() => (StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+        "/readyz" => (StatusCode::OK, "ready\n"),
+        _ => return None,
+    };
+    let mut resp = Response::new(Body::full(Bytes::from_static(text.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Some(resp)
+}
+
+/// 414 for a long target, 431 for too many or too large headers.
+fn check_limits(req: &Request<Body>, rt: &Runtime) -> Result<(), ProxyError> {
+    let s = &rt.settings;
+    let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target_len > s.max_uri_length {
+        return Err(ProxyError::new(ErrorKind::UriTooLong, format!("request target of {target_len} bytes")));
+    }
+    let headers = req.headers();
+    if headers.len() > s.max_header_count {
+        return Err(ProxyError::new(ErrorKind::HeadersTooLarge, format!("{} header fields", headers.len())));
+    }
+    let size: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if size > s.max_header_size {
+        return Err(ProxyError::new(ErrorKind::HeadersTooLarge, format!("{size} bytes of headers")));
+    }
+    Ok(())
+}
+
+/// Requests that are well-formed HTTP but must not be served: HTTP/1.1 without exactly one
+/// `Host` (RFC 9112 §3.2).
+fn check_sanity(req: &Request<Body>) -> Result<(), ProxyError> {
+    if req.version() == Version::HTTP_11 {
+        let hosts = req.headers().get_all(header::HOST).iter().count();
+        if hosts == 0 && req.uri().authority().is_none() {
+            return Err(ProxyError::new(ErrorKind::BadRequest, "HTTP/1.1 request without Host"));
+        }
+        if hosts > 1 {
+            return Err(ProxyError::new(ErrorKind::BadRequest, "more than one Host header"));
+        }
+    }
+    Ok(())
+}
+
+/// Normalizes the path in place (see [`crate::normalize`]).
+fn normalize(req: &mut Request<Body>) -> Result<(), ProxyError> {
+    let normalized = match normalize_path(req.uri().path()) {
+        Ok(Cow::Borrowed(_)) => return Ok(()),
+        Ok(Cow::Owned(p)) => p,
+        Err(e) => return Err(ProxyError::new(ErrorKind::BadRequest, e.detail())),
+    };
+    let pq = match req.uri().query() {
+        Some(q) => format!("{normalized}?{q}"),
+        None => normalized,
+    };
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    parts.path_and_query = PathAndQuery::try_from(pq).ok();
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::new(ErrorKind::BadRequest, "invalid URI after normalization"))?;
+    Ok(())
+}
+
+/// What finishing a response does: the access log line and the connection's request count.
+pub(crate) struct Finish {
+    ctx: Box<RequestCtx>,
+    status: u16,
+    log: Option<Arc<AccessLog>>,
+    state: Arc<ConnState>,
+}
+
+impl Finish {
+    fn complete(self, bytes_sent: u64, completed: bool) {
+        if let Some(log) = &self.log {
+            log.record(&self.ctx, Outcome { status: self.status, bytes_sent, completed });
+        }
+        self.state.request_finished();
+    }
+}
+
+/// The body hyper sends to the client: counts bytes and finishes the request when done.
+pub(crate) struct ResponseBody {
+    inner: Body,
+    bytes: u64,
+    finish: Option<Finish>,
+}
+
+impl ResponseBody {
+    fn new(inner: Body, finish: Finish) -> Self {
+        Self { inner, bytes: 0, finish: Some(finish) }
+    }
+
+    fn done(&mut self, completed: bool) {
+        if let Some(finish) = self.finish.take() {
+            finish.complete(self.bytes, completed);
+        }
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let frame = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                this.bytes += f.data_ref().map_or(0, |d| d.len() as u64);
+                if this.inner.is_end_stream() {
+                    this.done(true);
+                }
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "response body failed mid-stream");
+                if let Some(f) = &mut this.finish {
+                    f.ctx.reason.get_or_insert(ErrorKind::UpstreamReset);
+                    f.ctx.detail.get_or_insert_with(|| e.to_string());
+                }
+                this.done(false);
+            }
+            None => this.done(true),
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        let completed = self.inner.is_end_stream();
+        self.done(completed);
+    }
+}

@@ -1,0 +1,234 @@
+//! The compiled, immutable [`Runtime`] snapshot: what the data plane reads on every request.
+//! Startup, `rampart check`, `rampart explain` and reload all build it with [`compile`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use rampart_config::model::{ForwardedPolicy, Listener, Route};
+use rampart_config::{Config, ConfigError, Diagnostics};
+use rampart_core::Stage;
+use rampart_filters::{BodyLimit, HostRewrite, MethodAllowList, PathRewrite};
+use rampart_router::{Matcher, Router};
+use rampart_upstream::UpstreamSet;
+
+use crate::handler::{Handler, RedirectSpec, RespondSpec};
+
+/// Everything the data plane needs, compiled from one config.
+pub struct Runtime {
+    pub(crate) config: Config,
+    pub(crate) listeners: Vec<ListenerRt>,
+    pub(crate) upstreams: HashMap<String, Arc<UpstreamSet>>,
+    pub(crate) settings: Settings,
+}
+
+/// One listener's settings and the router of the routes it serves.
+pub(crate) struct ListenerRt {
+    pub(crate) name: Arc<str>,
+    pub(crate) bind: SocketAddr,
+    pub(crate) http2: bool,
+    pub(crate) backlog: u32,
+    pub(crate) x_forwarded: ForwardedPolicy,
+    pub(crate) forwarded: bool,
+    pub(crate) trust_request_id: bool,
+    pub(crate) health_endpoints: bool,
+    pub(crate) router: Router<Arc<CompiledRoute>>,
+}
+
+/// Process-wide request settings.
+pub(crate) struct Settings {
+    pub(crate) max_uri_length: usize,
+    pub(crate) max_header_count: usize,
+    pub(crate) max_header_size: usize,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) keepalive_timeout: Duration,
+    pub(crate) tunnel_idle_timeout: Duration,
+    pub(crate) via_h1: Option<HeaderValue>,
+    pub(crate) via_h2: Option<HeaderValue>,
+}
+
+/// A route ready to serve: its stages in their fixed order and its handler.
+pub struct CompiledRoute {
+    pub(crate) name: Arc<str>,
+    pub(crate) stages: Vec<Box<dyn Stage>>,
+    pub(crate) handler: Handler,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl CompiledRoute {
+    /// The route's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Names of the stages the route runs, in order.
+    #[must_use]
+    pub fn stage_names(&self) -> Vec<&'static str> {
+        self.stages.iter().map(|s| s.name()).collect()
+    }
+
+    /// A one-line description of the handler.
+    #[must_use]
+    pub fn handler_summary(&self) -> String {
+        self.handler.summary()
+    }
+}
+
+impl Runtime {
+    /// The config this runtime was compiled from.
+    #[must_use]
+    pub const fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Names and configured addresses of the listeners.
+    #[must_use]
+    pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners.iter().map(|l| (l.name.to_string(), l.bind)).collect()
+    }
+
+    /// The compiled upstreams, by name.
+    #[must_use]
+    pub fn upstreams(&self) -> &HashMap<String, Arc<UpstreamSet>> {
+        &self.upstreams
+    }
+
+    /// Number of routes across all listeners (a route serving two listeners counts once).
+    #[must_use]
+    pub fn route_count(&self) -> usize {
+        self.config.raw().routes.len()
+    }
+
+    pub(crate) fn listener(&self, name: &str) -> Option<&ListenerRt> {
+        self.listeners.iter().find(|l| &*l.name == name)
+    }
+}
+
+/// Compiles a validated config into a runtime: upstream sets, stages, handlers and one router
+/// per listener. The same function serves startup, `check`, `explain` and reload.
+///
+/// # Errors
+/// Problems only compiling can find (for example two routes whose path templates conflict),
+/// rendered against the config text.
+pub fn compile(config: &Config) -> Result<Runtime, Diagnostics> {
+    let raw = config.raw();
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let mut upstreams = HashMap::new();
+    for (i, u) in raw.upstreams.iter().enumerate() {
+        match UpstreamSet::from_config(u, &format!("upstreams[{i}]")) {
+            Ok(set) => {
+                upstreams.insert(u.name.to_string(), Arc::new(set));
+            }
+            Err(e) => errors.extend(e),
+        }
+    }
+    let mut routes = Vec::with_capacity(raw.routes.len());
+    for (i, r) in raw.routes.iter().enumerate() {
+        let path = format!("routes[{i}]");
+        match compile_route(r, &path, config, &upstreams) {
+            Ok(route) => routes.push((r, path, Arc::new(route))),
+            Err(e) => errors.extend(e),
+        }
+    }
+    let mut listeners = Vec::with_capacity(raw.listeners.len());
+    for l in &raw.listeners {
+        match listener_runtime(l, &routes) {
+            Ok(rt) => listeners.push(rt),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if !errors.is_empty() {
+        errors.dedup();
+        return Err(config.diagnostics(errors));
+    }
+    Ok(Runtime { config: config.clone(), listeners, upstreams, settings: settings(config) })
+}
+
+fn settings(config: &Config) -> Settings {
+    let raw = config.raw();
+    let via = |proto: &str| {
+        raw.server.via.then(|| HeaderValue::from_str(&format!("{proto} {}", raw.server.name)).ok()).flatten()
+    };
+    Settings {
+        max_uri_length: raw.limits.max_uri_length.as_usize(),
+        max_header_count: raw.limits.max_header_count,
+        max_header_size: raw.limits.max_header_size.as_usize(),
+        header_read_timeout: raw.timeouts.header_read.get(),
+        keepalive_timeout: raw.timeouts.keepalive.get(),
+        tunnel_idle_timeout: raw.timeouts.tunnel_idle.get(),
+        via_h1: via("1.1"),
+        via_h2: via("2"),
+    }
+}
+
+fn listener_runtime(l: &Listener, routes: &[(&Route, String, Arc<CompiledRoute>)]) -> Result<ListenerRt, Vec<ConfigError>> {
+    let mut entries = Vec::new();
+    let mut errors = Vec::new();
+    for (route, path, compiled) in routes {
+        match Matcher::from_config(route, path) {
+            Ok(m) if m.serves_listener(&l.name) => entries.push((m, Arc::clone(compiled))),
+            Ok(_) => {}
+            Err(e) => errors.extend(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(ListenerRt {
+        name: Arc::from(l.name.as_str()),
+        bind: *l.bind,
+        http2: l.http2,
+        backlog: l.backlog,
+        x_forwarded: l.x_forwarded,
+        forwarded: l.forwarded,
+        trust_request_id: l.trust_request_id,
+        health_endpoints: l.health_endpoints,
+        router: Router::new(entries)?,
+    })
+}
+
+fn compile_route(
+    r: &Route,
+    path: &str,
+    config: &Config,
+    upstreams: &HashMap<String, Arc<UpstreamSet>>,
+) -> Result<CompiledRoute, Vec<ConfigError>> {
+    let err = |span, key: &str, msg: String| vec![ConfigError::new(Some(span), format!("{path}.{key}"), msg)];
+    let mut stages: Vec<Box<dyn Stage>> = Vec::new();
+    if !r.allow_methods.is_empty() {
+        let methods: Vec<String> = r.allow_methods.iter().map(|m| m.to_string()).collect();
+        let stage = MethodAllowList::new(&methods).map_err(|m| err(r.name.span(), "allow_methods", m))?;
+        stages.push(Box::new(stage));
+    }
+    let max_body = r.max_body_size.unwrap_or(config.raw().limits.max_body_size).get();
+    stages.push(Box::new(BodyLimit::new(max_body)));
+    if let Some(rw) = &r.rewrite {
+        if let Some(p) = &rw.strip_prefix {
+            stages.push(Box::new(PathRewrite::StripPrefix(p.to_string())));
+        }
+        if let Some(rp) = &rw.replace_prefix {
+            stages.push(Box::new(PathRewrite::ReplacePrefix { from: rp.from.to_string(), to: rp.to.to_string() }));
+        }
+        if let Some(rx) = &rw.path_regex {
+            stages.push(Box::new(PathRewrite::Regex { pattern: rx.pattern.clone(), replace: rx.replace.to_string() }));
+        }
+        if let Some(host) = &rw.host {
+            let stage = HostRewrite::new(host).map_err(|m| err(host.span(), "rewrite.host", m))?;
+            stages.push(Box::new(stage));
+        }
+    }
+    let handler = if let Some(u) = &r.upstream {
+        let set = upstreams.get(u.as_str()).ok_or_else(|| err(u.span(), "upstream", format!("unknown upstream {:?}", u.get())))?;
+        Handler::Proxy(Arc::clone(set))
+    } else if let Some(redirect) = &r.redirect {
+        Handler::Redirect(RedirectSpec::new(redirect).map_err(|m| err(redirect.to.span(), "redirect", m))?)
+    } else if let Some(respond) = &r.respond {
+        Handler::Respond(RespondSpec::new(respond).map_err(|m| err(respond.status.span(), "respond", m))?)
+    } else {
+        Handler::Echo
+    };
+    Ok(CompiledRoute { name: Arc::from(r.name.as_str()), stages, handler, timeout: r.timeout.map(|t| t.get()) })
+}

@@ -1,0 +1,150 @@
+//! [`TestGateway`]: a real Rampart data plane started in-process from a TOML config, on
+//! loopback ports chosen by the kernel.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rampart_server::ServerHandle;
+
+/// A running gateway; shut down (drained and joined) on drop.
+pub struct TestGateway {
+    handle: Option<ServerHandle>,
+    access_log: Option<PathBuf>,
+    _dir: Option<TempDir>,
+}
+
+/// A builder for [`TestGateway`].
+#[derive(Debug, Clone)]
+pub struct GatewayBuilder {
+    config: String,
+    access_log: bool,
+    workers: usize,
+}
+
+impl TestGateway {
+    /// Starts from a config body holding `[[listeners]]`, `[[upstreams]]`, `[[routes]]` and any
+    /// other sections. `{origin}`-style placeholders are the caller's business (use `format!`).
+    /// Unless the config has a `[server]` section, one worker is used.
+    #[must_use]
+    pub fn builder(config: impl Into<String>) -> GatewayBuilder {
+        GatewayBuilder { config: config.into(), access_log: false, workers: 1 }
+    }
+
+    /// The bound address of listener `name`.
+    ///
+    /// # Panics
+    /// When there is no such listener.
+    #[must_use]
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        self.handle.as_ref().and_then(|h| h.addr(name)).unwrap_or_else(|| panic!("no listener {name:?}"))
+    }
+
+    /// `http://ADDR{path}` on listener `name`.
+    #[must_use]
+    pub fn url(&self, name: &str, path: &str) -> String {
+        format!("http://{}{path}", self.addr(name))
+    }
+
+    /// The access log lines written so far (needs [`GatewayBuilder::access_log`]); waits up to
+    /// 5 s for at least `min` lines, since the log is written by a background thread.
+    #[must_use]
+    pub fn access_log_lines(&self, min: usize) -> Vec<String> {
+        let Some(path) = &self.access_log else { return Vec::new() };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines: Vec<String> = std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_owned).collect();
+            if lines.len() >= min || std::time::Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The access log as parsed JSON objects (see [`Self::access_log_lines`]).
+    #[must_use]
+    pub fn access_log_json(&self, min: usize) -> Vec<serde_json::Value> {
+        self.access_log_lines(min).iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// Stops accepting, drains and joins the workers.
+    pub fn shutdown(mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown();
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown();
+        }
+    }
+}
+
+impl GatewayBuilder {
+    /// Writes a JSON access log to a temporary file readable with
+    /// [`TestGateway::access_log_lines`].
+    #[must_use]
+    pub const fn access_log(mut self) -> Self {
+        self.access_log = true;
+        self
+    }
+
+    /// Number of workers (default 1) when the config has no `[server]` section.
+    #[must_use]
+    pub const fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// Compiles the config and starts the gateway.
+    ///
+    /// # Panics
+    /// When the config is refused or a listener cannot be bound (tests want to fail loudly).
+    #[must_use]
+    pub fn start(self) -> TestGateway {
+        let mut text = self.config;
+        if !text.contains("[server]") {
+            text = format!("[server]\nworkers = {}\ndrain_timeout = \"5s\"\n\n{text}", self.workers);
+        }
+        let (dir, access_log) = if self.access_log && !text.contains("[access_log]") {
+            let dir = TempDir::new();
+            let path = dir.0.join("access.log");
+            text = format!("[access_log]\nenabled = true\nformat = \"json\"\npath = {:?}\n\n{text}", path.display().to_string());
+            (Some(dir), Some(path))
+        } else if !text.contains("[access_log]") {
+            text = format!("[access_log]\nenabled = false\n\n{text}");
+            (None, None)
+        } else {
+            (None, None)
+        };
+        let config = rampart_config::load_str(&text, "test.toml").unwrap_or_else(|d| panic!("config refused:\n{d}\n---\n{text}"));
+        let handle = rampart_server::start(&config).unwrap_or_else(|e| panic!("gateway did not start: {e}"));
+        TestGateway { handle: Some(handle), access_log, _dir: dir }
+    }
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("rampart-test-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("temp dir {}: {e}", path.display()));
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}

@@ -1,0 +1,85 @@
+//! Opening connections to targets: DNS resolution for named targets, TCP connect with a
+//! timeout, HTTP/1.1 or HTTP/2 handshake, and the driver task of each connection.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rampart_config::syntax::Target as TargetSpec;
+use rampart_core::body::UpstreamSender;
+use rampart_core::{ErrorKind, ProxyError};
+use tokio::net::TcpStream;
+
+use crate::pool::H2Sender;
+use crate::set::Target;
+
+/// Connects to `target` within `timeout`, trying each resolved address in turn.
+pub(crate) async fn tcp(target: &Target, timeout: Duration) -> Result<(TcpStream, SocketAddr), ProxyError> {
+    match tokio::time::timeout(timeout, tcp_inner(target)).await {
+        Ok(result) => result,
+        Err(_) => Err(ProxyError::new(
+            ErrorKind::UpstreamConnectTimeout,
+            format!("connect to {} timed out after {timeout:?}", target.label),
+        )
+        .retryable()),
+    }
+}
+
+async fn tcp_inner(target: &Target) -> Result<(TcpStream, SocketAddr), ProxyError> {
+    let addrs: Vec<SocketAddr> = match &target.spec {
+        TargetSpec::Addr(addr) => vec![*addr],
+        TargetSpec::Host(host, port) => tokio::net::lookup_host((host.as_str(), *port))
+            .await
+            .map_err(|e| connect_error(target, &format!("resolve: {e}")))?
+            .collect(),
+    };
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                // Latency matters more than packet count between proxy and upstream.
+                let _ = stream.set_nodelay(true);
+                return Ok((stream, addr));
+            }
+            Err(e) => last = Some(format!("connect {addr}: {e}")),
+        }
+    }
+    Err(connect_error(target, &last.unwrap_or_else(|| "name resolved to no address".to_owned())))
+}
+
+fn connect_error(target: &Target, detail: &str) -> ProxyError {
+    ProxyError::new(ErrorKind::UpstreamConnect, format!("{}: {detail}", target.label)).retryable()
+}
+
+/// Opens an HTTP/1.1 connection; with `upgrades` the connection can become a tunnel.
+pub(crate) async fn http1(target: &Target, timeout: Duration, upgrades: bool) -> Result<UpstreamSender, ProxyError> {
+    let (stream, _) = tcp(target, timeout).await?;
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| connect_error(target, &format!("handshake: {e}")))?;
+    if upgrades {
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+    } else {
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    Ok(sender)
+}
+
+/// Opens a cleartext HTTP/2 connection (prior knowledge).
+pub(crate) async fn http2(target: &Target, timeout: Duration) -> Result<H2Sender, ProxyError> {
+    let (stream, _) = tcp(target, timeout).await?;
+    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| connect_error(target, &format!("h2 handshake: {e}")))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}

@@ -1,0 +1,300 @@
+//! Forwarding one request to an upstream: pick a target, reuse or open a connection, send,
+//! wait for the response head within the timeout, and retry where it is safe.
+//!
+//! Retry rules: a failure to connect is retried once on another target (nothing was sent);
+//! a pooled keep-alive connection that turns out to be closed before the request was written
+//! is replaced by a fresh one transparently (the request comes back unsent).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri, Version, header};
+use http_body::{Body as _, Frame, SizeHint};
+use hyper::body::Incoming;
+use rampart_config::model::UpstreamProtocol;
+use rampart_core::body::{PoolReturn, PooledConn};
+use rampart_core::{Body, BoxError, ErrorKind, ProxyError};
+use tokio::sync::oneshot;
+
+use crate::error::classify;
+use crate::set::{Target, UpstreamSet};
+use crate::{connect, pool};
+
+/// A response obtained from an upstream.
+#[derive(Debug)]
+pub struct Forwarded {
+    /// The response; its body streams from the upstream (and hands the connection back to the
+    /// pool once read).
+    pub response: Response<Body>,
+    /// The target that answered (`host:port` as configured).
+    pub target: Arc<str>,
+    /// Attempts beyond the first.
+    pub retries: u8,
+    /// Time from sending until the response head arrived.
+    pub upstream_time: Duration,
+}
+
+/// Why forwarding failed, and where.
+#[derive(Debug)]
+pub struct ForwardError {
+    /// What went wrong.
+    pub error: ProxyError,
+    /// The last target tried, when there was one.
+    pub target: Option<Arc<str>>,
+    /// Attempts beyond the first.
+    pub retries: u8,
+}
+
+/// Sends `req` (origin-form URI, `Host` set, hop-by-hop headers already removed) to a target of
+/// `set`, waiting at most `timeout` for the response head after the request body has been sent.
+/// With `upgrade`, a dedicated connection that may become a tunnel is used.
+///
+/// # Errors
+/// No target, connect failure or timeout (after the retry), reset, bad response, timeout, or a
+/// failing client body.
+pub async fn forward(
+    set: &UpstreamSet,
+    req: Request<Body>,
+    timeout: Duration,
+    upgrade: bool,
+) -> Result<Forwarded, ForwardError> {
+    let mut req = Some(req);
+    let mut skip = None;
+    let mut retries = 0u8;
+    loop {
+        let Some((index, target)) = set.next_target(skip) else {
+            return Err(ForwardError { error: ErrorKind::NoTarget.into(), target: None, retries });
+        };
+        let Some(request) = req.take() else {
+            return Err(ForwardError { error: ErrorKind::Internal.into(), target: None, retries });
+        };
+        match attempt(set, target, request, timeout, upgrade).await {
+            Ok(mut fwd) => {
+                fwd.retries = retries;
+                return Ok(fwd);
+            }
+            Err(Failure { error, unsent }) => {
+                let can_retry = error.retryable && retries == 0 && set.targets.len() > 1;
+                match unsent {
+                    Some(back) if can_retry => {
+                        tracing::debug!(upstream = %set.name, target = %target.label, error = %error, "retrying on another target");
+                        req = Some(back);
+                        skip = Some(index);
+                        retries += 1;
+                    }
+                    _ => {
+                        let target = Some(target.label.clone());
+                        return Err(ForwardError { error, target, retries });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A failed attempt; `unsent` gives the request back when nothing of it reached the target.
+struct Failure {
+    error: ProxyError,
+    unsent: Option<Request<Body>>,
+}
+
+impl Failure {
+    fn unsent(error: ProxyError, req: Request<Body>) -> Self {
+        Self { error, unsent: Some(req) }
+    }
+
+    fn sent(error: ProxyError) -> Self {
+        Self { error, unsent: None }
+    }
+}
+
+async fn attempt(
+    set: &UpstreamSet,
+    target: &Target,
+    req: Request<Body>,
+    timeout: Duration,
+    upgrade: bool,
+) -> Result<Forwarded, Failure> {
+    match set.protocol {
+        UpstreamProtocol::H2c if !upgrade => attempt_h2(set, target, req, timeout).await,
+        _ => attempt_h1(set, target, req, timeout, upgrade).await,
+    }
+}
+
+async fn attempt_h1(
+    set: &UpstreamSet,
+    target: &Target,
+    mut req: Request<Body>,
+    timeout: Duration,
+    upgrade: bool,
+) -> Result<Forwarded, Failure> {
+    *req.version_mut() = Version::HTTP_11;
+    loop {
+        let pooled = if upgrade { None } else { pool::take_h1(target.pool_key) };
+        let fresh = pooled.is_none();
+        let mut sender = match pooled {
+            Some(sender) => sender,
+            None => match connect::http1(target, set.connect_timeout, upgrade).await {
+                Ok(sender) => sender,
+                Err(error) => return Err(Failure::unsent(error, req)),
+            },
+        };
+        if sender.ready().await.is_err() {
+            if fresh {
+                let error = ProxyError::new(ErrorKind::UpstreamReset, format!("{}: closed after handshake", target.label)).retryable();
+                return Err(Failure::unsent(error, req));
+            }
+            continue;
+        }
+        let (req_to_send, body_sent) = watch_body_end(req);
+        let started = Instant::now();
+        let result = with_timeout(sender.try_send_request(req_to_send), body_sent, timeout).await;
+        match result {
+            None => return Err(timed_out(target, timeout)),
+            Some(Ok(resp)) => {
+                let ret = (!upgrade).then(|| PoolReturn {
+                    conn: PooledConn {
+                        sender,
+                        pool_key: target.pool_key,
+                        max_idle: set.max_idle_per_target,
+                        idle_timeout: set.idle_timeout,
+                    },
+                    release: pool::release_h1,
+                });
+                return Ok(finish(resp, ret, target, started, upgrade));
+            }
+            Some(Err(mut e)) => match e.take_message() {
+                // The pooled connection was closed before our request was written: the
+                // request is intact, try again on another connection.
+                Some(back) if !fresh => req = back,
+                Some(back) => {
+                    let error = classify(e.error(), &target.label).retryable();
+                    return Err(Failure::unsent(error, back));
+                }
+                None => return Err(Failure::sent(classify(e.error(), &target.label))),
+            },
+        }
+    }
+}
+
+async fn attempt_h2(set: &UpstreamSet, target: &Target, req: Request<Body>, timeout: Duration) -> Result<Forwarded, Failure> {
+    let mut sender = match pool::get_h2(target.pool_key) {
+        Some(sender) => sender,
+        None => match connect::http2(target, set.connect_timeout).await {
+            Ok(sender) => {
+                pool::put_h2(target.pool_key, sender.clone());
+                sender
+            }
+            Err(error) => return Err(Failure::unsent(error, req)),
+        },
+    };
+    if sender.ready().await.is_err() {
+        let error = ProxyError::new(ErrorKind::UpstreamReset, format!("{}: HTTP/2 connection closed", target.label)).retryable();
+        return Err(Failure::unsent(error, req));
+    }
+    let req = to_absolute_form(req, target);
+    let (req, body_sent) = watch_body_end(req);
+    let started = Instant::now();
+    match with_timeout(sender.try_send_request(req), body_sent, timeout).await {
+        None => Err(timed_out(target, timeout)),
+        Some(Ok(resp)) => Ok(finish(resp, None, target, started, false)),
+        Some(Err(mut e)) => {
+            let unsent = e.take_message();
+            let mut error = classify(e.error(), &target.label);
+            if unsent.is_some() {
+                error = error.retryable();
+            }
+            Err(Failure { error, unsent })
+        }
+    }
+}
+
+fn finish(resp: Response<Incoming>, ret: Option<PoolReturn>, target: &Target, started: Instant, upgrade: bool) -> Forwarded {
+    let upstream_time = started.elapsed();
+    let response = if upgrade { resp.map(Body::Incoming) } else { resp.map(|b| Body::pooled(b, ret)) };
+    Forwarded { response, target: target.label.clone(), retries: 0, upstream_time }
+}
+
+fn timed_out(target: &Target, timeout: Duration) -> Failure {
+    Failure::sent(ProxyError::new(ErrorKind::UpstreamTimeout, format!("{}: no response within {timeout:?}", target.label)))
+}
+
+/// HTTP/2 carries the authority in the URI (`:authority`) instead of a `Host` header.
+fn to_absolute_form(mut req: Request<Body>, target: &Target) -> Request<Body> {
+    let authority = req
+        .headers_mut()
+        .remove(header::HOST)
+        .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+        .or_else(|| Authority::try_from(target.label.as_ref()).ok());
+    let mut parts = req.uri().clone().into_parts();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = authority;
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    *req.version_mut() = Version::HTTP_2;
+    req
+}
+
+/// Waits for `response`; the timeout starts once the request body has been sent (at once for
+/// requests without a body). `None` means it timed out.
+async fn with_timeout<F, T>(response: F, body_sent: Option<oneshot::Receiver<()>>, timeout: Duration) -> Option<T>
+where
+    F: Future<Output = T>,
+{
+    let deadline = async {
+        if let Some(rx) = body_sent {
+            let _ = rx.await;
+        }
+        tokio::time::sleep(timeout).await;
+    };
+    tokio::select! {
+        biased;
+        r = response => Some(r),
+        () = deadline => None,
+    }
+}
+
+/// Wraps a request body so that the end of sending it can be awaited. Requests without a body
+/// are left untouched (no allocation).
+fn watch_body_end(req: Request<Body>) -> (Request<Body>, Option<oneshot::Receiver<()>>) {
+    if req.body().is_end_stream() {
+        return (req, None);
+    }
+    let (tx, rx) = oneshot::channel();
+    let req = req.map(|inner| Body::boxed(NotifyOnEnd { inner, tx: Some(tx) }));
+    (req, Some(rx))
+}
+
+struct NotifyOnEnd {
+    inner: Body,
+    tx: Option<oneshot::Sender<()>>,
+}
+
+impl http_body::Body for NotifyOnEnd {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let frame = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        if frame.is_none() || this.inner.is_end_stream() {
+            if let Some(tx) = this.tx.take() {
+                let _ = tx.send(());
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

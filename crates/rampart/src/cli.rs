@@ -1,0 +1,109 @@
+//! Command-line interface (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  rampart                                     run the embedded default config (127.0.0.1:8080)
+  rampart run -c rampart.toml                 run a config file
+  rampart check -c rampart.toml               validate a config; exit 0 if it would start
+  rampart proxy --listen 127.0.0.1:8080 --to http://127.0.0.1:3000
+                                              forward everything, no config file
+  rampart explain -c rampart.toml GET http://api.example.com/users/7 -H 'x-env: prod'
+                                              show which route takes a request, and why
+  rampart config default > rampart.toml       start a config from the embedded default
+  rampart config schema > rampart.schema.json JSON Schema for editor completion";
+
+/// Rampart: a security-first, high-performance reverse proxy and API gateway.
+#[derive(Debug, Parser)]
+#[command(name = "rampart", version, about, after_help = EXAMPLES)]
+pub(crate) struct Cli {
+    /// Log filter (`info`, `debug`, `rampart_server=debug,info`); overrides RUST_LOG and the config.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub(crate) log_level: Option<String>,
+
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the gateway (with no -c: the embedded default config).
+    #[command(after_help = "Examples:\n  rampart run\n  rampart run -c /etc/rampart/rampart.toml")]
+    Run(ConfigArg),
+    /// Parse, validate and compile a config without binding anything; exit 0 or 1.
+    #[command(after_help = "Examples:\n  rampart check -c rampart.toml && systemctl reload rampart")]
+    Check(RequiredConfig),
+    /// Forward every request from one address to one upstream, no config file needed.
+    #[command(after_help = "Examples:\n  rampart proxy --listen 127.0.0.1:8080 --to http://127.0.0.1:3000\n  rampart proxy --to 10.0.0.5:8000")]
+    Proxy(ProxyArgs),
+    /// Show which route a request would take, its stages and upstream, and why other routes lost.
+    #[command(after_help = "Examples:\n  rampart explain -c rampart.toml GET http://api.example.com/v1/users\n  rampart explain -c rampart.toml POST /upload -H 'host: files.example.com' --all")]
+    Explain(ExplainArgs),
+    /// Print the embedded default config or the config's JSON Schema.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArg {
+    /// Config file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RequiredConfig {
+    /// Config file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ProxyArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub(crate) listen: String,
+    /// Upstream to forward to: `http://host:port` or `host:port`.
+    #[arg(long, value_name = "URL")]
+    pub(crate) to: String,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) workers: usize,
+    /// Do not write an access log.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExplainArgs {
+    /// Config file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) config: PathBuf,
+    /// Listener to evaluate on (default: the one whose port the URL names, else the first).
+    #[arg(long)]
+    pub(crate) listener: Option<String>,
+    /// Also print every route's precedence key.
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Request method.
+    pub(crate) method: String,
+    /// Request URL (`http://host/path?query`) or path (`/path`; give the host with -H).
+    pub(crate) url: String,
+    /// Request header, `name: value` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub(crate) headers: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Print the embedded default config.
+    Default,
+    /// Print the JSON Schema of the config file.
+    Schema,
+}
