@@ -48,8 +48,6 @@ pub enum ErrorKind {
     UpstreamBadResponse,
     /// The upstream did not answer in time (504).
     UpstreamTimeout,
-    /// Rampart is shutting down and refuses new work (503).
-    ShuttingDown,
     /// An unexpected internal failure (500).
     Internal,
 }
@@ -66,7 +64,7 @@ impl ErrorKind {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::HeaderReadTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::NoTarget | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoTarget => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect | Self::UpstreamReset | Self::UpstreamBadResponse => {
                 StatusCode::BAD_GATEWAY
             }
@@ -93,7 +91,6 @@ impl ErrorKind {
             Self::UpstreamReset => "upstream_reset",
             Self::UpstreamBadResponse => "upstream_bad_response",
             Self::UpstreamTimeout => "upstream_timeout",
-            Self::ShuttingDown => "shutting_down",
             Self::Internal => "internal_error",
         }
     }
@@ -117,7 +114,6 @@ impl ErrorKind {
             Self::UpstreamConnectTimeout | Self::UpstreamTimeout => {
                 "The upstream service did not answer in time."
             }
-            Self::ShuttingDown => "The server is shutting down.",
             Self::Internal => "An internal error occurred.",
         }
     }
@@ -138,7 +134,7 @@ impl ErrorKind {
             | Self::UpstreamReset
             | Self::UpstreamBadResponse
             | Self::UpstreamTimeout => Side::Upstream,
-            Self::NoRoute | Self::NoTarget | Self::ShuttingDown | Self::Internal => Side::Proxy,
+            Self::NoRoute | Self::NoTarget | Self::Internal => Side::Proxy,
         }
     }
 }

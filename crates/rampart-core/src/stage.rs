@@ -14,8 +14,9 @@ use crate::error::ProxyError;
 pub enum Flow {
     /// Go on to the next stage or the handler.
     Continue,
-    /// Answer now with this response; later stages and the handler do not run.
-    Respond(Response<Body>),
+    /// Answer now with this response; later stages and the handler do not run. Boxed: the
+    /// rare case should not make every `Continue` carry a whole response.
+    Respond(Box<Response<Body>>),
 }
 
 /// The result of a request-phase stage.

@@ -40,7 +40,7 @@ pub fn explain(rt: &Runtime, listener: Option<&str>, method: &Method, url: &Uri,
         .or_else(|| headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned));
     let mut report = ExplainReport {
         listener: l.name.to_string(),
-        path: normalize_path(url.path()).map(|p| p.into_owned()).map_err(|e| e.detail().to_owned()),
+        path: normalize_path(url.path()).map(std::borrow::Cow::into_owned).map_err(|e| e.detail().to_owned()),
         fast_path: l.health_endpoints && matches!(url.path(), "/healthz" | "/readyz") && (method == Method::GET || method == Method::HEAD),
         stages: Vec::new(),
         handler: None,

@@ -106,7 +106,7 @@ async fn process(
     ctx.route = Some(route.name.clone());
     for stage in &route.stages {
         if let Flow::Respond(resp) = stage.on_request(&mut req, ctx).resolve().await? {
-            return Ok(resp);
+            return Ok(*resp);
         }
     }
     let mut resp = route.handler.run(req, ctx, rt, listener, route.timeout).await?;

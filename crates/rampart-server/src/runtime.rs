@@ -230,5 +230,5 @@ fn compile_route(
     } else {
         Handler::Echo
     };
-    Ok(CompiledRoute { name: Arc::from(r.name.as_str()), stages, handler, timeout: r.timeout.map(|t| t.get()) })
+    Ok(CompiledRoute { name: Arc::from(r.name.as_str()), stages, handler, timeout: r.timeout.map(rampart_config::HumanDuration::get) })
 }

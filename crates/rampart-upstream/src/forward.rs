@@ -282,10 +282,10 @@ impl http_body::Body for NotifyOnEnd {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let frame = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        if frame.is_none() || this.inner.is_end_stream() {
-            if let Some(tx) = this.tx.take() {
-                let _ = tx.send(());
-            }
+        if (frame.is_none() || this.inner.is_end_stream())
+            && let Some(tx) = this.tx.take()
+        {
+            let _ = tx.send(());
         }
         Poll::Ready(frame)
     }

@@ -104,11 +104,11 @@ fn check(path: &Path) -> ExitCode {
     match compiled {
         Ok(rt) => {
             println!(
-                "{}: ok ({} listeners, {} routes, {} upstreams)",
+                "{}: ok ({}, {}, {})",
                 path.display(),
-                rt.listener_addrs().len(),
-                rt.route_count(),
-                rt.upstreams().len()
+                count(rt.listener_addrs().len(), "listener"),
+                count(rt.route_count(), "route"),
+                count(rt.upstreams().len(), "upstream")
             );
             ExitCode::SUCCESS
         }
@@ -117,6 +117,10 @@ fn check(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn count(n: usize, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
 
 /// The config `rampart proxy` runs: one listener, one upstream, one route.

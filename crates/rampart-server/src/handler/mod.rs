@@ -32,7 +32,11 @@ impl Handler {
         match self {
             Self::Proxy(set) => {
                 let targets: Vec<&str> = set.targets.iter().map(|t| t.label.as_ref()).collect();
-                format!("proxy to upstream {:?} ({:?}: {})", set.name, set.protocol, targets.join(", "))
+                let protocol = match set.protocol {
+                    rampart_config::model::UpstreamProtocol::Http1 => "http1",
+                    rampart_config::model::UpstreamProtocol::H2c => "h2c",
+                };
+                format!("proxy to upstream {:?} ({protocol}: {})", set.name, targets.join(", "))
             }
             Self::Redirect(r) => r.summary(),
             Self::Respond(r) => r.summary(),
