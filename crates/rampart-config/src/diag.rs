@@ -16,10 +16,18 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// A problem at `span` under key `path`.
-    pub fn new(span: Option<Range<usize>>, path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        span: Option<Range<usize>>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         // Values built in code (not read from a file) carry the empty span 0..0.
         let span = span.filter(|s| !s.is_empty() || s.start != 0);
-        Self { span, path: path.into(), message: message.into() }
+        Self {
+            span,
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -37,7 +45,11 @@ impl Diagnostics {
     pub fn new(origin: &str, text: &str, mut errors: Vec<ConfigError>) -> Self {
         errors.sort_by_key(|e| e.span.as_ref().map_or(usize::MAX, |s| s.start));
         errors.dedup();
-        Self { origin: origin.to_owned(), text: text.to_owned(), errors }
+        Self {
+            origin: origin.to_owned(),
+            text: text.to_owned(),
+            errors,
+        }
     }
 
     /// A single problem that is not tied to a place in the text (for example an unreadable file).
@@ -79,10 +91,19 @@ impl Diagnostics {
             return Ok(());
         };
         let gutter = line.to_string().len();
-        let width = span.len().clamp(1, source_line.len().saturating_sub(col - 1).max(1));
+        let width = span
+            .len()
+            .clamp(1, source_line.len().saturating_sub(col - 1).max(1));
         writeln!(f, "{:gutter$} |", "")?;
         writeln!(f, "{line} | {source_line}")?;
-        writeln!(f, "{:gutter$} | {:pad$}{}", "", "", "^".repeat(width), pad = col - 1)
+        writeln!(
+            f,
+            "{:gutter$} | {:pad$}{}",
+            "",
+            "",
+            "^".repeat(width),
+            pad = col - 1
+        )
     }
 }
 
@@ -92,7 +113,12 @@ impl fmt::Display for Diagnostics {
             self.render_one(f, err)?;
         }
         let n = self.errors.len();
-        write!(f, "{}: {n} error{} found", self.origin, if n == 1 { "" } else { "s" })
+        write!(
+            f,
+            "{}: {n} error{} found",
+            self.origin,
+            if n == 1 { "" } else { "s" }
+        )
     }
 }
 
@@ -153,10 +179,17 @@ mod tests {
         let d = Diagnostics::new(
             "rampart.toml",
             text,
-            vec![ConfigError::new(Some(19..22), "server.workers", "expected an integer")],
+            vec![ConfigError::new(
+                Some(19..22),
+                "server.workers",
+                "expected an integer",
+            )],
         );
         let out = d.to_string();
-        assert!(out.starts_with("rampart.toml:2:11: error: server.workers: expected an integer"), "{out}");
+        assert!(
+            out.starts_with("rampart.toml:2:11: error: server.workers: expected an integer"),
+            "{out}"
+        );
         assert!(out.contains("2 | workers = \"x\""), "{out}");
         assert!(out.contains("^^^"), "{out}");
         assert!(out.ends_with("1 error found"), "{out}");

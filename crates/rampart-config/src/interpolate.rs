@@ -54,7 +54,11 @@ fn interpolate_value(
 }
 
 fn join_key(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 /// Expands `${VAR}`, `${VAR:-fallback}` and `$${` in `text`.
@@ -122,8 +126,14 @@ mod tests {
 
     #[test]
     fn variables_are_replaced() {
-        assert_eq!(expand("Bearer ${TOKEN}", &env), Ok("Bearer s3cret".to_owned()));
-        assert_eq!(expand("${TOKEN}${TOKEN}", &env), Ok("s3crets3cret".to_owned()));
+        assert_eq!(
+            expand("Bearer ${TOKEN}", &env),
+            Ok("Bearer s3cret".to_owned())
+        );
+        assert_eq!(
+            expand("${TOKEN}${TOKEN}", &env),
+            Ok("s3crets3cret".to_owned())
+        );
     }
 
     #[test]

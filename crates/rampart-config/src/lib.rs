@@ -73,15 +73,30 @@ impl Config {
 ///
 /// # Errors
 /// Every problem found: syntax, unknown keys, wrong types, bad values, broken references.
-pub fn load_str_with_env(text: &str, origin: &str, env: EnvLookup<'_>) -> Result<Config, Diagnostics> {
-    let parsed = load::parse_raw(text, env).map_err(|errors| Diagnostics::new(origin, text, errors))?;
+pub fn load_str_with_env(
+    text: &str,
+    origin: &str,
+    env: EnvLookup<'_>,
+) -> Result<Config, Diagnostics> {
+    let parsed =
+        load::parse_raw(text, env).map_err(|errors| Diagnostics::new(origin, text, errors))?;
     let mut errors = parsed.errors;
-    errors.extend(validate::validate(&parsed.raw, &parsed.incomplete, &parsed.positions));
+    errors.extend(validate::validate(
+        &parsed.raw,
+        &parsed.incomplete,
+        &parsed.positions,
+    ));
     if !errors.is_empty() {
         return Err(Diagnostics::new(origin, text, errors));
     }
     let raw = parsed.raw;
-    Ok(Config { raw, source: Arc::new(Source { origin: origin.to_owned(), text: text.to_owned() }) })
+    Ok(Config {
+        raw,
+        source: Arc::new(Source {
+            origin: origin.to_owned(),
+            text: text.to_owned(),
+        }),
+    })
 }
 
 /// Parses and validates config `text`, looking up `${VAR}`s in the process environment.

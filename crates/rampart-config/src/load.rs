@@ -61,7 +61,12 @@ pub(crate) fn parse_raw(text: &str, env: EnvLookup<'_>) -> Result<Parsed, Vec<Co
     let mut incomplete = Vec::new();
     let mut positions = Positions::default();
     let raw = deserialize_sections(table, &mut errors, &mut incomplete, &mut positions);
-    Ok(Parsed { raw, errors, incomplete, positions })
+    Ok(Parsed {
+        raw,
+        errors,
+        incomplete,
+        positions,
+    })
 }
 
 fn deserialize_sections(
@@ -122,7 +127,10 @@ fn deserialize_list<T: DeserializeOwned>(
             errors.push(ConfigError::new(
                 Some(span),
                 name,
-                format!("expected an array of tables (`[[{name}]]`), found {}", other.type_str()),
+                format!(
+                    "expected an array of tables (`[[{name}]]`), found {}",
+                    other.type_str()
+                ),
             ));
             (Vec::new(), Vec::new())
         }
@@ -139,7 +147,10 @@ fn deserialize<T: DeserializeOwned>(
     match serde_path_to_error::deserialize(deserializer) {
         Ok(v) => Some(v),
         Err(err) => {
-            let inner_path = err.path().to_string().replace(".$__serde_spanned_private_value", "");
+            let inner_path = err
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "");
             let path = if inner_path == "." || inner_path.is_empty() {
                 prefix.to_owned()
             } else if inner_path.starts_with('[') {
@@ -149,7 +160,11 @@ fn deserialize<T: DeserializeOwned>(
             };
             let inner = err.into_inner();
             let message = improve_message(inner.message());
-            errors.push(ConfigError::new(inner.span().or(Some(whole)), path, message));
+            errors.push(ConfigError::new(
+                inner.span().or(Some(whole)),
+                path,
+                message,
+            ));
             None
         }
     }
@@ -157,7 +172,10 @@ fn deserialize<T: DeserializeOwned>(
 
 /// Adds a "did you mean" hint to serde's unknown-field and unknown-variant messages.
 fn improve_message(message: &str) -> String {
-    let Some(rest) = message.strip_prefix("unknown field `").or_else(|| message.strip_prefix("unknown variant `")) else {
+    let Some(rest) = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("unknown variant `"))
+    else {
         return message.to_owned();
     };
     let Some((word, expected)) = rest.split_once('`') else {
@@ -171,9 +189,19 @@ fn improve_message(message: &str) -> String {
 }
 
 fn unknown_key(span: std::ops::Range<usize>, path: &str, key: &str, known: &[&str]) -> ConfigError {
-    let list = known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
-    let hint = suggest(key, known.iter().copied()).map(|h| format!(" (did you mean `{h}`?)")).unwrap_or_default();
-    ConfigError::new(Some(span), path, format!("unknown section `{key}`, expected one of {list}{hint}"))
+    let list = known
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let hint = suggest(key, known.iter().copied())
+        .map(|h| format!(" (did you mean `{h}`?)"))
+        .unwrap_or_default();
+    ConfigError::new(
+        Some(span),
+        path,
+        format!("unknown section `{key}`, expected one of {list}{hint}"),
+    )
 }
 
 #[cfg(test)]

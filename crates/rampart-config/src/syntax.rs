@@ -16,14 +16,16 @@ pub enum Target {
 #[must_use]
 pub fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// True for names of listeners, upstreams and routes: 1–64 of `[A-Za-z0-9_.-]`.
 #[must_use]
 pub fn is_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 /// True for header values without control characters (tab allowed).
@@ -37,9 +39,17 @@ pub fn is_header_value(s: &str) -> bool {
 /// # Errors
 /// Explains what is wrong with `text`.
 pub fn parse_target(text: &str) -> Result<Target, String> {
-    let expected = || format!("invalid target {text:?}: expected \"host:port\", \"10.0.0.1:8080\" or \"[::1]:8080\"");
+    let expected = || {
+        format!(
+            "invalid target {text:?}: expected \"host:port\", \"10.0.0.1:8080\" or \"[::1]:8080\""
+        )
+    };
     if let Ok(addr) = text.parse::<SocketAddr>() {
-        return if addr.port() == 0 { Err(format!("invalid target {text:?}: port 0")) } else { Ok(Target::Addr(addr)) };
+        return if addr.port() == 0 {
+            Err(format!("invalid target {text:?}: port 0"))
+        } else {
+            Ok(Target::Addr(addr))
+        };
     }
     let (host, port) = text.rsplit_once(':').ok_or_else(expected)?;
     let port: u16 = port.parse().map_err(|_| expected())?;
@@ -59,7 +69,9 @@ fn check_dns_name(host: &str) -> Result<(), String> {
     }
     for label in host.trim_end_matches('.').split('.') {
         let ok = (1..=63).contains(&label.len())
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
@@ -78,11 +90,15 @@ pub fn check_host_pattern(pattern: &str) -> Result<(), String> {
         return Ok(());
     }
     if pattern.contains(':') {
-        return Err(format!("invalid host {pattern:?}: hosts are matched without the port; remove it"));
+        return Err(format!(
+            "invalid host {pattern:?}: hosts are matched without the port; remove it"
+        ));
     }
     let name = pattern.strip_prefix("*.").unwrap_or(pattern);
     if name.contains('*') {
-        return Err(format!("invalid host {pattern:?}: `*` is allowed only as the whole first label, as in \"*.example.com\""));
+        return Err(format!(
+            "invalid host {pattern:?}: `*` is allowed only as the whole first label, as in \"*.example.com\""
+        ));
     }
     if name.parse::<IpAddr>().is_ok() {
         return Ok(());
@@ -113,8 +129,13 @@ pub fn check_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err(format!("invalid path {path:?}: must start with `/`"));
     }
-    if let Some(c) = path.chars().find(|c| c.is_control() || matches!(c, ' ' | '?' | '#')) {
-        return Err(format!("invalid path {path:?}: {c:?} is not allowed in a path"));
+    if let Some(c) = path
+        .chars()
+        .find(|c| c.is_control() || matches!(c, ' ' | '?' | '#'))
+    {
+        return Err(format!(
+            "invalid path {path:?}: {c:?} is not allowed in a path"
+        ));
     }
     Ok(())
 }
@@ -130,7 +151,9 @@ pub fn check_template(template: &str) -> Result<(), String> {
     for (i, seg) in segments.iter().enumerate() {
         let Some(inner) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
             if seg.contains(['{', '}']) {
-                return Err(format!("invalid template {template:?}: `{{…}}` must be a whole segment, as in \"/users/{{id}}\""));
+                return Err(format!(
+                    "invalid template {template:?}: `{{…}}` must be a whole segment, as in \"/users/{{id}}\""
+                ));
             }
             continue;
         };
@@ -139,13 +162,19 @@ pub fn check_template(template: &str) -> Result<(), String> {
             None => (false, inner),
         };
         if catch_all && i + 1 != segments.len() {
-            return Err(format!("invalid template {template:?}: `{{*{name}}}` must be the last segment"));
+            return Err(format!(
+                "invalid template {template:?}: `{{*{name}}}` must be the last segment"
+            ));
         }
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(format!("invalid template {template:?}: parameter names use letters, digits and `_`"));
+            return Err(format!(
+                "invalid template {template:?}: parameter names use letters, digits and `_`"
+            ));
         }
         if names.contains(&name) {
-            return Err(format!("invalid template {template:?}: parameter `{name}` appears twice"));
+            return Err(format!(
+                "invalid template {template:?}: parameter `{name}` appears twice"
+            ));
         }
         names.push(name);
     }
@@ -172,7 +201,10 @@ pub fn check_capture_refs(pattern: &regex::Regex, replacement: &str) -> Result<(
                 None => return Err(format!("unterminated `${{` in {replacement:?}")),
             },
             None => {
-                let n = rest.bytes().take_while(|b| b.is_ascii_alphanumeric() || *b == b'_').count();
+                let n = rest
+                    .bytes()
+                    .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                    .count();
                 (&rest[..n], &rest[n..])
             }
         };
@@ -182,7 +214,9 @@ pub fn check_capture_refs(pattern: &regex::Regex, replacement: &str) -> Result<(
             Err(_) => names.contains(&name),
         };
         if !known && !name.is_empty() {
-            return Err(format!("replacement refers to capture `{name}`, which the pattern does not have"));
+            return Err(format!(
+                "replacement refers to capture `{name}`, which the pattern does not have"
+            ));
         }
     }
     Ok(())
@@ -194,21 +228,45 @@ mod tests {
 
     #[test]
     fn targets_accept_ips_names_and_bracketed_v6() {
-        assert_eq!(parse_target("127.0.0.1:80"), Ok(Target::Addr("127.0.0.1:80".parse().unwrap())));
-        assert_eq!(parse_target("[::1]:8080"), Ok(Target::Addr("[::1]:8080".parse().unwrap())));
-        assert_eq!(parse_target("App.internal:3000"), Ok(Target::Host("app.internal".into(), 3000)));
+        assert_eq!(
+            parse_target("127.0.0.1:80"),
+            Ok(Target::Addr("127.0.0.1:80".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_target("[::1]:8080"),
+            Ok(Target::Addr("[::1]:8080".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_target("App.internal:3000"),
+            Ok(Target::Host("app.internal".into(), 3000))
+        );
     }
 
     #[test]
     fn targets_without_port_or_with_bad_host_are_rejected() {
-        for bad in ["localhost", "host:0", "host:99999", ":80", "bad host:80", "::1:80", "-x.com:80", "http://x:80"] {
+        for bad in [
+            "localhost",
+            "host:0",
+            "host:99999",
+            ":80",
+            "bad host:80",
+            "::1:80",
+            "-x.com:80",
+            "http://x:80",
+        ] {
             assert!(parse_target(bad).is_err(), "{bad:?} should be rejected");
         }
     }
 
     #[test]
     fn host_patterns() {
-        for ok in ["example.com", "*.example.com", "*", "127.0.0.1", "a_b.internal"] {
+        for ok in [
+            "example.com",
+            "*.example.com",
+            "*",
+            "127.0.0.1",
+            "a_b.internal",
+        ] {
             assert!(check_host_pattern(ok).is_ok(), "{ok:?}");
         }
         for bad in ["ex*ample.com", "*.*.com", "example.com:80", "", "a..b"] {

@@ -38,7 +38,11 @@ impl HumanDuration {
 /// # Errors
 /// Returns a message explaining the expected form when `text` is not a valid duration.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let expected = || format!("invalid duration {text:?}: expected a number with a unit, such as \"30s\", \"250ms\", \"5m\" or \"1h30m\"");
+    let expected = || {
+        format!(
+            "invalid duration {text:?}: expected a number with a unit, such as \"30s\", \"250ms\", \"5m\" or \"1h30m\""
+        )
+    };
     let s = text.trim();
     if s.is_empty() {
         return Err(expected());
@@ -58,9 +62,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let part = match unit {
             "ms" => Duration::from_millis(number),
             "s" => Duration::from_secs(number),
-            "m" => number.checked_mul(60).map(Duration::from_secs).ok_or_else(expected)?,
-            "h" => number.checked_mul(3600).map(Duration::from_secs).ok_or_else(expected)?,
-            "d" => number.checked_mul(86_400).map(Duration::from_secs).ok_or_else(expected)?,
+            "m" => number
+                .checked_mul(60)
+                .map(Duration::from_secs)
+                .ok_or_else(expected)?,
+            "h" => number
+                .checked_mul(3600)
+                .map(Duration::from_secs)
+                .ok_or_else(expected)?,
+            "d" => number
+                .checked_mul(86_400)
+                .map(Duration::from_secs)
+                .ok_or_else(expected)?,
             _ => return Err(expected()),
         };
         total = total.checked_add(part).ok_or_else(expected)?;
@@ -167,7 +180,9 @@ impl ByteSize {
 /// Returns a message explaining the expected form when `text` is not a valid size.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let expected = || {
-        format!("invalid size {text:?}: expected a number of bytes or a number with a unit, such as \"512KiB\", \"10MiB\" or \"1GB\"")
+        format!(
+            "invalid size {text:?}: expected a number of bytes or a number with a unit, such as \"512KiB\", \"10MiB\" or \"1GB\""
+        )
     };
     let s = text.trim();
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
@@ -194,7 +209,12 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// Formats a size the way it is written in config (`"10MiB"`, `"1500B"`).
 #[must_use]
 pub fn format_size(bytes: u64) -> String {
-    for (unit, size) in [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+    for (unit, size) in [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ] {
         if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
@@ -269,7 +289,16 @@ mod tests {
 
     #[test]
     fn durations_without_unit_or_with_unknown_unit_are_rejected() {
-        for bad in ["", "30", "s", "30x", "1.5s", "-1s", "30 s", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "30",
+            "s",
+            "30x",
+            "1.5s",
+            "-1s",
+            "30 s",
+            "99999999999999999999s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
     }

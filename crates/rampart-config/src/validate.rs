@@ -14,8 +14,16 @@ use crate::syntax;
 /// Checks `raw` and returns every problem found. References into the `incomplete` sections
 /// (where an item failed to deserialize and was reported already) are not checked, to avoid
 /// follow-on errors.
-pub(crate) fn validate(raw: &RawConfig, incomplete: &[&str], positions: &Positions) -> Vec<ConfigError> {
-    let mut v = Checker { errors: Vec::new(), incomplete: incomplete.to_vec(), positions };
+pub(crate) fn validate(
+    raw: &RawConfig,
+    incomplete: &[&str],
+    positions: &Positions,
+) -> Vec<ConfigError> {
+    let mut v = Checker {
+        errors: Vec::new(),
+        incomplete: incomplete.to_vec(),
+        positions,
+    };
     v.settings(raw);
     v.listeners(&raw.listeners);
     v.upstreams(&raw.upstreams);
@@ -36,7 +44,12 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn error(&mut self, span: Option<Range<usize>>, path: impl Into<String>, message: impl Into<String>) {
+    fn error(
+        &mut self,
+        span: Option<Range<usize>>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.errors.push(ConfigError::new(span, path, message));
     }
 
@@ -46,13 +59,31 @@ impl Checker<'_> {
 
     fn settings(&mut self, raw: &RawConfig) {
         if raw.server.workers > 1024 {
-            self.error(None, "server.workers", format!("{} workers is more than the maximum of 1024 (0 means one per core)", raw.server.workers));
+            self.error(
+                None,
+                "server.workers",
+                format!(
+                    "{} workers is more than the maximum of 1024 (0 means one per core)",
+                    raw.server.workers
+                ),
+            );
         }
         if !syntax::is_token(&raw.server.name) {
-            self.error(None, "server.name", format!("invalid name {:?}: expected letters, digits and `-._~`", raw.server.name));
+            self.error(
+                None,
+                "server.name",
+                format!(
+                    "invalid name {:?}: expected letters, digits and `-._~`",
+                    raw.server.name
+                ),
+            );
         }
         if raw.access_log.path.trim().is_empty() {
-            self.error(None, "access_log.path", "must not be empty: use \"stdout\", \"stderr\" or a file path");
+            self.error(
+                None,
+                "access_log.path",
+                "must not be empty: use \"stdout\", \"stderr\" or a file path",
+            );
         }
         let limits = &raw.limits;
         if limits.max_header_count == 0 {
@@ -75,29 +106,52 @@ impl Checker<'_> {
         }
     }
 
-    fn unique_names<'a>(&mut self, section: &str, names: impl Iterator<Item = &'a Located<String>>) {
+    fn unique_names<'a>(
+        &mut self,
+        section: &str,
+        names: impl Iterator<Item = &'a Located<String>>,
+    ) {
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, name) in names.enumerate() {
             let path = format!("{}.name", self.positions.item(section, i));
             if !syntax::is_name(name) {
-                self.at(name, &path, format!("invalid name {:?}: expected 1 to 64 letters, digits, `-`, `_` or `.`", name.get()));
+                self.at(
+                    name,
+                    &path,
+                    format!(
+                        "invalid name {:?}: expected 1 to 64 letters, digits, `-`, `_` or `.`",
+                        name.get()
+                    ),
+                );
             }
             if let Some(first) = seen.insert(name.as_str(), i) {
                 let first = self.positions.item(section, first);
-                self.at(name, &path, format!("duplicate name {:?}: already used by {first}", name.get()));
+                self.at(
+                    name,
+                    &path,
+                    format!("duplicate name {:?}: already used by {first}", name.get()),
+                );
             }
         }
     }
 
     fn listeners(&mut self, listeners: &[Listener]) {
         if listeners.is_empty() && !self.incomplete.contains(&"listeners") {
-            self.error(None, "listeners", "no listener is defined: add a `[[listeners]]` table with `name` and `bind`");
+            self.error(
+                None,
+                "listeners",
+                "no listener is defined: add a `[[listeners]]` table with `name` and `bind`",
+            );
         }
         self.unique_names("listeners", listeners.iter().map(|l| &l.name));
         for (i, a) in listeners.iter().enumerate() {
             let path = self.positions.item("listeners", i);
             if a.backlog == 0 {
-                self.error(Some(a.name.span()), format!("{path}.backlog"), "must be at least 1");
+                self.error(
+                    Some(a.name.span()),
+                    format!("{path}.backlog"),
+                    "must be at least 1",
+                );
             }
             for b in listeners.iter().take(i) {
                 if binds_conflict(*a.bind, *b.bind) {
@@ -115,14 +169,22 @@ impl Checker<'_> {
         for (i, u) in upstreams.iter().enumerate() {
             let path = self.positions.item("upstreams", i);
             if u.targets.is_empty() {
-                self.at(&u.name, format!("{path}.targets"), "an upstream needs at least one target (\"host:port\")");
+                self.at(
+                    &u.name,
+                    format!("{path}.targets"),
+                    "an upstream needs at least one target (\"host:port\")",
+                );
             }
             for (t, target) in u.targets.iter().enumerate() {
                 if let Err(msg) = syntax::parse_target(target) {
                     self.at(target, format!("{path}.targets[{t}]"), msg);
                 }
             }
-            for (key, d) in [("connect_timeout", u.connect_timeout), ("request_timeout", u.request_timeout), ("idle_timeout", u.idle_timeout)] {
+            for (key, d) in [
+                ("connect_timeout", u.connect_timeout),
+                ("request_timeout", u.request_timeout),
+                ("idle_timeout", u.idle_timeout),
+            ] {
                 if d.get().is_zero() {
                     self.at(&u.name, format!("{path}.{key}"), "must be greater than 0s");
                 }
@@ -131,7 +193,12 @@ impl Checker<'_> {
     }
 
     fn route(&mut self, path: &str, r: &Route, listeners: &[&str], upstreams: &[&str]) {
-        self.references(&format!("{path}.listeners"), &r.listeners, listeners, "listener");
+        self.references(
+            &format!("{path}.listeners"),
+            &r.listeners,
+            listeners,
+            "listener",
+        );
         for (i, host) in r.hosts.iter().enumerate() {
             if let Err(msg) = syntax::check_host_pattern(host) {
                 self.at(host, format!("{path}.hosts[{i}]"), msg);
@@ -149,7 +216,11 @@ impl Checker<'_> {
         self.handler(path, r, upstreams);
         self.rewrite(path, r);
         if r.timeout.is_some_and(|t| t.get().is_zero()) {
-            self.at(&r.name, format!("{path}.timeout"), "must be greater than 0s");
+            self.at(
+                &r.name,
+                format!("{path}.timeout"),
+                "must be greater than 0s",
+            );
         }
     }
 
@@ -195,22 +266,50 @@ impl Checker<'_> {
     fn methods(&mut self, path: &str, methods: &[Located<String>]) {
         for (i, m) in methods.iter().enumerate() {
             if !syntax::is_token(m) {
-                self.at(m, format!("{path}[{i}]"), format!("invalid method {:?}: expected a token such as \"GET\"", m.get()));
+                self.at(
+                    m,
+                    format!("{path}[{i}]"),
+                    format!(
+                        "invalid method {:?}: expected a token such as \"GET\"",
+                        m.get()
+                    ),
+                );
             } else if m.chars().any(|c| c.is_ascii_lowercase()) {
-                self.at(m, format!("{path}[{i}]"), format!("methods are case-sensitive: write {:?}", m.to_ascii_uppercase()));
+                self.at(
+                    m,
+                    format!("{path}[{i}]"),
+                    format!(
+                        "methods are case-sensitive: write {:?}",
+                        m.to_ascii_uppercase()
+                    ),
+                );
             }
         }
     }
 
     fn header_match(&mut self, path: &str, h: &HeaderMatch) {
         if !syntax::is_token(&h.name) {
-            self.at(&h.name, format!("{path}.name"), format!("invalid header name {:?}", h.name.get()));
+            self.at(
+                &h.name,
+                format!("{path}.name"),
+                format!("invalid header name {:?}", h.name.get()),
+            );
         }
-        self.predicate_forms(path, &h.name, h.value.is_some(), h.regex.is_some(), h.present);
+        self.predicate_forms(
+            path,
+            &h.name,
+            h.value.is_some(),
+            h.regex.is_some(),
+            h.present,
+        );
         if let Some(v) = &h.value
             && !syntax::is_header_value(v)
         {
-            self.at(&h.name, format!("{path}.value"), "header values may not contain control characters");
+            self.at(
+                &h.name,
+                format!("{path}.value"),
+                "header values may not contain control characters",
+            );
         }
     }
 
@@ -218,15 +317,32 @@ impl Checker<'_> {
         if q.name.is_empty() {
             self.at(&q.name, format!("{path}.name"), "must not be empty");
         }
-        self.predicate_forms(path, &q.name, q.value.is_some(), q.regex.is_some(), q.present);
+        self.predicate_forms(
+            path,
+            &q.name,
+            q.value.is_some(),
+            q.regex.is_some(),
+            q.present,
+        );
     }
 
-    fn predicate_forms(&mut self, path: &str, name: &Located<String>, value: bool, regex: bool, present: bool) {
+    fn predicate_forms(
+        &mut self,
+        path: &str,
+        name: &Located<String>,
+        value: bool,
+        regex: bool,
+        present: bool,
+    ) {
         if value && regex {
             self.at(name, path, "give either `value` or `regex`, not both");
         }
         if !present && (value || regex) {
-            self.at(name, path, "`present = false` cannot be combined with `value` or `regex`");
+            self.at(
+                name,
+                path,
+                "`present = false` cannot be combined with `value` or `regex`",
+            );
         }
     }
 
@@ -254,23 +370,49 @@ impl Checker<'_> {
         }
         if let Some(redirect) = &r.redirect {
             if ![301, 302, 303, 307, 308].contains(redirect.status.get()) {
-                self.at(&redirect.status, format!("{path}.redirect.status"), format!("{} is not a redirect status: expected 301, 302, 303, 307 or 308", redirect.status.get()));
+                self.at(
+                    &redirect.status,
+                    format!("{path}.redirect.status"),
+                    format!(
+                        "{} is not a redirect status: expected 301, 302, 303, 307 or 308",
+                        redirect.status.get()
+                    ),
+                );
             }
             if redirect.to.is_empty() {
-                self.at(&redirect.to, format!("{path}.redirect.to"), "must not be empty");
+                self.at(
+                    &redirect.to,
+                    format!("{path}.redirect.to"),
+                    "must not be empty",
+                );
             }
         }
         if let Some(respond) = &r.respond {
             if !(200..=599).contains(respond.status.get()) {
-                self.at(&respond.status, format!("{path}.respond.status"), format!("{} is not a final status: expected 200 to 599", respond.status.get()));
+                self.at(
+                    &respond.status,
+                    format!("{path}.respond.status"),
+                    format!(
+                        "{} is not a final status: expected 200 to 599",
+                        respond.status.get()
+                    ),
+                );
             }
             for (name, value) in &respond.headers {
                 if !syntax::is_token(name) || !syntax::is_header_value(value) {
-                    self.at(&respond.status, format!("{path}.respond.headers.{name}"), "invalid header name or value");
+                    self.at(
+                        &respond.status,
+                        format!("{path}.respond.headers.{name}"),
+                        "invalid header name or value",
+                    );
                 }
             }
             if !syntax::is_header_value(&respond.content_type) {
-                self.at(&respond.status, format!("{path}.respond.content_type"), "invalid header value");
+                self.at(
+                    &respond.status,
+                    format!("{path}.respond.content_type"),
+                    "invalid header value",
+                );
             }
         }
     }
@@ -279,14 +421,26 @@ impl Checker<'_> {
         let Some(rw) = &r.rewrite else { return };
         let path = format!("{path}.rewrite");
         if r.upstream.is_none() && !r.echo {
-            self.at(&r.name, &path, "rewrites apply only to routes with `upstream` or `echo`");
+            self.at(
+                &r.name,
+                &path,
+                "rewrites apply only to routes with `upstream` or `echo`",
+            );
         }
-        let count = [rw.strip_prefix.is_some(), rw.replace_prefix.is_some(), rw.path_regex.is_some()]
-            .into_iter()
-            .filter(|x| *x)
-            .count();
+        let count = [
+            rw.strip_prefix.is_some(),
+            rw.replace_prefix.is_some(),
+            rw.path_regex.is_some(),
+        ]
+        .into_iter()
+        .filter(|x| *x)
+        .count();
         if count > 1 {
-            self.at(&r.name, &path, "give at most one of `strip_prefix`, `replace_prefix`, `path_regex`");
+            self.at(
+                &r.name,
+                &path,
+                "give at most one of `strip_prefix`, `replace_prefix`, `path_regex`",
+            );
         }
         if let Some(p) = &rw.strip_prefix
             && let Err(msg) = syntax::check_path(p)
@@ -314,11 +468,17 @@ impl Checker<'_> {
 }
 
 fn unknown_reference(what: &str, name: &Located<String>, defined: &[&str]) -> String {
-    let hint = suggest(name, defined.iter().copied()).map(|h| format!(" (did you mean {h:?}?)")).unwrap_or_default();
+    let hint = suggest(name, defined.iter().copied())
+        .map(|h| format!(" (did you mean {h:?}?)"))
+        .unwrap_or_default();
     if defined.is_empty() {
         format!("unknown {what} {:?}: no {what}s are defined", name.get())
     } else {
-        let list = defined.iter().map(|d| format!("{d:?}")).collect::<Vec<_>>().join(", ");
+        let list = defined
+            .iter()
+            .map(|d| format!("{d:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         format!("unknown {what} {:?}{hint}; defined: {list}", name.get())
     }
 }

@@ -15,14 +15,24 @@ fn keys(schema: &Value, defs: &Value, out: &mut Vec<String>, depth: usize) {
         }
     }
     for combinator in ["anyOf", "oneOf", "allOf"] {
-        for s in schema.get(combinator).and_then(Value::as_array).into_iter().flatten() {
+        for s in schema
+            .get(combinator)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             keys(s, defs, out, depth + 1);
         }
     }
     if let Some(items) = schema.get("items") {
         keys(items, defs, out, depth + 1);
     }
-    for (name, prop) in schema.get("properties").and_then(Value::as_object).into_iter().flatten() {
+    for (name, prop) in schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
         out.push(name.clone());
         keys(prop, defs, out, depth + 1);
     }
@@ -43,8 +53,23 @@ fn every_config_key_is_documented() {
     all.dedup();
     assert!(all.len() > 40, "schema walk found too few keys: {all:?}");
     let docs = docs();
-    let missing: Vec<&String> = all.iter().filter(|k| ![format!("`{k}`"), format!(".{k}`"), format!("`[{k}]`"), format!("`[[{k}]]`")].iter().any(|f| docs.contains(f.as_str()))).collect();
-    assert!(missing.is_empty(), "keys missing from docs/configuration.md: {missing:?}");
+    let missing: Vec<&String> = all
+        .iter()
+        .filter(|k| {
+            ![
+                format!("`{k}`"),
+                format!(".{k}`"),
+                format!("`[{k}]`"),
+                format!("`[[{k}]]`"),
+            ]
+            .iter()
+            .any(|f| docs.contains(f.as_str()))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "keys missing from docs/configuration.md: {missing:?}"
+    );
 }
 
 #[test]
@@ -53,8 +78,12 @@ fn every_toml_example_in_the_docs_parses() {
     let mut blocks = 0;
     for block in docs.split("```toml").skip(1) {
         let body = block.split("```").next().unwrap_or_default();
-        toml::from_str::<toml::Table>(body).unwrap_or_else(|e| panic!("example does not parse: {e}\n{body}"));
+        toml::from_str::<toml::Table>(body)
+            .unwrap_or_else(|e| panic!("example does not parse: {e}\n{body}"));
         blocks += 1;
     }
-    assert!(blocks >= 5, "expected TOML examples in docs/configuration.md");
+    assert!(
+        blocks >= 5,
+        "expected TOML examples in docs/configuration.md"
+    );
 }

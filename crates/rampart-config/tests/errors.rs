@@ -33,15 +33,24 @@ fn assert_error(d: &Diagnostics, path: &str, needle: &str, line_text: &str) {
         .iter()
         .find(|e| e.path == path && e.message.contains(needle))
         .unwrap_or_else(|| panic!("no error at {path} containing {needle:?} in:\n{rendered}"));
-    let span = err.span.clone().unwrap_or_else(|| panic!("error without location:\n{rendered}"));
+    let span = err
+        .span
+        .clone()
+        .unwrap_or_else(|| panic!("error without location:\n{rendered}"));
     let (line, col) = d.line_col(span.start);
     let header = if path.is_empty() {
         format!("test.toml:{line}:{col}: error: ")
     } else {
         format!("test.toml:{line}:{col}: error: {path}: ")
     };
-    assert!(rendered.contains(&header), "missing {header:?} in:\n{rendered}");
-    assert!(rendered.contains(line_text), "snippet {line_text:?} missing in:\n{rendered}");
+    assert!(
+        rendered.contains(&header),
+        "missing {header:?} in:\n{rendered}"
+    );
+    assert!(
+        rendered.contains(line_text),
+        "snippet {line_text:?} missing in:\n{rendered}"
+    );
 }
 
 #[test]
@@ -65,7 +74,12 @@ fn syntax_errors_have_a_location() {
 #[test]
 fn unknown_keys_are_errors_with_a_suggestion() {
     let d = errors_of("[[routes]]\nname = \"r\"\nupstrem = \"app\"\n");
-    assert_error(&d, "routes[0].upstrem", "unknown field `upstrem`", "upstrem = \"app\"");
+    assert_error(
+        &d,
+        "routes[0].upstrem",
+        "unknown field `upstrem`",
+        "upstrem = \"app\"",
+    );
     assert!(d.to_string().contains("did you mean `upstream`"), "{d}");
 }
 
@@ -85,71 +99,138 @@ fn wrong_types_are_errors() {
 #[test]
 fn bad_durations_and_sizes_are_errors() {
     let d = errors_of("[timeouts]\nkeepalive = \"75\"\n[limits]\nmax_body_size = \"10 parsecs\"\n");
-    assert_error(&d, "timeouts.keepalive", "invalid duration", "keepalive = \"75\"");
-    assert_error(&d, "limits.max_body_size", "invalid size", "max_body_size = \"10 parsecs\"");
+    assert_error(
+        &d,
+        "timeouts.keepalive",
+        "invalid duration",
+        "keepalive = \"75\"",
+    );
+    assert_error(
+        &d,
+        "limits.max_body_size",
+        "invalid size",
+        "max_body_size = \"10 parsecs\"",
+    );
 }
 
 #[test]
 fn bad_regexes_are_errors() {
-    let d = errors_of("[[routes]]\nname = \"r\"\npath_regex = \"^/(unclosed\"\nupstream = \"app\"\n");
-    assert_error(&d, "routes[0].path_regex", "invalid regular expression", "path_regex = \"^/(unclosed\"");
+    let d =
+        errors_of("[[routes]]\nname = \"r\"\npath_regex = \"^/(unclosed\"\nupstream = \"app\"\n");
+    assert_error(
+        &d,
+        "routes[0].path_regex",
+        "invalid regular expression",
+        "path_regex = \"^/(unclosed\"",
+    );
 }
 
 #[test]
 fn bad_addresses_are_errors() {
     let d = errors_of("[[listeners]]\nname = \"other\"\nbind = \"localhost:80:80\"\n");
-    assert_error(&d, "listeners[1].bind", "invalid socket address", "bind = \"localhost:80:80\"");
+    assert_error(
+        &d,
+        "listeners[1].bind",
+        "invalid socket address",
+        "bind = \"localhost:80:80\"",
+    );
 }
 
 #[test]
 fn bad_targets_are_errors() {
     let d = errors_of("[[upstreams]]\nname = \"b\"\ntargets = [\"no-port\"]\n");
-    assert_error(&d, "upstreams[1].targets[0]", "invalid target", "targets = [\"no-port\"]");
+    assert_error(
+        &d,
+        "upstreams[1].targets[0]",
+        "invalid target",
+        "targets = [\"no-port\"]",
+    );
 }
 
 #[test]
 fn undefined_upstreams_are_errors_with_a_suggestion() {
     let d = errors_of("[[routes]]\nname = \"r\"\nupstream = \"ap\"\n");
-    assert_error(&d, "routes[0].upstream", "unknown upstream \"ap\"", "upstream = \"ap\"");
+    assert_error(
+        &d,
+        "routes[0].upstream",
+        "unknown upstream \"ap\"",
+        "upstream = \"ap\"",
+    );
     assert!(d.to_string().contains("did you mean \"app\""), "{d}");
 }
 
 #[test]
 fn undefined_listeners_are_errors() {
     let d = errors_of("[[routes]]\nname = \"r\"\nlisteners = [\"nope\"]\nupstream = \"app\"\n");
-    assert_error(&d, "routes[0].listeners[0]", "unknown listener \"nope\"", "listeners = [\"nope\"]");
+    assert_error(
+        &d,
+        "routes[0].listeners[0]",
+        "unknown listener \"nope\"",
+        "listeners = [\"nope\"]",
+    );
 }
 
 #[test]
 fn duplicate_names_are_errors() {
     let d = errors_of("[[upstreams]]\nname = \"app\"\ntargets = [\"127.0.0.1:1\"]\n");
-    assert_error(&d, "upstreams[1].name", "duplicate name \"app\"", "name = \"app\"");
+    assert_error(
+        &d,
+        "upstreams[1].name",
+        "duplicate name \"app\"",
+        "name = \"app\"",
+    );
 }
 
 #[test]
 fn conflicting_listeners_are_errors() {
     let d = errors_of("[[listeners]]\nname = \"all\"\nbind = \"0.0.0.0:8080\"\n");
-    assert_error(&d, "listeners[1].bind", "conflicts with listener \"web\"", "bind = \"0.0.0.0:8080\"");
+    assert_error(
+        &d,
+        "listeners[1].bind",
+        "conflicts with listener \"web\"",
+        "bind = \"0.0.0.0:8080\"",
+    );
 }
 
 #[test]
 fn undefined_environment_variables_are_errors() {
     let d = errors_of("[[routes]]\nname = \"r\"\nrespond = { body = \"${NOT_SET}\" }\n");
-    assert_error(&d, "routes[0].respond.body", "NOT_SET is not set", "${NOT_SET}");
+    assert_error(
+        &d,
+        "routes[0].respond.body",
+        "NOT_SET is not set",
+        "${NOT_SET}",
+    );
 }
 
 #[test]
 fn environment_variables_are_interpolated() {
-    let text = format!("{BASE}[[routes]]\nname = \"r\"\nrespond = {{ body = \"k=${{SECRET}}\" }}\n");
+    let text =
+        format!("{BASE}[[routes]]\nname = \"r\"\nrespond = {{ body = \"k=${{SECRET}}\" }}\n");
     let cfg = load_str_with_env(&text, "t", &env).unwrap();
-    assert_eq!(cfg.raw().routes[0].respond.as_ref().unwrap().body, "k=hunter2");
+    assert_eq!(
+        cfg.raw().routes[0].respond.as_ref().unwrap().body,
+        "k=hunter2"
+    );
 }
 
 #[test]
 fn routes_need_exactly_one_handler() {
-    let d = errors_of("[[routes]]\nname = \"none\"\n[[routes]]\nname = \"two\"\nupstream = \"app\"\necho = true\n");
-    assert_error(&d, "routes[0]", "needs exactly one handler", "name = \"none\"");
-    assert_error(&d, "routes[1]", "exactly one handler; found upstream, echo", "name = \"two\"");
+    let d = errors_of(
+        "[[routes]]\nname = \"none\"\n[[routes]]\nname = \"two\"\nupstream = \"app\"\necho = true\n",
+    );
+    assert_error(
+        &d,
+        "routes[0]",
+        "needs exactly one handler",
+        "name = \"none\"",
+    );
+    assert_error(
+        &d,
+        "routes[1]",
+        "exactly one handler; found upstream, echo",
+        "name = \"two\"",
+    );
 }
 
 #[test]
@@ -157,7 +238,12 @@ fn bad_templates_hosts_and_methods_are_errors() {
     let d = errors_of(
         "[[routes]]\nname = \"r\"\npath_template = \"/a/{*rest}/b\"\nhosts = [\"a.*.com\"]\nmethods = [\"get\"]\nupstream = \"app\"\n",
     );
-    assert_error(&d, "routes[0].path_template", "must be the last segment", "path_template");
+    assert_error(
+        &d,
+        "routes[0].path_template",
+        "must be the last segment",
+        "path_template",
+    );
     assert_error(&d, "routes[0].hosts[0]", "invalid host", "hosts = ");
     assert_error(&d, "routes[0].methods[0]", "case-sensitive", "methods = ");
 }
@@ -165,7 +251,12 @@ fn bad_templates_hosts_and_methods_are_errors() {
 #[test]
 fn bad_redirect_status_is_an_error() {
     let d = errors_of("[[routes]]\nname = \"r\"\nredirect = { to = \"/x\", status = 200 }\n");
-    assert_error(&d, "routes[0].redirect.status", "not a redirect status", "status = 200");
+    assert_error(
+        &d,
+        "routes[0].redirect.status",
+        "not a redirect status",
+        "status = 200",
+    );
 }
 
 #[test]

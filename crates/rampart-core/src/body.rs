@@ -37,13 +37,21 @@ impl Body {
     /// A body holding `bytes`.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
-        if bytes.is_empty() { Self::Empty } else { Self::Full(Some(bytes)) }
+        if bytes.is_empty() {
+            Self::Empty
+        } else {
+            Self::Full(Some(bytes))
+        }
     }
 
     /// A streamed client body that fails with [`BodyTooLarge`] after `limit` bytes.
     #[must_use]
     pub const fn limited(body: Incoming, limit: u64) -> Self {
-        Self::Limited(LimitedIncoming { body, remaining: limit, limit })
+        Self::Limited(LimitedIncoming {
+            body,
+            remaining: limit,
+            limit,
+        })
     }
 
     /// Wraps any body type.

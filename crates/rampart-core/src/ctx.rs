@@ -71,7 +71,12 @@ impl RequestCtx {
         Self {
             conn,
             request_id: HeaderValue::from_static(""),
-            trace: TraceContext { trace_id: 0, span_id: 0, parent_id: None, flags: 0 },
+            trace: TraceContext {
+                trace_id: 0,
+                span_id: 0,
+                parent_id: None,
+                flags: 0,
+            },
             client_ip,
             started: Instant::now(),
             method,

@@ -157,7 +157,12 @@ pub struct ProxyError {
 impl ProxyError {
     /// A failure of `kind` with a log detail.
     pub fn new(kind: ErrorKind, detail: impl Into<Cow<'static, str>>) -> Self {
-        Self { kind, detail: detail.into(), retryable: false, allow: None }
+        Self {
+            kind,
+            detail: detail.into(),
+            retryable: false,
+            allow: None,
+        }
     }
 
     /// Marks the failure as safe to retry on another target.
@@ -170,7 +175,10 @@ impl ProxyError {
     /// A 405 listing the `allow`ed methods.
     #[must_use]
     pub fn method_not_allowed(allow: HeaderValue) -> Self {
-        Self { allow: Some(allow), ..Self::new(ErrorKind::MethodNotAllowed, "method not in allow_methods") }
+        Self {
+            allow: Some(allow),
+            ..Self::new(ErrorKind::MethodNotAllowed, "method not in allow_methods")
+        }
     }
 }
 

@@ -17,14 +17,16 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// (gRPC needs it end to end); `keep_upgrade` keeps `Upgrade` and `Connection: upgrade` for a
 /// protocol upgrade being forwarded.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if let Some(connection) = headers.get(header::CONNECTION).cloned() {
-        for name in comma_tokens(connection.as_bytes()) {
-            if let Ok(name) = HeaderName::from_bytes(name)
-                && !(keep_upgrade && name == header::UPGRADE)
-            {
-                headers.remove(&name);
-            }
-        }
+    // `Connection` is a list: its tokens may be spread over several field lines.
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| comma_tokens(v.as_bytes()))
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
+        .filter(|name| !(keep_upgrade && name == header::UPGRADE))
+        .collect();
+    for name in &listed {
+        headers.remove(name);
     }
     let te_trailers = headers
         .get_all(header::TE)
@@ -46,7 +48,10 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 /// Iterates the comma-separated tokens of a header value, trimmed, skipping empty ones.
 pub fn comma_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|b| *b == b',').map(<[u8]>::trim_ascii).filter(|t| !t.is_empty())
+    value
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
 }
 
 /// True when the `Connection` header lists `token` (case-insensitive).
@@ -100,6 +105,19 @@ mod tests {
     }
 
     #[test]
+    fn headers_named_on_any_connection_line_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive"),
+            ("connection", "x-second-line"),
+            ("x-second-line", "1"),
+            ("x-end-to-end", "stays"),
+        ]);
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-end-to-end"], "stays");
+    }
+
+    #[test]
     fn te_trailers_survives_other_te_values_do_not() {
         let mut h = map(&[("te", "gzip, trailers")]);
         remove_hop_by_hop(&mut h, false);
@@ -111,7 +129,11 @@ mod tests {
 
     #[test]
     fn upgrades_keep_upgrade_and_a_clean_connection_header() {
-        let mut h = map(&[("connection", "Upgrade, x-hop"), ("upgrade", "websocket"), ("x-hop", "1")]);
+        let mut h = map(&[
+            ("connection", "Upgrade, x-hop"),
+            ("upgrade", "websocket"),
+            ("x-hop", "1"),
+        ]);
         remove_hop_by_hop(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");

@@ -24,7 +24,9 @@ pub fn new_request_id() -> HeaderValue {
 #[must_use]
 pub fn is_valid_request_id(value: &HeaderValue) -> bool {
     let b = value.as_bytes();
-    (1..=128).contains(&b.len()) && b.iter().all(|c| c.is_ascii_graphic() && *c != b'"' && *c != b'\\')
+    (1..=128).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_graphic() && *c != b'"' && *c != b'\\')
 }
 
 /// The W3C trace context of a request, as Rampart forwards it.
@@ -45,9 +47,12 @@ impl TraceContext {
     #[must_use]
     pub fn continue_or_start(traceparent: Option<&HeaderValue>) -> Self {
         match traceparent.and_then(|v| parse_traceparent(v.as_bytes())) {
-            Some((trace_id, parent, flags)) => {
-                Self { trace_id, span_id: nonzero_u64(), parent_id: Some(parent), flags }
-            }
+            Some((trace_id, parent, flags)) => Self {
+                trace_id,
+                span_id: nonzero_u64(),
+                parent_id: Some(parent),
+                flags,
+            },
             None => Self {
                 trace_id: fastrand::u128(1..),
                 span_id: nonzero_u64(),
@@ -130,14 +135,18 @@ mod tests {
 
     #[test]
     fn a_valid_traceparent_is_continued_with_a_new_span() {
-        let incoming = HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let incoming =
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         let ctx = TraceContext::continue_or_start(Some(&incoming));
         assert_eq!(ctx.trace_id, 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736);
         assert_eq!(ctx.parent_id, Some(0x00f0_67aa_0ba9_02b7));
         assert_eq!(ctx.flags, 1);
         let out = ctx.header_value();
         let out = out.to_str().unwrap();
-        assert!(out.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{out}");
+        assert!(
+            out.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{out}"
+        );
         assert!(out.ends_with("-01"));
         assert_ne!(&out[36..52], "00f067aa0ba902b7");
     }

@@ -20,8 +20,11 @@ pub enum ErrorFormat {
 }
 
 impl ErrorFormat {
-    const CANDIDATES: [(Self, &'static str, &'static str); 3] =
-        [(Self::Text, "text", "plain"), (Self::Json, "application", "json"), (Self::Html, "text", "html")];
+    const CANDIDATES: [(Self, &'static str, &'static str); 3] = [
+        (Self::Text, "text", "plain"),
+        (Self::Json, "application", "json"),
+        (Self::Html, "text", "html"),
+    ];
 
     /// Picks the format the `Accept` header prefers (highest q, then the most specific match,
     /// then plain text); plain text when absent or when nothing matches.
@@ -32,7 +35,9 @@ impl ErrorFormat {
         };
         let mut best = (0u32, 0u8, Self::Text);
         for (rank, (format, ty, sub)) in Self::CANDIDATES.iter().enumerate() {
-            let Some((q, specificity)) = match_accept(accept, ty, sub) else { continue };
+            let Some((q, specificity)) = match_accept(accept, ty, sub) else {
+                continue;
+            };
             let key = (q, specificity);
             if key > (best.0, best.1) || (key == (best.0, best.1) && rank == 0) {
                 best = (q, specificity, *format);
@@ -50,7 +55,9 @@ fn match_accept(accept: &str, ty: &str, sub: &str) -> Option<(u32, u8)> {
         let mut parts = range.split(';');
         let media = parts.next().unwrap_or("").trim();
         let (rt, rs) = media.split_once('/').unwrap_or((media, ""));
-        let specificity = if rt.eq_ignore_ascii_case(ty) && (rs.eq_ignore_ascii_case(sub) || rs.ends_with(&format!("+{sub}"))) {
+        let specificity = if rt.eq_ignore_ascii_case(ty)
+            && (rs.eq_ignore_ascii_case(sub) || rs.ends_with(&format!("+{sub}")))
+        {
             2
         } else if rt.eq_ignore_ascii_case(ty) && rs == "*" {
             1
@@ -72,10 +79,20 @@ fn match_accept(accept: &str, ty: &str, sub: &str) -> Option<(u32, u8)> {
 
 /// The response for `err`, in the format `accept` prefers, carrying `request_id`.
 #[must_use]
-pub fn error_response(err: &ProxyError, request_id: &HeaderValue, accept: Option<&HeaderValue>) -> Response<Body> {
+pub fn error_response(
+    err: &ProxyError,
+    request_id: &HeaderValue,
+    accept: Option<&HeaderValue>,
+) -> Response<Body> {
     let status = err.kind.status();
     let format = ErrorFormat::negotiate(accept);
-    let body = render(format, status, err.kind.code(), err.kind.public_message(), request_id.to_str().unwrap_or(""));
+    let body = render(
+        format,
+        status,
+        err.kind.code(),
+        err.kind.public_message(),
+        request_id.to_str().unwrap_or(""),
+    );
     let content_type = match format {
         ErrorFormat::Json => "application/json",
         ErrorFormat::Html => "text/html; charset=utf-8",
@@ -92,7 +109,13 @@ pub fn error_response(err: &ProxyError, request_id: &HeaderValue, accept: Option
     resp
 }
 
-fn render(format: ErrorFormat, status: StatusCode, code: &str, message: &str, request_id: &str) -> String {
+fn render(
+    format: ErrorFormat,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &str,
+) -> String {
     let reason = status.canonical_reason().unwrap_or("Error");
     let n = status.as_u16();
     match format {
@@ -136,7 +159,10 @@ mod tests {
     fn api_clients_get_json() {
         assert_eq!(negotiate("application/json"), ErrorFormat::Json);
         assert_eq!(negotiate("application/problem+json"), ErrorFormat::Json);
-        assert_eq!(negotiate("text/html;q=0.5, application/json"), ErrorFormat::Json);
+        assert_eq!(
+            negotiate("text/html;q=0.5, application/json"),
+            ErrorFormat::Json
+        );
     }
 
     #[test]
@@ -160,10 +186,16 @@ mod tests {
     fn error_bodies_carry_code_and_request_id_but_no_detail() {
         let err = ProxyError::new(ErrorKind::UpstreamConnect, "connect 10.0.0.7:8080: refused");
         let id = HeaderValue::from_static("req-42");
-        let resp = error_response(&err, &id, Some(&HeaderValue::from_static("application/json")));
+        let resp = error_response(
+            &err,
+            &id,
+            Some(&HeaderValue::from_static("application/json")),
+        );
         assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(resp.headers()["content-type"], "application/json");
-        let Body::Full(Some(bytes)) = resp.body() else { panic!("expected a full body") };
+        let Body::Full(Some(bytes)) = resp.body() else {
+            panic!("expected a full body")
+        };
         let text = std::str::from_utf8(bytes).unwrap();
         assert!(text.contains("\"request_id\":\"req-42\""), "{text}");
         assert!(text.contains("upstream_connect_failed"), "{text}");
@@ -172,7 +204,13 @@ mod tests {
 
     #[test]
     fn html_bodies_escape_the_request_id() {
-        let body = render(ErrorFormat::Html, StatusCode::NOT_FOUND, "no_route", "x", "<script>");
+        let body = render(
+            ErrorFormat::Html,
+            StatusCode::NOT_FOUND,
+            "no_route",
+            "x",
+            "<script>",
+        );
         assert!(body.contains("&lt;script&gt;") && !body.contains("<script>"));
     }
 

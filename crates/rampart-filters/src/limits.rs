@@ -20,7 +20,8 @@ impl MethodAllowList {
     pub fn new(methods: &[String]) -> Result<Self, String> {
         let mut allowed = Vec::with_capacity(methods.len() + 1);
         for m in methods {
-            let method = Method::from_bytes(m.as_bytes()).map_err(|_| format!("invalid method {m:?}"))?;
+            let method =
+                Method::from_bytes(m.as_bytes()).map_err(|_| format!("invalid method {m:?}"))?;
             if !allowed.contains(&method) {
                 allowed.push(method);
             }
@@ -28,9 +29,16 @@ impl MethodAllowList {
         if allowed.contains(&Method::GET) && !allowed.contains(&Method::HEAD) {
             allowed.push(Method::HEAD);
         }
-        let list = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+        let list = allowed
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
         let allow_header = HeaderValue::from_str(&list).map_err(|e| e.to_string())?;
-        Ok(Self { allowed, allow_header })
+        Ok(Self {
+            allowed,
+            allow_header,
+        })
     }
 }
 
@@ -39,7 +47,11 @@ impl Stage for MethodAllowList {
         "allow_methods"
     }
 
-    fn on_request<'a>(&'a self, req: &'a mut Request<Body>, _ctx: &'a mut RequestCtx) -> StageFuture<'a> {
+    fn on_request<'a>(
+        &'a self,
+        req: &'a mut Request<Body>,
+        _ctx: &'a mut RequestCtx,
+    ) -> StageFuture<'a> {
         if self.allowed.contains(req.method()) {
             Ok(Flow::Continue).into()
         } else {
@@ -69,7 +81,11 @@ impl Stage for BodyLimit {
         "body_limit"
     }
 
-    fn on_request<'a>(&'a self, req: &'a mut Request<Body>, _ctx: &'a mut RequestCtx) -> StageFuture<'a> {
+    fn on_request<'a>(
+        &'a self,
+        req: &'a mut Request<Body>,
+        _ctx: &'a mut RequestCtx,
+    ) -> StageFuture<'a> {
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)

@@ -35,7 +35,11 @@ impl PathRewrite {
         match self {
             Self::StripPrefix(prefix) => {
                 let rest = strip_segment_prefix(path, prefix)?;
-                Some(if rest.starts_with('/') { rest.to_owned() } else { format!("/{rest}") })
+                Some(if rest.starts_with('/') {
+                    rest.to_owned()
+                } else {
+                    format!("/{rest}")
+                })
             }
             Self::ReplacePrefix { from, to } => {
                 let rest = strip_segment_prefix(path, from)?;
@@ -53,7 +57,11 @@ impl PathRewrite {
                     return None;
                 }
                 let out = re.replace(path, replace.as_str());
-                Some(if out.starts_with('/') { out.into_owned() } else { format!("/{out}") })
+                Some(if out.starts_with('/') {
+                    out.into_owned()
+                } else {
+                    format!("/{out}")
+                })
             }
         }
     }
@@ -71,7 +79,11 @@ impl Stage for PathRewrite {
         "rewrite_path"
     }
 
-    fn on_request<'a>(&'a self, req: &'a mut Request<Body>, _ctx: &'a mut RequestCtx) -> StageFuture<'a> {
+    fn on_request<'a>(
+        &'a self,
+        req: &'a mut Request<Body>,
+        _ctx: &'a mut RequestCtx,
+    ) -> StageFuture<'a> {
         let Some(path) = self.apply(req.uri().path()) else {
             return Ok(Flow::Continue).into();
         };
@@ -90,7 +102,11 @@ impl Stage for PathRewrite {
                 *req.uri_mut() = uri;
                 Ok(Flow::Continue).into()
             }
-            Err(_) => Err(ProxyError::new(ErrorKind::BadRequest, "rewritten URI is invalid")).into(),
+            Err(_) => Err(ProxyError::new(
+                ErrorKind::BadRequest,
+                "rewritten URI is invalid",
+            ))
+            .into(),
         }
     }
 }
@@ -107,7 +123,9 @@ impl HostRewrite {
     /// # Errors
     /// A value that cannot be a header.
     pub fn new(host: &str) -> Result<Self, String> {
-        HeaderValue::from_str(host).map(|host| Self { host }).map_err(|e| e.to_string())
+        HeaderValue::from_str(host)
+            .map(|host| Self { host })
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -116,7 +134,11 @@ impl Stage for HostRewrite {
         "rewrite_host"
     }
 
-    fn on_request<'a>(&'a self, req: &'a mut Request<Body>, _ctx: &'a mut RequestCtx) -> StageFuture<'a> {
+    fn on_request<'a>(
+        &'a self,
+        req: &'a mut Request<Body>,
+        _ctx: &'a mut RequestCtx,
+    ) -> StageFuture<'a> {
         req.headers_mut().insert(header::HOST, self.host.clone());
         Ok(Flow::Continue).into()
     }
@@ -134,17 +156,26 @@ mod tests {
     fn strip_prefix_works_on_segment_boundaries() {
         assert_eq!(strip("/api").apply("/api/users"), Some("/users".to_owned()));
         assert_eq!(strip("/api").apply("/api"), Some("/".to_owned()));
-        assert_eq!(strip("/api/").apply("/api/users"), Some("/users".to_owned()));
+        assert_eq!(
+            strip("/api/").apply("/api/users"),
+            Some("/users".to_owned())
+        );
         assert_eq!(strip("/api").apply("/apix/users"), None);
         assert_eq!(strip("/api").apply("/other"), None);
     }
 
     #[test]
     fn replace_prefix_joins_cleanly() {
-        let r = PathRewrite::ReplacePrefix { from: "/v1".into(), to: "/v2".into() };
+        let r = PathRewrite::ReplacePrefix {
+            from: "/v1".into(),
+            to: "/v2".into(),
+        };
         assert_eq!(r.apply("/v1/items"), Some("/v2/items".to_owned()));
         assert_eq!(r.apply("/v1"), Some("/v2".to_owned()));
-        let r = PathRewrite::ReplacePrefix { from: "/old".into(), to: "/".into() };
+        let r = PathRewrite::ReplacePrefix {
+            from: "/old".into(),
+            to: "/".into(),
+        };
         assert_eq!(r.apply("/old/x"), Some("/x".to_owned()));
         assert_eq!(r.apply("/old"), Some("/".to_owned()));
     }
@@ -155,7 +186,10 @@ mod tests {
             pattern: Pattern::new("^/users/(?P<id>[0-9]+)/profile$").unwrap(),
             replace: "/profiles/${id}".into(),
         };
-        assert_eq!(r.apply("/users/42/profile"), Some("/profiles/42".to_owned()));
+        assert_eq!(
+            r.apply("/users/42/profile"),
+            Some("/profiles/42".to_owned())
+        );
         assert_eq!(r.apply("/users/x/profile"), None);
     }
 }

@@ -20,11 +20,21 @@ fn config_text() -> String {
     };
     // 300 exact paths over 60 exact hosts.
     for i in 0..300 {
-        route(&mut t, format!("hosts = [\"svc{}.example.com\"]\npath = \"/v1/exact/{i}\"\n", i % 60));
+        route(
+            &mut t,
+            format!(
+                "hosts = [\"svc{}.example.com\"]\npath = \"/v1/exact/{i}\"\n",
+                i % 60
+            ),
+        );
     }
     // 300 templates: half on exact hosts, half on any host.
     for i in 0..300 {
-        let host = if i % 2 == 0 { format!("hosts = [\"svc{}.example.com\"]\n", i % 60) } else { String::new() };
+        let host = if i % 2 == 0 {
+            format!("hosts = [\"svc{}.example.com\"]\n", i % 60)
+        } else {
+            String::new()
+        };
         let tpl = if i % 3 == 0 {
             format!("/api/v{}/res{i}/{{id}}", i % 5)
         } else {
@@ -34,7 +44,11 @@ fn config_text() -> String {
     }
     // 250 prefixes of varying depth: 40 wildcard hosts, the rest any host.
     for i in 0..250 {
-        let host = if i % 5 == 0 { format!("hosts = [\"*.t{}.example.com\"]\n", i % 40) } else { String::new() };
+        let host = if i % 5 == 0 {
+            format!("hosts = [\"*.t{}.example.com\"]\n", i % 40)
+        } else {
+            String::new()
+        };
         let prefix = match i % 3 {
             0 => format!("/p{i}"),
             1 => format!("/p{i}/a/b"),
@@ -60,38 +74,119 @@ fn config_text() -> String {
 }
 
 fn router() -> Router<usize> {
-    let config = rampart_config::load_str(&config_text(), "bench.toml").unwrap_or_else(|d| panic!("{d}"));
+    let config =
+        rampart_config::load_str(&config_text(), "bench.toml").unwrap_or_else(|d| panic!("{d}"));
     let entries = config
         .raw()
         .routes
         .iter()
         .enumerate()
-        .map(|(i, r)| (Matcher::from_config(r, &format!("routes[{i}]")).unwrap_or_else(|e| panic!("{e:?}")), i))
+        .map(|(i, r)| {
+            (
+                Matcher::from_config(r, &format!("routes[{i}]"))
+                    .unwrap_or_else(|e| panic!("{e:?}")),
+                i,
+            )
+        })
         .collect();
     Router::new(entries).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// One measured lookup and the route it must find.
+struct Case<'a> {
+    label: &'a str,
+    host: Option<&'a str>,
+    path: &'a str,
+    headers: &'a HeaderMap,
+    expected: Option<&'a str>,
 }
 
 fn bench(c: &mut Criterion) {
     let router = router();
     assert_eq!(router.len(), 1000);
-    let headers = HeaderMap::new();
+    let none = HeaderMap::new();
     let mut tenant = HeaderMap::new();
     tenant.insert("x-tenant", HeaderValue::from_static("t7"));
     let get = Method::GET;
-    let cases: [(&str, Option<&str>, &str, &HeaderMap, Option<&str>); 6] = [
-        ("exact_path_hit", Some("svc7.example.com"), "/v1/exact/127", &headers, Some("r127")),
-        ("template_hit", Some("svc1.example.com:8080"), "/users/42/items121/9", &headers, Some("r421")),
-        ("deep_prefix_hit", Some("API.t5.example.com"), "/p205/a/b/c/d/e/f/g/h/i", &headers, Some("r805")),
-        ("header_prefix_hit", Some("svc1.example.com"), "/q7/x/y", &tenant, Some("r857")),
-        ("regex_hit", Some("svc2.example.com"), "/re7/123456", &headers, Some("r997")),
-        ("miss", Some("unknown.example.org"), "/nothing/here/at/all", &headers, None),
+    let case = |label, host, path, headers, expected| Case {
+        label,
+        host: Some(host),
+        path,
+        headers,
+        expected,
+    };
+    let cases = [
+        case(
+            "exact_path_hit",
+            "svc7.example.com",
+            "/v1/exact/127",
+            &none,
+            Some("r127"),
+        ),
+        case(
+            "template_hit",
+            "svc1.example.com:8080",
+            "/users/42/items121/9",
+            &none,
+            Some("r421"),
+        ),
+        case(
+            "deep_prefix_hit",
+            "API.t5.example.com",
+            "/p205/a/b/c/d/e/f/g/h/i",
+            &none,
+            Some("r805"),
+        ),
+        case(
+            "header_prefix_hit",
+            "svc1.example.com",
+            "/q7/x/y",
+            &tenant,
+            Some("r857"),
+        ),
+        case(
+            "regex_hit",
+            "svc2.example.com",
+            "/re7/123456",
+            &none,
+            Some("r997"),
+        ),
+        case(
+            "miss",
+            "unknown.example.org",
+            "/nothing/here/at/all",
+            &none,
+            None,
+        ),
     ];
     let mut group = c.benchmark_group("lookup_1000_routes");
-    for (label, host, path, headers, expected) in cases {
-        let view = RequestView { method: &get, host, path, query: None, headers };
-        let got = router.lookup(&view).and_then(|m| router.get(m.index)).map(|(m, _)| m.name().to_owned());
-        assert_eq!(got.as_deref(), expected, "{label}: the bench must measure what it claims");
-        group.bench_function(label, |b| b.iter(|| router.lookup(black_box(&view)).map(|m| m.index)));
+    for Case {
+        label,
+        host,
+        path,
+        headers,
+        expected,
+    } in cases
+    {
+        let view = RequestView {
+            method: &get,
+            host,
+            path,
+            query: None,
+            headers,
+        };
+        let got = router
+            .lookup(&view)
+            .and_then(|m| router.get(m.index))
+            .map(|(m, _)| m.name().to_owned());
+        assert_eq!(
+            got.as_deref(),
+            expected,
+            "{label}: the bench must measure what it claims"
+        );
+        group.bench_function(label, |b| {
+            b.iter(|| router.lookup(black_box(&view)).map(|m| m.index));
+        });
     }
     group.finish();
 }

@@ -115,7 +115,12 @@ struct Evaluation<'m> {
     failure: Option<(PredicateKind, String)>,
 }
 
-fn evaluate<'m>(index: usize, m: &'m Matcher, req: &RequestView<'_>, host: Option<&str>) -> Evaluation<'m> {
+fn evaluate<'m>(
+    index: usize,
+    m: &'m Matcher,
+    req: &RequestView<'_>,
+    host: Option<&str>,
+) -> Evaluation<'m> {
     let best_pattern = |only_matching: bool| {
         m.hosts
             .iter()
@@ -123,7 +128,9 @@ fn evaluate<'m>(index: usize, m: &'m Matcher, req: &RequestView<'_>, host: Optio
             .min_by_key(|p| m.precedence(host_spec(p), index))
     };
     let matched_host = best_pattern(true);
-    let shown_host = matched_host.or_else(|| best_pattern(false)).unwrap_or(&HostPattern::Any);
+    let shown_host = matched_host
+        .or_else(|| best_pattern(false))
+        .unwrap_or(&HostPattern::Any);
     let checks = 2 + usize::from(!m.methods.is_empty()) + m.headers.len() + m.query.len();
     let mut e = Evaluation {
         index,
@@ -135,28 +142,47 @@ fn evaluate<'m>(index: usize, m: &'m Matcher, req: &RequestView<'_>, host: Optio
         failure: None,
     };
     check(&mut e, PredicateKind::Host, matched_host.is_some(), &|| {
-        let list = m.hosts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let list = m
+            .hosts
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         match host {
             Some(h) => format!("host {h:?} not in [{list}]"),
             None => format!("no host in the request; route needs one of [{list}]"),
         }
     });
-    check(&mut e, PredicateKind::Path, m.path.matches(req.path), &|| match &m.path {
-        PathMatch::Exact(p) => format!("path {:?} is not {p:?}", req.path),
-        other => format!("path {:?} does not match {other}", req.path),
-    });
+    check(
+        &mut e,
+        PredicateKind::Path,
+        m.path.matches(req.path),
+        &|| match &m.path {
+            PathMatch::Exact(p) => format!("path {:?} is not {p:?}", req.path),
+            other => format!("path {:?} does not match {other}", req.path),
+        },
+    );
     if !m.methods.is_empty() {
         let ok = m.methods.iter().any(|x| x == req.method);
         check(&mut e, PredicateKind::Method, ok, &|| {
-            let list = m.methods.iter().map(http::Method::as_str).collect::<Vec<_>>().join(", ");
+            let list = m
+                .methods
+                .iter()
+                .map(http::Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
             format!("method {} not in [{list}]", req.method)
         });
     }
     for h in &m.headers {
-        check(&mut e, PredicateKind::Header, h.holds(req.headers), &|| h.explain_failure(req.headers));
+        check(&mut e, PredicateKind::Header, h.holds(req.headers), &|| {
+            h.explain_failure(req.headers)
+        });
     }
     for q in &m.query {
-        check(&mut e, PredicateKind::Query, q.holds(req.query), &|| q.explain_failure(req.query));
+        check(&mut e, PredicateKind::Query, q.holds(req.query), &|| {
+            q.explain_failure(req.query)
+        });
     }
     e
 }
@@ -195,10 +221,15 @@ impl Evaluation<'_> {
 
 /// Explains how `matchers` treat `req`.
 pub(crate) fn explain(matchers: &[Matcher], req: &RequestView<'_>) -> Explanation {
-    let host_buf = req.host.and_then(host::normalize);
-    let host = host_buf.as_ref().map(host::HostBuf::as_str);
-    let mut evals: Vec<Evaluation<'_>> =
-        matchers.iter().enumerate().map(|(i, m)| evaluate(i, m, req, host)).collect();
+    let host_owned = req
+        .host
+        .and_then(|raw| host::with_normalized(raw, |h| h.map(str::to_owned)));
+    let host = host_owned.as_deref();
+    let mut evals: Vec<Evaluation<'_>> = matchers
+        .iter()
+        .enumerate()
+        .map(|(i, m)| evaluate(i, m, req, host))
+        .collect();
     // Routes that matched first, best precedence first; then near misses, furthest first.
     evals.sort_by(|a, b| match (&a.failure, &b.failure) {
         (None, None) => a.key.cmp(&b.key),
@@ -212,15 +243,26 @@ pub(crate) fn explain(matchers: &[Matcher], req: &RequestView<'_>) -> Explanatio
         .skip(usize::from(winner.is_some()))
         .map(|e| {
             let verdict = match (&e.failure, winner) {
-                (Some((predicate, reason)), _) => Verdict::Missed { predicate: *predicate, reason: reason.clone() },
+                (Some((predicate, reason)), _) => Verdict::Missed {
+                    predicate: *predicate,
+                    reason: reason.clone(),
+                },
                 (None, Some(w)) => {
                     let (rule, reason) = precedence::why_wins(&w.side(), &e.side());
                     Verdict::Outranked { rule, reason }
                 }
                 // Unreachable: a route that matched sorts first and becomes the winner.
-                (None, None) => Verdict::Outranked { rule: Rule::Order, reason: "matched".to_owned() },
+                (None, None) => Verdict::Outranked {
+                    rule: Rule::Order,
+                    reason: "matched".to_owned(),
+                },
             };
-            RouteReport { route: e.summary(), checks_passed: e.passed, checks: e.checks, verdict }
+            RouteReport {
+                route: e.summary(),
+                checks_passed: e.passed,
+                checks: e.checks,
+                verdict,
+            }
         })
         .collect();
     let query = req.query.map(|q| format!("?{q}")).unwrap_or_default();
@@ -249,7 +291,13 @@ impl fmt::Display for Explanation {
             write!(f, "\nother routes:")?;
         }
         for r in &self.others {
-            write!(f, "\n  {} ({}): {}", r.route.name, r.route.config_path, r.verdict.reason())?;
+            write!(
+                f,
+                "\n  {} ({}): {}",
+                r.route.name,
+                r.route.config_path,
+                r.verdict.reason()
+            )?;
             if matches!(r.verdict, Verdict::Missed { .. }) {
                 write!(f, " [{}/{} checks passed]", r.checks_passed, r.checks)?;
             }

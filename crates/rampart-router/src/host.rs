@@ -63,67 +63,91 @@ impl fmt::Display for HostPattern {
 /// DNS name has at most 253 characters).
 const STACK_HOST: usize = 256;
 
-/// A request host, lower-cased without allocating when it fits on the stack.
-#[allow(clippy::large_enum_variant, reason = "the stack buffer is the point: it avoids a heap allocation per request")]
-pub(crate) enum HostBuf<'a> {
-    /// The request's own text (already lower case).
-    Borrowed(&'a str),
-    /// Lower-cased into a stack buffer.
-    Stack([u8; STACK_HOST], usize),
-    /// Lower-cased on the heap (very long hosts only).
-    Heap(String),
-}
-
-impl HostBuf<'_> {
-    /// The normalized host.
-    pub(crate) fn as_str(&self) -> &str {
-        match self {
-            Self::Borrowed(s) => s,
-            // Lower-casing ASCII letters keeps UTF-8 valid, so this never fails; an empty host
-            // (which matches only any-host routes) is the safe answer if it ever did.
-            Self::Stack(buf, len) => std::str::from_utf8(&buf[..*len]).unwrap_or(""),
-            Self::Heap(s) => s,
-        }
-    }
-}
-
-/// Strips user info, port and one trailing dot from a `Host` / `:authority` value and lower-cases
-/// it. Returns `None` for an empty host.
-pub(crate) fn normalize(raw: &str) -> Option<HostBuf<'_>> {
-    let host = strip_port(raw.rsplit_once('@').map_or(raw, |(_, h)| h));
-    let host = host.strip_suffix('.').unwrap_or(host);
+/// Calls `f` with the request host normalized: port and one trailing dot removed, lower-cased;
+/// `None` when empty. Lower-case hosts are passed through as they are; others are lower-cased in
+/// a stack buffer (on the heap only beyond 256 bytes). User info (`user@host`) is not valid in a
+/// `Host` header or `:authority` and is not removed: such a host matches only any-host routes.
+#[inline]
+pub(crate) fn with_normalized<R>(raw: &str, f: impl FnOnce(Option<&str>) -> R) -> R {
+    let host = strip(raw);
     if host.is_empty() {
-        return None;
+        return f(None);
     }
-    if !host.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Some(HostBuf::Borrowed(host));
+    // No early exit, so the compiler can vectorize the scan.
+    if !host
+        .bytes()
+        .fold(false, |upper, b| upper | b.is_ascii_uppercase())
+    {
+        return f(Some(host));
     }
     if host.len() <= STACK_HOST {
         let mut buf = [0u8; STACK_HOST];
-        buf[..host.len()].copy_from_slice(host.as_bytes());
-        buf[..host.len()].make_ascii_lowercase();
-        return Some(HostBuf::Stack(buf, host.len()));
+        let lower = &mut buf[..host.len()];
+        lower.copy_from_slice(host.as_bytes());
+        lower.make_ascii_lowercase();
+        // Lower-casing ASCII letters keeps UTF-8 valid, so this never fails; no host (which
+        // matches only any-host routes) is the safe answer if it ever did.
+        return f(std::str::from_utf8(lower).ok());
     }
-    Some(HostBuf::Heap(host.to_ascii_lowercase()))
+    f(Some(&host.to_ascii_lowercase()))
 }
 
-/// `example.com:8080` → `example.com`; `[::1]:8080` → `[::1]`; anything else unchanged.
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.find(']').map_or(host, |end| &host[..=end]);
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
-            name
+/// Strips the port and one trailing dot: `Example.com.:8080` → `Example.com`, `[::1]:80` →
+/// `[::1]`. Looks only at the end of the text in the common case.
+#[inline]
+fn strip(raw: &str) -> &str {
+    let bytes = raw.as_bytes();
+    let digits = bytes
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let colon = bytes.len() - digits;
+    let host = match colon.checked_sub(1) {
+        Some(at) if bytes.get(at) == Some(&b':') => {
+            let name = &raw[..at];
+            // A bare IPv6 address (`fe80::1`, not valid in a Host header) has no port to strip.
+            if name.ends_with(']') || !name.contains(':') {
+                name
+            } else {
+                raw
+            }
         }
-        _ => host,
-    }
+        _ => raw,
+    };
+    host.strip_suffix('.').unwrap_or(host)
 }
 
-/// The suffixes of `host` after each dot, longest first: `a.b.c` → `b.c`, `c` (a leading dot
-/// starts no suffix: the label before it would be empty).
-pub(crate) fn dot_suffixes(host: &str) -> impl Iterator<Item = &str> {
-    host.match_indices('.').filter(|(i, _)| *i > 0).map(move |(i, _)| &host[i + 1..])
+/// Bit for wildcard suffixes of `labels` labels in a [`for_each_wildcard_suffix`] mask (all
+/// counts from 63 up share the last bit).
+pub(crate) const fn label_bit(labels: usize) -> u64 {
+    1 << if labels < 63 { labels } else { 63 }
+}
+
+/// Calls `f` with each suffix of `host` after a dot, longest first (`a.b.c` → `b.c`, `c`),
+/// skipping suffixes whose label count is not in `mask` (see [`label_bit`]). A leading dot
+/// starts no suffix: the label before it would be empty.
+#[inline]
+pub(crate) fn for_each_wildcard_suffix(host: &str, mask: u64, mut f: impl FnMut(&str)) {
+    let bytes = host.as_bytes();
+    let mut labels = bytes.iter().filter(|&&b| b == b'.').count();
+    // Bits 1..=labels: the label counts a suffix of this host can have.
+    let possible = if labels >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (labels + 1)) - 2
+    };
+    if mask & possible == 0 {
+        return;
+    }
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'.' {
+            if i > 0 && mask & label_bit(labels) != 0 {
+                f(&host[i + 1..]);
+            }
+            labels = labels.saturating_sub(1);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -131,35 +155,71 @@ mod tests {
     use super::*;
 
     fn norm(s: &str) -> Option<String> {
-        normalize(s).map(|h| h.as_str().to_owned())
+        with_normalized(s, |h| h.map(str::to_owned))
     }
 
     #[test]
     fn normalizing_strips_port_case_and_trailing_dot() {
-        assert_eq!(norm("API.Example.COM:8443").as_deref(), Some("api.example.com"));
+        assert_eq!(
+            norm("API.Example.COM:8443").as_deref(),
+            Some("api.example.com")
+        );
         assert_eq!(norm("api.example.com.").as_deref(), Some("api.example.com"));
-        assert_eq!(norm("api.example.com.:80").as_deref(), Some("api.example.com"));
+        assert_eq!(
+            norm("api.example.com.:80").as_deref(),
+            Some("api.example.com")
+        );
         assert_eq!(norm("[::1]:8080").as_deref(), Some("[::1]"));
-        assert_eq!(norm("user@Host:1").as_deref(), Some("host"));
+        assert_eq!(
+            norm("user@Host:1").as_deref(),
+            Some("user@host"),
+            "user info is not a host"
+        );
+        assert_eq!(norm("host:").as_deref(), Some("host"), "empty port");
         assert_eq!(norm("127.0.0.1:80").as_deref(), Some("127.0.0.1"));
         assert_eq!(norm(""), None);
         assert_eq!(norm(":80"), None);
+        assert_eq!(
+            norm("host:8x").as_deref(),
+            Some("host:8x"),
+            "not a port: left alone"
+        );
+        assert_eq!(
+            norm("fe80::1").as_deref(),
+            Some("fe80::1"),
+            "bare v6: left alone"
+        );
     }
 
     #[test]
-    fn lowercase_hosts_are_borrowed_and_long_mixed_case_hosts_still_normalize() {
-        assert!(matches!(normalize("api.example.com"), Some(HostBuf::Borrowed(_))));
-        assert!(matches!(normalize("Api.example.com"), Some(HostBuf::Stack(..))));
+    fn lowercase_hosts_are_passed_through_and_long_mixed_case_hosts_still_normalize() {
+        let raw = "api.example.com:80";
+        let borrowed = with_normalized(raw, |h| h.map(|h| std::ptr::eq(h.as_ptr(), raw.as_ptr())));
+        assert_eq!(
+            borrowed,
+            Some(true),
+            "an already lower-case host is not copied"
+        );
         let long = format!("{}.Example.com", "A".repeat(300));
-        let h = normalize(&long).map(|h| h.as_str().to_owned());
-        assert_eq!(h, Some(format!("{}.example.com", "a".repeat(300))));
+        assert_eq!(
+            norm(&long),
+            Some(format!("{}.example.com", "a".repeat(300)))
+        );
+        let fits = format!("{}.COM", "B".repeat(250));
+        assert_eq!(norm(&fits), Some(format!("{}.com", "b".repeat(250))));
     }
 
     #[test]
     fn patterns_parse_and_normalize() {
         assert_eq!(HostPattern::parse("*"), Ok(HostPattern::Any));
-        assert_eq!(HostPattern::parse("API.example.com."), Ok(HostPattern::Exact("api.example.com".into())));
-        assert_eq!(HostPattern::parse("*.Example.com"), Ok(HostPattern::Wildcard("example.com".into())));
+        assert_eq!(
+            HostPattern::parse("API.example.com."),
+            Ok(HostPattern::Exact("api.example.com".into()))
+        );
+        assert_eq!(
+            HostPattern::parse("*.Example.com"),
+            Ok(HostPattern::Wildcard("example.com".into()))
+        );
         assert!(HostPattern::parse("a.*.com").is_err());
         assert!(HostPattern::parse("example.com:80").is_err());
     }
@@ -175,12 +235,31 @@ mod tests {
         assert!(!w.matches(None));
     }
 
+    fn suffixes(host: &str, mask: u64) -> Vec<String> {
+        let mut v = Vec::new();
+        for_each_wildcard_suffix(host, mask, |s| v.push(s.to_owned()));
+        v
+    }
+
     #[test]
-    fn dot_suffixes_walk_from_longest_to_shortest() {
-        let s: Vec<&str> = dot_suffixes("a.b.example.com").collect();
-        assert_eq!(s, ["b.example.com", "example.com", "com"]);
-        assert_eq!(dot_suffixes("localhost").count(), 0);
-        let s: Vec<&str> = dot_suffixes(".example.com").collect();
-        assert_eq!(s, ["com"]);
+    fn wildcard_suffixes_walk_from_longest_to_shortest() {
+        assert_eq!(
+            suffixes("a.b.example.com", u64::MAX),
+            ["b.example.com", "example.com", "com"]
+        );
+        assert!(suffixes("localhost", u64::MAX).is_empty());
+        assert_eq!(suffixes(".example.com", u64::MAX), ["com"]);
+    }
+
+    #[test]
+    fn wildcard_suffixes_skip_label_counts_no_pattern_has() {
+        assert_eq!(suffixes("a.b.example.com", label_bit(2)), ["example.com"]);
+        assert_eq!(
+            suffixes("a.b.example.com", label_bit(3) | label_bit(1)),
+            ["b.example.com", "com"]
+        );
+        let deep = format!("x.{}", vec!["l"; 70].join("."));
+        // Suffixes of 70 down to 63 labels all share the last bit.
+        assert_eq!(suffixes(&deep, label_bit(70)).len(), 8);
     }
 }

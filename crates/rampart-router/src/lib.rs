@@ -59,15 +59,24 @@ pub struct RequestView<'a> {
 }
 
 impl<'a> RequestView<'a> {
-    /// The view of `req` as it is: host from the URI authority, else the `Host` header; path and
-    /// query from the URI (not normalized: normalizing is the caller's job).
+    /// The view of `req` as it is: host from the URI authority (without user info and port),
+    /// else the `Host` header; path and query from the URI (not normalized: normalizing is the
+    /// caller's job).
     #[must_use]
     pub fn from_request<B>(req: &'a http::Request<B>) -> Self {
         let uri = req.uri();
-        let host = uri.authority().map(http::uri::Authority::as_str).or_else(|| {
-            req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok())
+        let host = uri.authority().map(http::uri::Authority::host).or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
         });
-        Self { method: req.method(), host, path: uri.path(), query: uri.query(), headers: req.headers() }
+        Self {
+            method: req.method(),
+            host,
+            path: uri.path(),
+            query: uri.query(),
+            headers: req.headers(),
+        }
     }
 }
 

@@ -20,7 +20,8 @@ pub struct Matcher {
     pub(crate) config_path: String,
     pub(crate) priority: i32,
     pub(crate) listeners: Vec<String>,
-    /// Normalized and deduplicated; empty means any host.
+    /// Normalized and deduplicated; [`HostPattern::Any`] (last) when any host matches, so
+    /// never empty.
     pub(crate) hosts: Vec<HostPattern>,
     pub(crate) path: PathMatch,
     pub(crate) methods: Vec<Method>,
@@ -61,7 +62,11 @@ impl Matcher {
             match Method::from_bytes(m.as_bytes()) {
                 Ok(method) if !methods.contains(&method) => methods.push(method),
                 Ok(_) => {}
-                Err(_) => err(m.span(), format!("{path}.methods[{i}]"), format!("invalid method {:?}", m.get())),
+                Err(_) => err(
+                    m.span(),
+                    format!("{path}.methods[{i}]"),
+                    format!("invalid method {:?}", m.get()),
+                ),
             }
         }
 
@@ -72,7 +77,11 @@ impl Matcher {
             let test = ValueTest::from_config(h.value.as_ref(), h.regex.as_ref(), h.present);
             match (name, test) {
                 (Ok(name), Ok(test)) => headers.push(HeaderPred { name, test }),
-                (Err(_), _) => err(h.name.span(), format!("{key}.name"), format!("invalid header name {:?}", h.name.get())),
+                (Err(_), _) => err(
+                    h.name.span(),
+                    format!("{key}.name"),
+                    format!("invalid header name {:?}", h.name.get()),
+                ),
                 (_, Err(msg)) => err(h.name.span(), key, msg),
             }
         }
@@ -81,8 +90,15 @@ impl Matcher {
         for (i, q) in route.query.iter().enumerate() {
             let key = format!("{path}.query[{i}]");
             match ValueTest::from_config(q.value.as_ref(), q.regex.as_ref(), q.present) {
-                Ok(_) if q.name.is_empty() => err(q.name.span(), format!("{key}.name"), "must not be empty".to_owned()),
-                Ok(test) => query.push(QueryPred { name: q.name.get().clone(), test }),
+                Ok(_) if q.name.is_empty() => err(
+                    q.name.span(),
+                    format!("{key}.name"),
+                    "must not be empty".to_owned(),
+                ),
+                Ok(test) => query.push(QueryPred {
+                    name: q.name.get().clone(),
+                    test,
+                }),
                 Err(msg) => err(q.name.span(), key, msg),
             }
         }
@@ -170,12 +186,18 @@ impl Matcher {
         hosts.sort();
         let mut methods: Vec<&str> = self.methods.iter().map(Method::as_str).collect();
         methods.sort_unstable();
-        let mut headers: Vec<String> =
-            self.headers.iter().map(|h| format!("{} {}", h.name, h.test.signature())).collect();
+        let mut headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|h| format!("{} {}", h.name, h.test.signature()))
+            .collect();
         headers.sort();
         headers.dedup();
-        let mut query: Vec<String> =
-            self.query.iter().map(|q| format!("{:?} {}", q.name, q.test.signature())).collect();
+        let mut query: Vec<String> = self
+            .query
+            .iter()
+            .map(|q| format!("{:?} {}", q.name, q.test.signature()))
+            .collect();
         query.sort();
         query.dedup();
         format!(
@@ -201,20 +223,32 @@ fn compile_path(
         found.push(("path_prefix", p.span(), m));
     }
     if let Some(t) = &route.path_template {
-        found.push(("path_template", t.span(), Template::parse(t).map(PathMatch::Template)));
+        found.push((
+            "path_template",
+            t.span(),
+            Template::parse(t).map(PathMatch::Template),
+        ));
     }
     if let Some(r) = &route.path_regex {
-        found.push(("path_regex", r.span(), Ok(PathMatch::Regex(r.regex().clone()))));
+        found.push((
+            "path_regex",
+            r.span(),
+            Ok(PathMatch::Regex(r.regex().clone())),
+        ));
     }
     if found.len() > 1 {
         let keys: Vec<&str> = found.iter().map(|(k, _, _)| *k).collect();
         err(
             route.name.span(),
             path.to_owned(),
-            format!("a route takes at most one of `path`, `path_prefix`, `path_template`, `path_regex`; found {}", keys.join(", ")),
+            format!(
+                "a route takes at most one of `path`, `path_prefix`, `path_template`, `path_regex`; found {}",
+                keys.join(", ")
+            ),
         );
         return None;
     }
     let (key, span, m) = found.pop()?;
-    m.map_err(|msg| err(span, format!("{path}.{key}"), msg)).ok()
+    m.map_err(|msg| err(span, format!("{path}.{key}"), msg))
+        .ok()
 }

@@ -66,17 +66,51 @@ pub(crate) fn prefix_matches(prefix: &str, path: &str) -> bool {
 
 /// Calls `f` with every prefix of `path` that a `path_prefix` could equal and still cover
 /// `path`, longest first: the whole path, then for each `/` from the right the text up to and
-/// including it and the text before it. No allocation.
-pub(crate) fn for_each_boundary_prefix(path: &str, mut f: impl FnMut(&str)) {
-    f(path);
-    for (i, _) in path.rmatch_indices('/') {
-        if i + 1 < path.len() {
-            f(&path[..=i]);
-        }
-        if i > 0 {
-            f(&path[..i]);
+/// including it and the text before it. Prefixes longer than `max_len` are skipped (the walk
+/// starts at that length). No allocation.
+#[inline]
+pub(crate) fn for_each_boundary_prefix(path: &str, max_len: usize, mut f: impl FnMut(&str)) {
+    if path.len() <= max_len {
+        f(path);
+    }
+    // A plain byte loop: paths are short, and memrchr's set-up costs more than it saves here.
+    let bytes = path.as_bytes();
+    let mut i = bytes.len().min(max_len.saturating_add(1));
+    while i > 0 {
+        i -= 1;
+        if bytes.get(i) == Some(&b'/') {
+            if i + 1 < bytes.len() && i < max_len {
+                f(&path[..=i]);
+            }
+            if i > 0 {
+                f(&path[..i]);
+            }
         }
     }
+}
+
+/// The text every match of `pattern` starts with, when the pattern makes it plain: `^`
+/// followed by characters that stand for themselves (letters, digits, `/`, `-`, `_`, ...), in a
+/// pattern without alternation. Conservative: `None` whenever in doubt (leading flags, a class
+/// or escape right after `^`), and it only ever serves as a quick reason to skip the regex.
+pub(crate) fn literal_prefix(pattern: &str) -> Option<String> {
+    let rest = pattern.strip_prefix('^')?;
+    if pattern.contains('|') {
+        return None;
+    }
+    let plain = |c: char| {
+        c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                '/' | '-' | '_' | '~' | '%' | '=' | ',' | ';' | ':' | '@' | '!' | '&' | '\''
+            )
+    };
+    let mut literal: String = rest.chars().take_while(|&c| plain(c)).collect();
+    // A quantifier after the run applies to its last character, which is then optional.
+    if rest[literal.len()..].starts_with(['?', '*', '{', '+']) {
+        literal.pop();
+    }
+    (!literal.is_empty()).then_some(literal)
 }
 
 /// One segment of a template.
@@ -115,7 +149,11 @@ impl Template {
                 None => segs.push(Seg::Lit(part.to_owned())),
             }
         }
-        Ok(Self { source: text.to_owned(), segs, catch_all })
+        Ok(Self {
+            source: text.to_owned(),
+            segs,
+            catch_all,
+        })
     }
 
     /// The template as written.
@@ -125,7 +163,10 @@ impl Template {
 
     /// Number of literal segments.
     pub(crate) fn literals(&self) -> usize {
-        self.segs.iter().filter(|s| matches!(s, Seg::Lit(_))).count()
+        self.segs
+            .iter()
+            .filter(|s| matches!(s, Seg::Lit(_)))
+            .count()
     }
 
     /// Number of parameters, the catch-all included.
@@ -152,7 +193,11 @@ impl Template {
             }
         }
         if self.catch_all {
-            key.push_str(if self.segs.is_empty() { "{*rest}" } else { "/{*rest}" });
+            key.push_str(if self.segs.is_empty() {
+                "{*rest}"
+            } else {
+                "/{*rest}"
+            });
         }
         key
     }
@@ -163,7 +208,11 @@ impl Template {
         if !self.catch_all {
             return Vec::new();
         }
-        let bare = |segs: Vec<Seg>| Self { source: self.source.clone(), segs, catch_all: false };
+        let bare = |segs: Vec<Seg>| Self {
+            source: self.source.clone(),
+            segs,
+            catch_all: false,
+        };
         if self.segs.is_empty() {
             return vec![bare(vec![Seg::Lit(String::new())])];
         }
@@ -234,23 +283,31 @@ mod tests {
 
     #[test]
     fn boundary_prefixes_are_listed_longest_first_and_cover_every_matching_prefix() {
-        let mut seen = Vec::new();
-        for_each_boundary_prefix("/api/v1/users", |p| seen.push(p.to_owned()));
-        assert_eq!(seen, ["/api/v1/users", "/api/v1/", "/api/v1", "/api/", "/api", "/"]);
-        let mut seen = Vec::new();
-        for_each_boundary_prefix("/a/", |p| seen.push(p.to_owned()));
-        assert_eq!(seen, ["/a/", "/a", "/"]);
-        // Every listed prefix really matches, and every matching prefix is listed.
-        for path in ["/api/v1/users", "/a/", "/", "/x//y"] {
-            let mut listed = Vec::new();
-            for_each_boundary_prefix(path, |p| listed.push(p.to_owned()));
-            for end in 0..=path.len() {
-                let candidate = &path[..end];
-                assert_eq!(
-                    listed.iter().any(|l| l == candidate),
-                    !candidate.is_empty() && prefix_matches(candidate, path),
-                    "{candidate:?} of {path:?}"
-                );
+        let walk = |path: &str, max: usize| {
+            let mut seen = Vec::new();
+            for_each_boundary_prefix(path, max, |p| seen.push(p.to_owned()));
+            seen
+        };
+        assert_eq!(
+            walk("/api/v1/users", 100),
+            ["/api/v1/users", "/api/v1/", "/api/v1", "/api/", "/api", "/"]
+        );
+        assert_eq!(walk("/a/", 100), ["/a/", "/a", "/"]);
+        assert_eq!(walk("/api/v1/users", 7), ["/api/v1", "/api/", "/api", "/"]);
+        assert_eq!(walk("/api/v1/users", 5), ["/api/", "/api", "/"]);
+        assert_eq!(walk("/api/v1/users", 0), Vec::<String>::new());
+        // Every listed prefix really matches, and every matching prefix up to the limit is listed.
+        for path in ["/api/v1/users", "/a/", "/", "/x//y", "/api/v1/"] {
+            for max in 0..=path.len() + 1 {
+                let listed = walk(path, max);
+                for end in 0..=path.len() {
+                    let candidate = &path[..end];
+                    assert_eq!(
+                        listed.iter().any(|l| l == candidate),
+                        !candidate.is_empty() && end <= max && prefix_matches(candidate, path),
+                        "{candidate:?} of {path:?} up to {max}"
+                    );
+                }
             }
         }
     }
@@ -282,26 +339,60 @@ mod tests {
 
     #[test]
     fn keys_name_params_by_position_so_same_shapes_share_a_key() {
-        assert_eq!(t("/users/{id}/posts/{post}").key(), "/users/{p1}/posts/{p3}");
-        assert_eq!(t("/users/{uid}/posts/{x}").key(), t("/users/{id}/posts/{post}").key());
+        assert_eq!(
+            t("/users/{id}/posts/{post}").key(),
+            "/users/{p1}/posts/{p3}"
+        );
+        assert_eq!(
+            t("/users/{uid}/posts/{x}").key(),
+            t("/users/{id}/posts/{post}").key()
+        );
         assert_eq!(t("/files/{*path}").key(), "/files/{*rest}");
         assert_eq!(t("/{*path}").key(), "/{*rest}");
         assert_eq!(t("/").key(), "/");
-        let forms: Vec<String> = t("/files/{*p}").empty_rest_forms().iter().map(Template::key).collect();
+        let forms: Vec<String> = t("/files/{*p}")
+            .empty_rest_forms()
+            .iter()
+            .map(Template::key)
+            .collect();
         assert_eq!(forms, ["/files", "/files/"]);
-        let forms: Vec<String> = t("/{*p}").empty_rest_forms().iter().map(Template::key).collect();
+        let forms: Vec<String> = t("/{*p}")
+            .empty_rest_forms()
+            .iter()
+            .map(Template::key)
+            .collect();
         assert_eq!(forms, ["/"]);
     }
 
     #[test]
     fn overlap_is_symmetric_and_agrees_with_a_witness_path() {
         let templates = [
-            "/users/{id}", "/users/me", "/users/{id}/posts", "/{a}/{b}", "/files/{*r}", "/{*r}",
-            "/users/", "/files", "/files/", "/a/{x}/c", "/a/b/{*r}", "/{a}",
+            "/users/{id}",
+            "/users/me",
+            "/users/{id}/posts",
+            "/{a}/{b}",
+            "/files/{*r}",
+            "/{*r}",
+            "/users/",
+            "/files",
+            "/files/",
+            "/a/{x}/c",
+            "/a/b/{*r}",
+            "/{a}",
         ];
         let paths = [
-            "/users/42", "/users/me", "/users/me/posts", "/users/", "/files", "/files/",
-            "/files/x/y", "/a/b/c", "/a/b", "/x", "/", "/users",
+            "/users/42",
+            "/users/me",
+            "/users/me/posts",
+            "/users/",
+            "/files",
+            "/files/",
+            "/files/x/y",
+            "/a/b/c",
+            "/a/b",
+            "/x",
+            "/",
+            "/users",
         ];
         for a in templates {
             for b in templates {
@@ -309,13 +400,52 @@ mod tests {
                 assert_eq!(ta.overlaps(&tb), tb.overlaps(&ta), "{a} {b}");
                 let witness = paths.iter().any(|p| ta.matches(p) && tb.matches(p));
                 if witness {
-                    assert!(ta.overlaps(&tb), "{a} and {b} both match a path but do not overlap");
+                    assert!(
+                        ta.overlaps(&tb),
+                        "{a} and {b} both match a path but do not overlap"
+                    );
                 }
             }
         }
         assert!(!t("/users/{id}").overlaps(&t("/users/")));
         assert!(!t("/users/{id}").overlaps(&t("/files/{*r}")));
         assert!(t("/a/{x}/c").overlaps(&t("/a/b/{*r}")));
+    }
+
+    #[test]
+    fn literal_prefixes_are_extracted_only_when_certain() {
+        let cases = [
+            ("^/re7/[0-9]+$", Some("/re7/")),
+            ("^/api(/v1)?", Some("/api")),
+            ("^/ab*", Some("/a")),
+            ("^/ab?c", Some("/a")),
+            ("^/a{2}", Some("/")),
+            ("^/a+", Some("/")),
+            ("^/a\\d", Some("/a")),
+            ("^/a.b", Some("/a")),
+            ("^/a|^/b", None),
+            ("(?i)^/abc", None),
+            ("/abc", None),
+            ("^[a]", None),
+            ("^", None),
+        ];
+        for (pattern, expected) in cases {
+            assert_eq!(literal_prefix(pattern).as_deref(), expected, "{pattern}");
+            // Whatever is extracted really is required.
+            if let Some(prefix) = literal_prefix(pattern) {
+                let re = Regex::new(pattern).unwrap();
+                for path in [
+                    "/re7/1", "/api", "/api/v1", "/a", "/abbb", "/ac", "/aa", "/a1", "/axb", "/b",
+                ] {
+                    if re.is_match(path) {
+                        assert!(
+                            path.starts_with(&prefix),
+                            "{pattern} matched {path} without {prefix}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

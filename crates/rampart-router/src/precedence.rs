@@ -84,9 +84,11 @@ impl PathSpec {
     fn order(self) -> (u8, Reverse<usize>, usize, bool) {
         match self {
             Self::Exact => (0, Reverse(0), 0, false),
-            Self::Template { literals, params, catch_all } => {
-                (1, Reverse(literals), params, catch_all)
-            }
+            Self::Template {
+                literals,
+                params,
+                catch_all,
+            } => (1, Reverse(literals), params, catch_all),
             Self::Prefix(len) => (2, Reverse(len), 0, false),
             Self::Regex => (3, Reverse(0), 0, false),
             Self::Any => (4, Reverse(0), 0, false),
@@ -115,7 +117,13 @@ pub(crate) struct Precedence {
     pub(crate) index: usize,
 }
 
-type OrderTuple = (Reverse<i32>, (u8, Reverse<usize>), (u8, Reverse<usize>, usize, bool), Reverse<usize>, usize);
+type OrderTuple = (
+    Reverse<i32>,
+    (u8, Reverse<usize>),
+    (u8, Reverse<usize>, usize, bool),
+    Reverse<usize>,
+    usize,
+);
 
 impl Precedence {
     fn tuple(&self) -> OrderTuple {
@@ -138,7 +146,11 @@ impl Precedence {
             HostSpec::Any => "any host".to_owned(),
         };
         let detail = match self.path {
-            PathSpec::Template { literals, params, catch_all } => format!(
+            PathSpec::Template {
+                literals,
+                params,
+                catch_all,
+            } => format!(
                 " ({literals} literal segment{}, {params} param{}{})",
                 plural(literals),
                 plural(params),
@@ -203,7 +215,10 @@ pub(crate) fn why_wins(winner: &Side<'_>, loser: &Side<'_>) -> (Rule, String) {
     if w.priority != l.priority {
         return (
             Rule::Priority,
-            format!("matched, but route {} has higher priority ({} > {})", winner.name, w.priority, l.priority),
+            format!(
+                "matched, but route {} has higher priority ({} > {})",
+                winner.name, w.priority, l.priority
+            ),
         );
     }
     if w.host.order() != l.host.order() {
@@ -214,7 +229,10 @@ pub(crate) fn why_wins(winner: &Side<'_>, loser: &Side<'_>) -> (Rule, String) {
             ),
             _ => format!("{} beats {}", w.host.class(), l.host.class()),
         };
-        return (Rule::Host, format!("matched, but a more specific host wins ({detail})"));
+        return (
+            Rule::Host,
+            format!("matched, but a more specific host wins ({detail})"),
+        );
     }
     if w.path.order() != l.path.order() {
         let detail = match (w.path, l.path) {
@@ -222,8 +240,16 @@ pub(crate) fn why_wins(winner: &Side<'_>, loser: &Side<'_>) -> (Rule, String) {
                 format!("longer {} beats {}", winner.path, loser.path)
             }
             (
-                PathSpec::Template { literals: wl, params: wp, catch_all: wc },
-                PathSpec::Template { literals: ll, params: lp, .. },
+                PathSpec::Template {
+                    literals: wl,
+                    params: wp,
+                    catch_all: wc,
+                },
+                PathSpec::Template {
+                    literals: ll,
+                    params: lp,
+                    ..
+                },
             ) => {
                 if wl != ll {
                     format!("{} has more literal segments: {wl} > {ll}", winner.path)
@@ -237,7 +263,10 @@ pub(crate) fn why_wins(winner: &Side<'_>, loser: &Side<'_>) -> (Rule, String) {
             }
             _ => format!("{} beats {}", w.path.class(), l.path.class()),
         };
-        return (Rule::Path, format!("matched, but a more specific path wins ({detail})"));
+        return (
+            Rule::Path,
+            format!("matched, but a more specific path wins ({detail})"),
+        );
     }
     if w.predicates != l.predicates {
         return (
@@ -248,7 +277,13 @@ pub(crate) fn why_wins(winner: &Side<'_>, loser: &Side<'_>) -> (Rule, String) {
             ),
         );
     }
-    (Rule::Order, format!("matched, but declared later (route {} comes first)", winner.name))
+    (
+        Rule::Order,
+        format!(
+            "matched, but declared later (route {} comes first)",
+            winner.name
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -256,12 +291,28 @@ mod tests {
     use super::*;
     use crate::path::Template;
 
-    fn key(priority: i32, host: HostSpec, path: PathSpec, predicates: usize, index: usize) -> Precedence {
-        Precedence { priority, host, path, predicates, index }
+    fn key(
+        priority: i32,
+        host: HostSpec,
+        path: PathSpec,
+        predicates: usize,
+        index: usize,
+    ) -> Precedence {
+        Precedence {
+            priority,
+            host,
+            path,
+            predicates,
+            index,
+        }
     }
 
     fn tpl(literals: usize, params: usize, catch_all: bool) -> PathSpec {
-        PathSpec::Template { literals, params, catch_all }
+        PathSpec::Template {
+            literals,
+            params,
+            catch_all,
+        }
     }
 
     #[test]
@@ -281,13 +332,22 @@ mod tests {
 
     #[test]
     fn host_specificity_beats_path_specificity() {
-        assert!(key(0, HostSpec::Exact, PathSpec::Any, 0, 1) < key(0, HostSpec::Any, PathSpec::Exact, 0, 0));
+        assert!(
+            key(0, HostSpec::Exact, PathSpec::Any, 0, 1)
+                < key(0, HostSpec::Any, PathSpec::Exact, 0, 0)
+        );
     }
 
     #[test]
     fn path_order_is_exact_template_prefix_regex_none() {
         let k = |p| key(0, HostSpec::Any, p, 0, 0);
-        let order = [PathSpec::Exact, tpl(0, 3, true), PathSpec::Prefix(100), PathSpec::Regex, PathSpec::Any];
+        let order = [
+            PathSpec::Exact,
+            tpl(0, 3, true),
+            PathSpec::Prefix(100),
+            PathSpec::Regex,
+            PathSpec::Any,
+        ];
         for pair in order.windows(2) {
             assert!(k(pair[0]) < k(pair[1]), "{:?} < {:?}", pair[0], pair[1]);
         }
@@ -303,34 +363,71 @@ mod tests {
 
     #[test]
     fn longer_prefixes_win() {
-        assert!(key(0, HostSpec::Any, PathSpec::Prefix(7), 0, 1) < key(0, HostSpec::Any, PathSpec::Prefix(4), 0, 0));
+        assert!(
+            key(0, HostSpec::Any, PathSpec::Prefix(7), 0, 1)
+                < key(0, HostSpec::Any, PathSpec::Prefix(4), 0, 0)
+        );
     }
 
     #[test]
     fn more_predicates_win_then_earlier_declaration() {
-        assert!(key(0, HostSpec::Any, PathSpec::Any, 2, 5) < key(0, HostSpec::Any, PathSpec::Any, 1, 0));
-        assert!(key(0, HostSpec::Any, PathSpec::Any, 1, 0) < key(0, HostSpec::Any, PathSpec::Any, 1, 1));
+        assert!(
+            key(0, HostSpec::Any, PathSpec::Any, 2, 5) < key(0, HostSpec::Any, PathSpec::Any, 1, 0)
+        );
+        assert!(
+            key(0, HostSpec::Any, PathSpec::Any, 1, 0) < key(0, HostSpec::Any, PathSpec::Any, 1, 1)
+        );
     }
 
     #[test]
     fn reasons_name_the_deciding_rule() {
         let exact = PathMatch::Exact("/a".into());
         let prefix = PathMatch::Prefix("/a".into());
-        let side = |name, key, path| Side { name, key, host_pattern: "*", path };
+        let side = |name, key, path| Side {
+            name,
+            key,
+            host_pattern: "*",
+            path,
+        };
         let w = side("w", key(10, HostSpec::Any, PathSpec::Any, 0, 1), &prefix);
         let l = side("l", key(0, HostSpec::Any, PathSpec::Any, 0, 0), &prefix);
-        assert_eq!(why_wins(&w, &l), (Rule::Priority, "matched, but route w has higher priority (10 > 0)".into()));
+        assert_eq!(
+            why_wins(&w, &l),
+            (
+                Rule::Priority,
+                "matched, but route w has higher priority (10 > 0)".into()
+            )
+        );
         let w = side("w", key(0, HostSpec::Any, PathSpec::Exact, 0, 1), &exact);
-        let l = side("l", key(0, HostSpec::Any, PathSpec::Prefix(2), 0, 0), &prefix);
-        assert_eq!(why_wins(&w, &l), (Rule::Path, "matched, but a more specific path wins (exact beats prefix)".into()));
+        let l = side(
+            "l",
+            key(0, HostSpec::Any, PathSpec::Prefix(2), 0, 0),
+            &prefix,
+        );
+        assert_eq!(
+            why_wins(&w, &l),
+            (
+                Rule::Path,
+                "matched, but a more specific path wins (exact beats prefix)".into()
+            )
+        );
         let w = side("w", key(0, HostSpec::Any, PathSpec::Any, 0, 0), &prefix);
         let l = side("l", key(0, HostSpec::Any, PathSpec::Any, 0, 1), &prefix);
-        assert_eq!(why_wins(&w, &l), (Rule::Order, "matched, but declared later (route w comes first)".into()));
+        assert_eq!(
+            why_wins(&w, &l),
+            (
+                Rule::Order,
+                "matched, but declared later (route w comes first)".into()
+            )
+        );
         let t1 = PathMatch::Template(Template::parse("/a/{x}").unwrap());
         let t2 = PathMatch::Template(Template::parse("/a/{*r}").unwrap());
         let w = side("w", key(0, HostSpec::Any, PathSpec::of(&t1), 0, 1), &t1);
         let l = side("l", key(0, HostSpec::Any, PathSpec::of(&t2), 0, 0), &t2);
-        assert_eq!(why_wins(&w, &l).1, "matched, but a more specific path wins (plain template \"/a/{x}\" beats catch-all template \"/a/{*r}\")");
+        assert_eq!(
+            why_wins(&w, &l).1,
+            "matched, but a more specific path wins (plain template \"/a/{x}\" beats catch-all template \"/a/{*r}\")"
+        );
     }
 
     #[test]
@@ -343,6 +440,9 @@ mod tests {
         );
         let p = PathMatch::Prefix("/api".into());
         let k = key(-1, HostSpec::Any, PathSpec::of(&p), 1, 0);
-        assert_eq!(k.describe("*", &p), "priority -1, any host, prefix \"/api\" (4 bytes), 1 predicate, entry #0");
+        assert_eq!(
+            k.describe("*", &p),
+            "priority -1, any host, prefix \"/api\" (4 bytes), 1 predicate, entry #0"
+        );
     }
 }

@@ -86,7 +86,11 @@ impl ValueTest {
             Self::Absent => format!("{what}: expected absent, got {}", got()),
             _ if values.is_empty() => format!("{what} absent"),
             Self::Equals(expected) => format!("{what}: expected {expected:?}, got {}", got()),
-            Self::Regex(re) => format!("{what}: expected a match for /{}/, got {}", re.as_str(), got()),
+            Self::Regex(re) => format!(
+                "{what}: expected a match for /{}/, got {}",
+                re.as_str(),
+                got()
+            ),
             Self::Present => format!("{what} absent"),
         }
     }
@@ -113,14 +117,23 @@ pub(crate) struct HeaderPred {
 impl HeaderPred {
     /// Whether `headers` satisfy the predicate. No allocation.
     pub(crate) fn holds(&self, headers: &HeaderMap) -> bool {
-        self.test.holds(headers.get_all(&self.name).iter().map(http::HeaderValue::as_bytes))
+        self.test.holds(
+            headers
+                .get_all(&self.name)
+                .iter()
+                .map(http::HeaderValue::as_bytes),
+        )
     }
 
     /// Why `headers` fail the predicate.
     pub(crate) fn explain_failure(&self, headers: &HeaderMap) -> String {
-        let values: Vec<Vec<u8>> =
-            headers.get_all(&self.name).iter().map(|v| v.as_bytes().to_vec()).collect();
-        self.test.explain_failure(&format!("header {}", self.name), &values)
+        let values: Vec<Vec<u8>> = headers
+            .get_all(&self.name)
+            .iter()
+            .map(|v| v.as_bytes().to_vec())
+            .collect();
+        self.test
+            .explain_failure(&format!("header {}", self.name), &values)
     }
 }
 
@@ -137,7 +150,8 @@ const STACK_VALUE: usize = 512;
 impl QueryPred {
     /// Whether the raw query (without `?`) satisfies the predicate.
     pub(crate) fn holds(&self, query: Option<&str>) -> bool {
-        let mut params = query_pairs(query.unwrap_or("")).filter(|(n, _)| decoded_eq(n, &self.name));
+        let mut params =
+            query_pairs(query.unwrap_or("")).filter(|(n, _)| decoded_eq(n, &self.name));
         match &self.test {
             ValueTest::Absent => params.next().is_none(),
             ValueTest::Present => params.next().is_some(),
@@ -163,7 +177,8 @@ impl QueryPred {
             .filter(|(n, _)| decoded_eq(n, &self.name))
             .map(|(_, v)| decode(v))
             .collect();
-        self.test.explain_failure(&format!("query {}", self.name), &values)
+        self.test
+            .explain_failure(&format!("query {}", self.name), &values)
     }
 }
 
@@ -238,11 +253,17 @@ mod tests {
     use super::*;
 
     fn q(name: &str, test: ValueTest) -> QueryPred {
-        QueryPred { name: name.to_owned(), test }
+        QueryPred {
+            name: name.to_owned(),
+            test,
+        }
     }
 
     fn h(name: &str, test: ValueTest) -> HeaderPred {
-        HeaderPred { name: HeaderName::from_bytes(name.as_bytes()).unwrap(), test }
+        HeaderPred {
+            name: HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            test,
+        }
     }
 
     fn re(s: &str) -> ValueTest {
@@ -355,21 +376,48 @@ mod tests {
     fn failures_are_explained_with_the_values_seen() {
         let mut headers = HeaderMap::new();
         headers.insert("x-env", HeaderValue::from_static("dev"));
-        assert_eq!(h("x-env", eq("prod")).explain_failure(&headers), "header x-env: expected \"prod\", got \"dev\"");
-        assert_eq!(h("x-other", eq("prod")).explain_failure(&headers), "header x-other absent");
-        assert_eq!(h("x-env", ValueTest::Absent).explain_failure(&headers), "header x-env: expected absent, got \"dev\"");
-        assert_eq!(q("v", eq("2")).explain_failure(Some("v=1&v=3")), "query v: expected \"2\", got \"1\", \"3\"");
-        assert_eq!(q("v", re("^2$")).explain_failure(Some("v=%FF")), "query v: expected a match for /^2$/, got <non-UTF-8 value>");
+        assert_eq!(
+            h("x-env", eq("prod")).explain_failure(&headers),
+            "header x-env: expected \"prod\", got \"dev\""
+        );
+        assert_eq!(
+            h("x-other", eq("prod")).explain_failure(&headers),
+            "header x-other absent"
+        );
+        assert_eq!(
+            h("x-env", ValueTest::Absent).explain_failure(&headers),
+            "header x-env: expected absent, got \"dev\""
+        );
+        assert_eq!(
+            q("v", eq("2")).explain_failure(Some("v=1&v=3")),
+            "query v: expected \"2\", got \"1\", \"3\""
+        );
+        assert_eq!(
+            q("v", re("^2$")).explain_failure(Some("v=%FF")),
+            "query v: expected a match for /^2$/, got <non-UTF-8 value>"
+        );
     }
 
     #[test]
     fn config_forms_map_to_tests_and_contradictions_are_errors() {
         let v = "x".to_owned();
         let p = rampart_config::Pattern::new("x").unwrap();
-        assert!(matches!(ValueTest::from_config(Some(&v), None, true), Ok(ValueTest::Equals(_))));
-        assert!(matches!(ValueTest::from_config(None, Some(&p), true), Ok(ValueTest::Regex(_))));
-        assert!(matches!(ValueTest::from_config(None, None, true), Ok(ValueTest::Present)));
-        assert!(matches!(ValueTest::from_config(None, None, false), Ok(ValueTest::Absent)));
+        assert!(matches!(
+            ValueTest::from_config(Some(&v), None, true),
+            Ok(ValueTest::Equals(_))
+        ));
+        assert!(matches!(
+            ValueTest::from_config(None, Some(&p), true),
+            Ok(ValueTest::Regex(_))
+        ));
+        assert!(matches!(
+            ValueTest::from_config(None, None, true),
+            Ok(ValueTest::Present)
+        ));
+        assert!(matches!(
+            ValueTest::from_config(None, None, false),
+            Ok(ValueTest::Absent)
+        ));
         assert!(ValueTest::from_config(Some(&v), Some(&p), true).is_err());
         assert!(ValueTest::from_config(Some(&v), None, false).is_err());
     }

@@ -12,16 +12,19 @@
 use std::collections::HashMap;
 
 use rampart_config::ConfigError;
-use regex::Regex;
+use regex::{Regex, RegexSet, RegexSetBuilder};
 
 use crate::explain::{self, Explanation};
 use crate::hash::FxHashMap;
 use crate::host::{self, HostPattern};
 use crate::matcher::Matcher;
-use crate::path::{PathMatch, Template, for_each_boundary_prefix};
+use crate::path::{PathMatch, Template, for_each_boundary_prefix, literal_prefix};
 use crate::precedence::HostSpec;
 use crate::templates::TemplateIndex;
 use crate::{RequestView, RouteMatch};
+
+/// Compiled-size cap for a table's combined regex set.
+const REGEX_SET_SIZE_LIMIT: usize = 16 << 20;
 
 /// A route in a bucket: its rank (smaller wins) and its entry index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,7 +58,10 @@ struct Best {
 }
 
 impl Best {
-    const NONE: Self = Self { rank: u32::MAX, entry: u32::MAX };
+    const NONE: Self = Self {
+        rank: u32::MAX,
+        entry: u32::MAX,
+    };
 }
 
 #[inline]
@@ -65,10 +71,45 @@ fn scan(bucket: &Bucket, matchers: &[Matcher], req: &RequestView<'_>, best: &mut
             return;
         }
         if matchers[item.entry as usize].rest_holds(req) {
-            *best = Best { rank: item.rank, entry: item.entry };
+            *best = Best {
+                rank: item.rank,
+                entry: item.entry,
+            };
             return;
         }
     }
+}
+
+/// The set of key lengths in a map, to skip hashing candidates no key can equal.
+#[derive(Debug, Default, Clone, Copy)]
+struct LenSet {
+    bits: [u64; 4],
+    long: bool,
+}
+
+impl LenSet {
+    fn insert(&mut self, len: usize) {
+        match self.bits.get_mut(len / 64) {
+            Some(word) => *word |= 1 << (len % 64),
+            None => self.long = true,
+        }
+    }
+
+    #[inline]
+    fn contains(&self, len: usize) -> bool {
+        self.bits
+            .get(len / 64)
+            .map_or(self.long, |word| word & (1 << (len % 64)) != 0)
+    }
+}
+
+/// A `path_regex` with its bucket.
+#[derive(Debug)]
+struct PathRegex {
+    regex: Regex,
+    /// Text every match starts with, when the pattern makes that plain (`^/api/...`).
+    literal_prefix: Option<String>,
+    bucket: Bucket,
 }
 
 /// The path index of one host table.
@@ -77,13 +118,19 @@ struct Table {
     /// Best rank of any route in the table.
     best: u32,
     exact: FxHashMap<String, Bucket>,
+    exact_lens: LenSet,
     prefixes: FxHashMap<String, Bucket>,
-    prefix_lens: (usize, usize),
+    prefix_lens: LenSet,
+    prefix_max: usize,
+    prefix_best: u32,
     templates: Vec<Template>,
     template_buckets: Vec<Bucket>,
     template_index: TemplateIndex,
+    template_best: u32,
     /// Regexes with their buckets, best rank first.
-    regexes: Vec<(Regex, Bucket)>,
+    regexes: Vec<PathRegex>,
+    /// The regexes without a literal prefix, to skip them all in one pass when none matches.
+    regex_set: Option<RegexSet>,
     any_path: Bucket,
 }
 
@@ -94,12 +141,12 @@ impl Table {
             return;
         }
         let path = req.path;
-        if !self.exact.is_empty()
+        if self.exact_lens.contains(path.len())
             && let Some(b) = self.exact.get(path)
         {
             scan(b, matchers, req, best);
         }
-        if !self.template_index.is_empty() {
+        if self.template_best < best.rank {
             self.template_index.for_each_candidate(path, |c| {
                 let i = c.template as usize;
                 if let (Some(b), Some(t)) = (self.template_buckets.get(i), self.templates.get(i))
@@ -110,10 +157,9 @@ impl Table {
                 }
             });
         }
-        if !self.prefixes.is_empty() {
-            let (min, max) = self.prefix_lens;
-            for_each_boundary_prefix(path, |p| {
-                if (min..=max).contains(&p.len())
+        if self.prefix_best < best.rank {
+            for_each_boundary_prefix(path, self.prefix_max, |p| {
+                if self.prefix_lens.contains(p.len())
                     && let Some(b) = self.prefixes.get(p)
                     && b.best() < best.rank
                 {
@@ -121,12 +167,25 @@ impl Table {
                 }
             });
         }
-        for (re, b) in &self.regexes {
-            if b.best() >= best.rank {
-                break;
-            }
-            if re.is_match(path) {
-                scan(b, matchers, req, best);
+        if self
+            .regexes
+            .first()
+            .is_some_and(|r| r.bucket.best() < best.rank)
+        {
+            let mut unprefixed_may_match = None;
+            for r in &self.regexes {
+                if r.bucket.best() >= best.rank {
+                    break;
+                }
+                let may_match = match &r.literal_prefix {
+                    Some(p) => path.starts_with(p.as_str()),
+                    None => *unprefixed_may_match.get_or_insert_with(|| {
+                        self.regex_set.as_ref().is_none_or(|set| set.is_match(path))
+                    }),
+                };
+                if may_match && r.regex.is_match(path) {
+                    scan(&r.bucket, matchers, req, best);
+                }
             }
         }
         scan(&self.any_path, matchers, req, best);
@@ -160,7 +219,11 @@ impl TableBuilder {
                     items.push(item);
                 }
             }
-            PathMatch::Regex(r) => match self.regexes.iter_mut().find(|(x, _)| x.as_str() == r.as_str()) {
+            PathMatch::Regex(r) => match self
+                .regexes
+                .iter_mut()
+                .find(|(x, _)| x.as_str() == r.as_str())
+            {
                 Some((_, items)) => items.push(item),
                 None => self.regexes.push((r.clone(), vec![item])),
             },
@@ -174,16 +237,33 @@ impl TableBuilder {
             b.finish();
             b
         };
-        let exact: FxHashMap<String, Bucket> =
-            self.exact.into_iter().map(|(k, v)| (k, bucket(v))).collect();
-        let prefix_lens = self
+        let lens = |keys: &mut dyn Iterator<Item = &String>| {
+            let mut set = LenSet::default();
+            keys.for_each(|k| set.insert(k.len()));
+            set
+        };
+        let exact_lens = lens(&mut self.exact.keys());
+        let prefix_lens = lens(&mut self.prefixes.keys());
+        let prefix_max = self.prefixes.keys().map(String::len).max().unwrap_or(0);
+        let exact: FxHashMap<String, Bucket> = self
+            .exact
+            .into_iter()
+            .map(|(k, v)| (k, bucket(v)))
+            .collect();
+        let prefixes: FxHashMap<String, Bucket> = self
             .prefixes
-            .keys()
-            .fold((usize::MAX, 0), |(lo, hi), p| (lo.min(p.len()), hi.max(p.len())));
-        let prefixes: FxHashMap<String, Bucket> =
-            self.prefixes.into_iter().map(|(k, v)| (k, bucket(v))).collect();
-        let (templates, template_buckets): (Vec<Template>, Vec<Bucket>) =
-            self.templates.into_iter().map(|(t, items)| (t, bucket(items))).unzip();
+            .into_iter()
+            .map(|(k, v)| (k, bucket(v)))
+            .collect();
+        let best_of = |buckets: &mut dyn Iterator<Item = &Bucket>| {
+            buckets.map(Bucket::best).min().unwrap_or(u32::MAX)
+        };
+        let prefix_best = best_of(&mut prefixes.values());
+        let (templates, template_buckets): (Vec<Template>, Vec<Bucket>) = self
+            .templates
+            .into_iter()
+            .map(|(t, items)| (t, bucket(items)))
+            .unzip();
         let template_index = TemplateIndex::build(&templates).unwrap_or_else(|errs| {
             for (i, msg) in errs {
                 if let Some(m) = template_buckets
@@ -200,28 +280,55 @@ impl TableBuilder {
             }
             TemplateIndex::default()
         });
-        let mut regexes: Vec<(Regex, Bucket)> =
-            self.regexes.into_iter().map(|(r, items)| (r, bucket(items))).collect();
-        regexes.sort_by_key(|(_, b)| b.best());
+        let template_best = best_of(&mut template_buckets.iter());
+        let mut regexes: Vec<PathRegex> = self
+            .regexes
+            .into_iter()
+            .map(|(regex, items)| PathRegex {
+                literal_prefix: literal_prefix(regex.as_str()),
+                regex,
+                bucket: bucket(items),
+            })
+            .collect();
+        regexes.sort_by_key(|r| r.bucket.best());
+        // A set is only worth it for several regexes; if it cannot be built (too large), each
+        // regex is simply tried in turn.
+        let unprefixed: Vec<&str> = regexes
+            .iter()
+            .filter(|r| r.literal_prefix.is_none())
+            .map(|r| r.regex.as_str())
+            .collect();
+        let regex_set = (unprefixed.len() > 1)
+            .then(|| {
+                RegexSetBuilder::new(unprefixed)
+                    .size_limit(REGEX_SET_SIZE_LIMIT)
+                    .build()
+                    .ok()
+            })
+            .flatten();
         let any_path = bucket(self.any_path);
-        let best = exact
-            .values()
-            .chain(prefixes.values())
-            .chain(&template_buckets)
-            .chain(regexes.iter().map(|(_, b)| b))
-            .chain([&any_path])
-            .map(Bucket::best)
-            .min()
-            .unwrap_or(u32::MAX);
+        let best = best_of(
+            &mut exact
+                .values()
+                .chain(prefixes.values())
+                .chain(&template_buckets)
+                .chain(regexes.iter().map(|r| &r.bucket))
+                .chain([&any_path]),
+        );
         Table {
             best,
             exact,
+            exact_lens,
             prefixes,
             prefix_lens,
+            prefix_max,
+            prefix_best,
             templates,
             template_buckets,
             template_index,
+            template_best,
             regexes,
+            regex_set,
             any_path,
         }
     }
@@ -234,6 +341,10 @@ pub struct Router<T> {
     values: Vec<T>,
     exact_hosts: FxHashMap<String, Table>,
     wildcard_hosts: FxHashMap<String, Table>,
+    /// Label counts of the wildcard suffixes (see [`host::label_bit`]).
+    wildcard_labels: u64,
+    /// Best rank in any wildcard table.
+    wildcard_best: u32,
     any_host: Table,
 }
 
@@ -279,16 +390,37 @@ impl<T> Router<T> {
                 table.add(&m.path, Item { rank, entry });
             }
         }
-        let exact_hosts = exact.into_iter().map(|(h, b)| (h, b.build(&matchers, &mut errors))).collect();
-        let wildcard_hosts =
-            wildcard.into_iter().map(|(h, b)| (h, b.build(&matchers, &mut errors))).collect();
+        let wildcard_labels = wildcard.keys().fold(0, |mask, suffix| {
+            mask | host::label_bit(HostPattern::wildcard_labels(suffix))
+        });
+        let exact_hosts = exact
+            .into_iter()
+            .map(|(h, b)| (h, b.build(&matchers, &mut errors)))
+            .collect();
+        let wildcard_hosts: FxHashMap<String, Table> = wildcard
+            .into_iter()
+            .map(|(h, b)| (h, b.build(&matchers, &mut errors)))
+            .collect();
+        let wildcard_best = wildcard_hosts
+            .values()
+            .map(|t| t.best)
+            .min()
+            .unwrap_or(u32::MAX);
         let any_host = any.build(&matchers, &mut errors);
         if !errors.is_empty() {
             errors.sort_by_key(|e| e.span.as_ref().map_or(usize::MAX, |s| s.start));
             errors.dedup();
             return Err(errors);
         }
-        Ok(Self { matchers, values, exact_hosts, wildcard_hosts, any_host })
+        Ok(Self {
+            matchers,
+            values,
+            exact_hosts,
+            wildcard_hosts,
+            wildcard_labels,
+            wildcard_best,
+            any_host,
+        })
     }
 
     /// The route for `req`: the best-ranked route whose predicates all hold. No allocation in
@@ -297,25 +429,29 @@ impl<T> Router<T> {
     pub fn lookup<'r>(&'r self, req: &RequestView<'_>) -> Option<RouteMatch<'r, T>> {
         let mut best = Best::NONE;
         if let Some(raw) = req.host
-            && let Some(host) = host::normalize(raw)
+            && (!self.exact_hosts.is_empty() || !self.wildcard_hosts.is_empty())
         {
-            let host = host.as_str();
-            if !self.exact_hosts.is_empty()
-                && let Some(t) = self.exact_hosts.get(host)
-            {
-                t.lookup(req, &self.matchers, &mut best);
-            }
-            if !self.wildcard_hosts.is_empty() {
-                for suffix in host::dot_suffixes(host) {
-                    if let Some(t) = self.wildcard_hosts.get(suffix) {
-                        t.lookup(req, &self.matchers, &mut best);
-                    }
+            host::with_normalized(raw, |host| {
+                let Some(host) = host else { return };
+                if !self.exact_hosts.is_empty()
+                    && let Some(t) = self.exact_hosts.get(host)
+                {
+                    t.lookup(req, &self.matchers, &mut best);
                 }
-            }
+                if self.wildcard_best < best.rank {
+                    host::for_each_wildcard_suffix(host, self.wildcard_labels, |suffix| {
+                        if let Some(t) = self.wildcard_hosts.get(suffix) {
+                            t.lookup(req, &self.matchers, &mut best);
+                        }
+                    });
+                }
+            });
         }
         self.any_host.lookup(req, &self.matchers, &mut best);
         let index = best.entry as usize;
-        self.values.get(index).map(|value| RouteMatch { value, index })
+        self.values
+            .get(index)
+            .map(|value| RouteMatch { value, index })
     }
 
     /// Why each route did or did not take `req` (slow; for `rampart explain`).
@@ -362,11 +498,10 @@ fn duplicates(matchers: &[Matcher]) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, m) in matchers.iter().enumerate() {
-        let Some(&first) = seen.get(&m.signature()) else {
-            seen.insert(m.signature(), i);
+        let first = *seen.entry(m.signature()).or_insert(i);
+        let Some(other) = matchers.get(first).filter(|_| first != i) else {
             continue;
         };
-        let Some(other) = matchers.get(first) else { continue };
         // The higher priority wins; on equal priority the earlier route (`other`) does.
         let (winner, loser, why) = if m.priority > other.priority {
             (m, other, "has a higher priority")

@@ -58,7 +58,8 @@ impl Layer {
             if self.keys.contains(&key) {
                 continue;
             }
-            let node = u32::try_from(self.keys.len()).map_err(|_| "too many templates".to_owned())?;
+            let node =
+                u32::try_from(self.keys.len()).map_err(|_| "too many templates".to_owned())?;
             if let Err(e) = self.router.insert(key.clone(), node) {
                 self.keys.truncate(before);
                 self.forms.truncate(before);
@@ -101,7 +102,13 @@ impl TemplateIndex {
                 }
             }
             if !placed {
-                errors.push((i, format!("template {:?} cannot be indexed: {last_error}", template.source())));
+                errors.push((
+                    i,
+                    format!(
+                        "template {:?} cannot be indexed: {last_error}",
+                        template.source()
+                    ),
+                ));
             }
         }
         if !errors.is_empty() {
@@ -119,18 +126,16 @@ impl TemplateIndex {
                         .iter()
                         .filter_map(|&m| {
                             let t = templates.get(m as usize)?;
-                            t.overlaps(form).then(|| Candidate { template: m, verify: t.key() != *key })
+                            t.overlaps(form).then(|| Candidate {
+                                template: m,
+                                verify: t.key() != *key,
+                            })
                         })
                         .collect()
                 })
                 .collect();
         }
         Ok(Self { layers })
-    }
-
-    /// Whether there are no templates.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.layers.is_empty()
     }
 
     /// Calls `f` with the candidates for `path` in every layer. No allocation for templates with
@@ -157,7 +162,11 @@ impl TemplateIndex {
 
 /// Checks, for tests, that every template that matches a path is offered as a candidate.
 #[cfg(test)]
-pub(crate) fn matching_candidates(index: &TemplateIndex, templates: &[Template], path: &str) -> Vec<u32> {
+pub(crate) fn matching_candidates(
+    index: &TemplateIndex,
+    templates: &[Template],
+    path: &str,
+) -> Vec<u32> {
     let mut found = std::collections::BTreeSet::new();
     index.for_each_candidate(path, |c| {
         if let Some(t) = templates.get(c.template as usize)
@@ -179,7 +188,11 @@ mod tests {
     }
 
     fn expected(templates: &[Template], path: &str) -> Vec<u32> {
-        (0u32..).zip(templates).filter(|(_, t)| t.matches(path)).map(|(i, _)| i).collect()
+        (0u32..)
+            .zip(templates)
+            .filter(|(_, t)| t.matches(path))
+            .map(|(i, _)| i)
+            .collect()
     }
 
     #[test]
@@ -194,7 +207,10 @@ mod tests {
         let (index, templates) = build(&["/users/{id}", "/users/{*rest}", "/users/{id}/posts"]);
         assert_eq!(index.layer_count(), 2);
         assert_eq!(matching_candidates(&index, &templates, "/users/42"), [0, 1]);
-        assert_eq!(matching_candidates(&index, &templates, "/users/42/posts"), [1, 2]);
+        assert_eq!(
+            matching_candidates(&index, &templates, "/users/42/posts"),
+            [1, 2]
+        );
         assert_eq!(matching_candidates(&index, &templates, "/users"), [1]);
     }
 
@@ -209,19 +225,56 @@ mod tests {
     #[test]
     fn every_matching_template_is_a_candidate_across_a_mixed_set() {
         let list = [
-            "/users/{id}", "/users/me", "/users/{id}/posts", "/users/{id}/posts/{post}",
-            "/{a}/{b}", "/files/{*r}", "/{*r}", "/users/", "/files", "/a/{x}/c", "/a/b/{*r}",
-            "/{a}", "/api/v1/{res}/{id}", "/api/{ver}/users/{id}", "/api/{*rest}", "/", "/x/{y}/",
+            "/users/{id}",
+            "/users/me",
+            "/users/{id}/posts",
+            "/users/{id}/posts/{post}",
+            "/{a}/{b}",
+            "/files/{*r}",
+            "/{*r}",
+            "/users/",
+            "/files",
+            "/a/{x}/c",
+            "/a/b/{*r}",
+            "/{a}",
+            "/api/v1/{res}/{id}",
+            "/api/{ver}/users/{id}",
+            "/api/{*rest}",
+            "/",
+            "/x/{y}/",
         ];
         let (index, templates) = build(&list);
         let paths = [
-            "/users/42", "/users/me", "/users/me/posts", "/users/1/posts/2", "/users/", "/users",
-            "/files", "/files/", "/files/x/y", "/a/b/c", "/a/b", "/a/q/c", "/x", "/x/y/", "/x/y",
-            "/", "/api/v1/users/7", "/api/v2/users/7", "/api", "/api/", "/nothing/here/at/all",
-            "//", "/a//c",
+            "/users/42",
+            "/users/me",
+            "/users/me/posts",
+            "/users/1/posts/2",
+            "/users/",
+            "/users",
+            "/files",
+            "/files/",
+            "/files/x/y",
+            "/a/b/c",
+            "/a/b",
+            "/a/q/c",
+            "/x",
+            "/x/y/",
+            "/x/y",
+            "/",
+            "/api/v1/users/7",
+            "/api/v2/users/7",
+            "/api",
+            "/api/",
+            "/nothing/here/at/all",
+            "//",
+            "/a//c",
         ];
         for path in paths {
-            assert_eq!(matching_candidates(&index, &templates, path), expected(&templates, path), "{path}");
+            assert_eq!(
+                matching_candidates(&index, &templates, path),
+                expected(&templates, path),
+                "{path}"
+            );
         }
     }
 }

@@ -55,8 +55,14 @@ impl AccessLog {
             path => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
         };
         let (tx, rx) = sync_channel(QUEUE);
-        std::thread::Builder::new().name("rampart-access-log".into()).spawn(move || write_lines(&rx, out))?;
-        Ok(Some(Self { tx, format: cfg.format, dropped: AtomicU64::new(0) }))
+        std::thread::Builder::new()
+            .name("rampart-access-log".into())
+            .spawn(move || write_lines(&rx, out))?;
+        Ok(Some(Self {
+            tx,
+            format: cfg.format,
+            dropped: AtomicU64::new(0),
+        }))
     }
 
     /// Lines dropped because the writer could not keep up.
@@ -123,7 +129,9 @@ struct JsonLine<'a> {
 }
 
 fn started_at(ctx: &RequestCtx) -> SystemTime {
-    SystemTime::now().checked_sub(ctx.started.elapsed()).unwrap_or_else(SystemTime::now)
+    SystemTime::now()
+        .checked_sub(ctx.started.elapsed())
+        .unwrap_or_else(SystemTime::now)
 }
 
 fn json_line(ctx: &RequestCtx, o: Outcome) -> String {
@@ -191,7 +199,12 @@ fn quoted(out: &mut String, value: Option<&[u8]>) {
 
 fn combined_line(ctx: &RequestCtx, o: Outcome) -> String {
     let mut s = String::with_capacity(256);
-    let _ = write!(s, "{} - - [{}] ", ctx.client_ip, timefmt::common_log(started_at(ctx)));
+    let _ = write!(
+        s,
+        "{} - - [{}] ",
+        ctx.client_ip,
+        timefmt::common_log(started_at(ctx))
+    );
     let request = format!("{} {} {}", ctx.method, ctx.uri, protocol(ctx));
     quoted(&mut s, Some(request.as_bytes()));
     let _ = write!(s, " {} {} ", o.status, o.bytes_sent);
@@ -232,7 +245,12 @@ mod tests {
             listener: Arc::from("public"),
             scheme: "http",
         });
-        let mut ctx = RequestCtx::new(conn, http::Method::GET, "/a?b=1".parse().unwrap(), http::Version::HTTP_11);
+        let mut ctx = RequestCtx::new(
+            conn,
+            http::Method::GET,
+            "/a?b=1".parse().unwrap(),
+            http::Version::HTTP_11,
+        );
         ctx.request_id = HeaderValue::from_static("rid-1");
         ctx.user_agent = Some(HeaderValue::from_static("evil\" agent"));
         ctx.route = Some(Arc::from("api"));
@@ -242,7 +260,14 @@ mod tests {
 
     #[test]
     fn json_lines_carry_every_field() {
-        let line = json_line(&ctx(), Outcome { status: 504, bytes_sent: 12, completed: true });
+        let line = json_line(
+            &ctx(),
+            Outcome {
+                status: 504,
+                bytes_sent: 12,
+                completed: true,
+            },
+        );
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["status"], 504);
         assert_eq!(v["route"], "api");
@@ -255,9 +280,22 @@ mod tests {
 
     #[test]
     fn combined_lines_escape_quotes() {
-        let line = combined_line(&ctx(), Outcome { status: 200, bytes_sent: 5, completed: false });
+        let line = combined_line(
+            &ctx(),
+            Outcome {
+                status: 200,
+                bytes_sent: 5,
+                completed: false,
+            },
+        );
         assert!(line.starts_with("192.0.2.7 - - ["), "{line}");
-        assert!(line.contains("\"GET /a?b=1 HTTP/1.1\" 200 5 \"-\" \"evil\\x22 agent\""), "{line}");
-        assert!(line.contains("reason=upstream_timeout") && line.contains(" aborted"), "{line}");
+        assert!(
+            line.contains("\"GET /a?b=1 HTTP/1.1\" 200 5 \"-\" \"evil\\x22 agent\""),
+            "{line}"
+        );
+        assert!(
+            line.contains("reason=upstream_timeout") && line.contains(" aborted"),
+            "{line}"
+        );
     }
 }

@@ -41,28 +41,57 @@ pub(crate) async fn serve(
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
     let rt = shared.runtime();
-    let Some(listener) = rt.listeners.get(listener_index) else { return };
-    let info = Arc::new(ConnInfo { peer, local, listener: listener.name.clone(), scheme: "http" });
+    let Some(listener) = rt.listeners.get(listener_index) else {
+        return;
+    };
+    let info = Arc::new(ConnInfo {
+        peer,
+        local,
+        listener: listener.name.clone(),
+        scheme: "http",
+    });
     let state = Arc::new(ConnState::default());
     let settings = &rt.settings;
-    let io = TimedIo::new(stream, state.clone(), settings.header_read_timeout, settings.keepalive_timeout);
+    let io = TimedIo::new(
+        stream,
+        state.clone(),
+        settings.header_read_timeout,
+        settings.keepalive_timeout,
+    );
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .keep_alive(true)
         .header_read_timeout(None)
-        .max_headers(settings.max_header_count.saturating_mul(HYPER_HEADROOM).max(16))
-        .max_buf_size((settings.max_header_size + settings.max_uri_length).saturating_mul(HYPER_HEADROOM).max(8192));
+        .max_headers(
+            settings
+                .max_header_count
+                .saturating_mul(HYPER_HEADROOM)
+                .max(16),
+        )
+        .max_buf_size(
+            (settings.max_header_size + settings.max_uri_length)
+                .saturating_mul(HYPER_HEADROOM)
+                .max(8192),
+        );
     builder
         .http2()
         .max_concurrent_streams(256)
-        .max_header_list_size(u32::try_from(settings.max_header_size.saturating_mul(HYPER_HEADROOM)).unwrap_or(u32::MAX));
+        .max_header_list_size(
+            u32::try_from(settings.max_header_size.saturating_mul(HYPER_HEADROOM))
+                .unwrap_or(u32::MAX),
+        );
     if !listener.http2 {
         builder = builder.http1_only();
     }
 
-    let ctx = Arc::new(ConnCtx { info: info.clone(), shared: shared.clone(), listener_index, state: state.clone() });
+    let ctx = Arc::new(ConnCtx {
+        info: info.clone(),
+        shared: shared.clone(),
+        listener_index,
+        state: state.clone(),
+    });
     drop(rt);
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
@@ -96,25 +125,44 @@ pub(crate) async fn serve(
 
 /// Logs why a connection ended badly; protocol violations and header timeouts also get an
 /// access log line (hyper has already answered them: 400, 414, 431, or our 408).
-fn log_connection_error(err: &(dyn std::error::Error + Send + Sync + 'static), info: &Arc<ConnInfo>, shared: &Shared) {
+fn log_connection_error(
+    err: &(dyn std::error::Error + Send + Sync + 'static),
+    info: &Arc<ConnInfo>,
+    shared: &Shared,
+) {
     let mut timeout = None;
     let mut parse = None;
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
-        if let Some(t) = e.downcast_ref::<HeaderTimeout>() {
+        // `io::Error::source()` skips the error it wraps: look inside explicitly.
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref);
+        if let Some(t) = e
+            .downcast_ref::<HeaderTimeout>()
+            .or_else(|| inner.and_then(|i| i.downcast_ref::<HeaderTimeout>()))
+        {
             timeout = Some(t.request_id.clone());
         }
         if let Some(h) = e.downcast_ref::<hyper::Error>()
             && h.is_parse()
         {
-            parse = Some(if h.is_parse_too_large() { ErrorKind::HeadersTooLarge } else { ErrorKind::BadRequest });
+            parse = Some(if h.is_parse_too_large() {
+                ErrorKind::HeadersTooLarge
+            } else {
+                ErrorKind::BadRequest
+            });
         }
         cur = e.source();
     }
     let (kind, status, request_id) = match (timeout, parse) {
         (Some(id), _) => (ErrorKind::HeaderReadTimeout, 408, id),
         (None, Some(kind)) => {
-            let status = if err.to_string().contains("URI too long") { 414 } else { kind.status().as_u16() };
+            let status = if err.to_string().contains("URI too long") {
+                414
+            } else {
+                kind.status().as_u16()
+            };
             (kind, status, rampart_core::ids::new_request_id())
         }
         (None, None) => {
@@ -126,10 +174,22 @@ fn log_connection_error(err: &(dyn std::error::Error + Send + Sync + 'static), i
     if let Some(log) = &shared.access_log {
         // The request never parsed: its method and target are unknown ("-").
         let method = http::Method::from_bytes(b"-").unwrap_or_default();
-        let mut ctx = RequestCtx::new(info.clone(), method, http::Uri::default(), http::Version::HTTP_11);
+        let mut ctx = RequestCtx::new(
+            info.clone(),
+            method,
+            http::Uri::default(),
+            http::Version::HTTP_11,
+        );
         ctx.request_id = request_id;
         ctx.reason = Some(kind);
         ctx.detail = Some(err.to_string());
-        log.record(&ctx, Outcome { status, bytes_sent: 0, completed: true });
+        log.record(
+            &ctx,
+            Outcome {
+                status,
+                bytes_sent: 0,
+                completed: true,
+            },
+        );
     }
 }

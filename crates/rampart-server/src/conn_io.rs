@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use http::HeaderValue;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -26,6 +27,10 @@ pub(crate) struct ConnState {
     in_flight: AtomicU32,
     /// Signalled when an HTTP/2 connection has been idle for the keep-alive timeout.
     pub(crate) idle: Notify,
+    /// The connection task, woken when the last in-flight request finishes: hyper may have
+    /// polled the socket while the request was busy (no timer armed then) and would otherwise
+    /// wait for client bytes forever instead of starting the keep-alive timer.
+    reader: AtomicWaker,
 }
 
 impl ConnState {
@@ -36,11 +41,13 @@ impl ConnState {
 
     /// A request's response finished (or was abandoned).
     pub(crate) fn request_finished(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.reader.wake();
+        }
     }
 
     fn busy(&self) -> bool {
-        self.in_flight.load(Ordering::Relaxed) > 0
+        self.in_flight.load(Ordering::Acquire) > 0
     }
 }
 
@@ -72,7 +79,10 @@ pub(crate) struct TimedIo {
     keepalive: Duration,
     timer: Pin<Box<Sleep>>,
     armed: Option<Instant>,
-    first_read: bool,
+    /// Bytes of the HTTP/2 preface seen so far while the protocol is undecided.
+    preface_matched: usize,
+    /// Protocol decided: the preface was complete (HTTP/2) or did not match (HTTP/1).
+    decided: bool,
     http2: bool,
 }
 
@@ -80,17 +90,26 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
 impl TimedIo {
     /// Wraps a freshly accepted stream.
-    pub(crate) fn new(stream: TcpStream, state: std::sync::Arc<ConnState>, header_timeout: Duration, keepalive: Duration) -> Self {
+    pub(crate) fn new(
+        stream: TcpStream,
+        state: std::sync::Arc<ConnState>,
+        header_timeout: Duration,
+        keepalive: Duration,
+    ) -> Self {
         let deadline = Instant::now() + header_timeout;
         Self {
             stream,
             state,
-            phase: Phase::AwaitingHead { deadline, started: false },
+            phase: Phase::AwaitingHead {
+                deadline,
+                started: false,
+            },
             header_timeout,
             keepalive,
             timer: Box::pin(tokio::time::sleep_until(deadline)),
             armed: Some(deadline),
-            first_read: true,
+            preface_matched: 0,
+            decided: false,
             http2: false,
         }
     }
@@ -104,7 +123,9 @@ impl TimedIo {
 
     /// Arms the timer for the current deadline and reports whether it has passed.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(deadline) = self.deadline() else { return false };
+        let Some(deadline) = self.deadline() else {
+            return false;
+        };
         if self.armed != Some(deadline) {
             self.timer.as_mut().reset(deadline);
             self.armed = Some(deadline);
@@ -113,21 +134,44 @@ impl TimedIo {
     }
 
     fn on_bytes(&mut self, data: &[u8]) {
-        if self.first_read {
-            self.first_read = false;
-            self.http2 = data.starts_with(H2_PREFACE);
+        if !self.decided {
+            self.detect_http2(data);
         }
         if self.http2 {
             return;
         }
         match self.phase {
             Phase::Idle { .. } => {
-                self.phase = Phase::AwaitingHead { deadline: Instant::now() + self.header_timeout, started: true };
+                self.phase = Phase::AwaitingHead {
+                    deadline: Instant::now() + self.header_timeout,
+                    started: true,
+                };
             }
-            Phase::AwaitingHead { deadline, started: false } => {
-                self.phase = Phase::AwaitingHead { deadline, started: true };
+            Phase::AwaitingHead {
+                deadline,
+                started: false,
+            } => {
+                self.phase = Phase::AwaitingHead {
+                    deadline,
+                    started: true,
+                };
             }
             _ => {}
+        }
+    }
+
+    /// Recognises the HTTP/2 preface even when it arrives split over several reads.
+    fn detect_http2(&mut self, data: &[u8]) {
+        let want = &H2_PREFACE[self.preface_matched..];
+        let n = want.len().min(data.len());
+        if data[..n] != want[..n] {
+            self.decided = true;
+            return;
+        }
+        self.preface_matched += n;
+        if self.preface_matched == H2_PREFACE.len() {
+            self.decided = true;
+            self.http2 = true;
         }
     }
 
@@ -138,7 +182,10 @@ impl TimedIo {
                 let response = timeout_response(&request_id);
                 // Best effort: one non-blocking write; a client this slow may not read it.
                 let _ = Pin::new(&mut self.stream).poll_write(cx, response.as_bytes());
-                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, HeaderTimeout { request_id })))
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    HeaderTimeout { request_id },
+                )))
             }
             _ if self.http2 => {
                 // Let the connection task send GOAWAY and close gracefully.
@@ -154,7 +201,8 @@ impl TimedIo {
 
 fn timeout_response(request_id: &HeaderValue) -> String {
     let id = request_id.to_str().unwrap_or("");
-    let body = format!("408 Request Timeout: The request took too long to arrive.\nRequest ID: {id}\n");
+    let body =
+        format!("408 Request Timeout: The request took too long to arrive.\nRequest ID: {id}\n");
     format!(
         "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\nx-request-id: {id}\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
@@ -162,14 +210,25 @@ fn timeout_response(request_id: &HeaderValue) -> String {
 }
 
 impl AsyncRead for TimedIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if this.state.busy() {
             this.phase = Phase::Busy;
-            return Pin::new(&mut this.stream).poll_read(cx, buf);
+            // Registered before the second check, so a request finishing in between still
+            // wakes this task to arm the keep-alive timer.
+            this.state.reader.register(cx.waker());
+            if this.state.busy() {
+                return Pin::new(&mut this.stream).poll_read(cx, buf);
+            }
         }
         if let Phase::Busy = this.phase {
-            this.phase = Phase::Idle { deadline: Instant::now() + this.keepalive };
+            this.phase = Phase::Idle {
+                deadline: Instant::now() + this.keepalive,
+            };
         }
         let before = buf.filled().len();
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
@@ -188,11 +247,19 @@ impl AsyncRead for TimedIo {
 }
 
 impl AsyncWrite for TimedIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, data)
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 

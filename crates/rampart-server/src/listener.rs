@@ -9,7 +9,14 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 /// Binds `workers` sockets to `addr`. With port 0 the first socket picks the port and the others
 /// join it. IPv6 sockets are IPv6-only, so `[::]` and `0.0.0.0` can be separate listeners.
-pub(crate) fn bind_all(addr: SocketAddr, workers: usize, backlog: u32) -> io::Result<Vec<std::net::TcpListener>> {
+pub(crate) fn bind_all(
+    addr: SocketAddr,
+    workers: usize,
+    backlog: u32,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 {
+        ensure_not_listening(addr)?;
+    }
     let mut sockets = Vec::with_capacity(workers);
     let mut addr = addr;
     for _ in 0..workers.max(1) {
@@ -18,6 +25,21 @@ pub(crate) fn bind_all(addr: SocketAddr, workers: usize, backlog: u32) -> io::Re
         sockets.push(socket);
     }
     Ok(sockets)
+}
+
+/// `SO_REUSEPORT` lets any process of the same user join a listening port, so a second Rampart
+/// started on a port another one serves would silently split its connections. A probe bound
+/// without `SO_REUSEPORT` fails while anything listens on `addr`: then refuse to start.
+fn ensure_not_listening(addr: SocketAddr) -> io::Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        probe.set_only_v6(true)?;
+    }
+    // Like the real sockets: connections of a previous run in TIME_WAIT do not count.
+    probe.set_reuse_address(true)?;
+    probe
+        .bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))
 }
 
 fn bind_one(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
@@ -29,7 +51,9 @@ fn bind_one(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener>
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
-    socket.bind(&addr.into()).map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(socket.into())
 }
@@ -41,9 +65,19 @@ mod tests {
     #[test]
     fn port_zero_is_shared_by_every_worker() {
         let sockets = bind_all("127.0.0.1:0".parse().unwrap(), 3, 16).unwrap();
-        let ports: Vec<u16> = sockets.iter().map(|s| s.local_addr().unwrap().port()).collect();
+        let ports: Vec<u16> = sockets
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
         assert_ne!(ports[0], 0);
         assert!(ports.iter().all(|p| *p == ports[0]), "{ports:?}");
+    }
+
+    #[test]
+    fn a_port_another_reuseport_socket_listens_on_is_refused() {
+        let other = bind_all("127.0.0.1:0".parse().unwrap(), 1, 16).unwrap();
+        let err = bind_all(other[0].local_addr().unwrap(), 1, 16).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
     }
 
     #[test]

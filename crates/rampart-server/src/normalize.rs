@@ -36,14 +36,22 @@ impl PathError {
 /// The normalized form of `path` (borrowed when it is already normal, the common case).
 pub(crate) fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
     if !path.starts_with('/') {
-        return if path == "*" { Ok(Cow::Borrowed(path)) } else { Err(PathError::NotAbsolute) };
+        return if path == "*" {
+            Ok(Cow::Borrowed(path))
+        } else {
+            Err(PathError::NotAbsolute)
+        };
     }
     let needs_decode = path.contains('%');
     let needs_dots = has_dot_segment(path);
     if !needs_decode && !needs_dots {
         return Ok(Cow::Borrowed(path));
     }
-    let decoded = if needs_decode { decode_unreserved(path)? } else { path.to_owned() };
+    let decoded = if needs_decode {
+        decode_unreserved(path)?
+    } else {
+        path.to_owned()
+    };
     if !has_dot_segment(&decoded) {
         return Ok(Cow::Owned(decoded));
     }
@@ -66,8 +74,14 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
             i += 1;
             continue;
         }
-        let hi = bytes.get(i + 1).and_then(|c| hex(*c)).ok_or(PathError::BadPercentEncoding)?;
-        let lo = bytes.get(i + 2).and_then(|c| hex(*c)).ok_or(PathError::BadPercentEncoding)?;
+        let hi = bytes
+            .get(i + 1)
+            .and_then(|c| hex(*c))
+            .ok_or(PathError::BadPercentEncoding)?;
+        let lo = bytes
+            .get(i + 2)
+            .and_then(|c| hex(*c))
+            .ok_or(PathError::BadPercentEncoding)?;
         let value = hi << 4 | lo;
         if value == 0 {
             return Err(PathError::EncodedNul);
@@ -75,7 +89,11 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
         if value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~') {
             out.push(value);
         } else {
-            out.extend_from_slice(&[b'%', b"0123456789ABCDEF"[usize::from(hi)], b"0123456789ABCDEF"[usize::from(lo)]]);
+            out.extend_from_slice(&[
+                b'%',
+                b"0123456789ABCDEF"[usize::from(hi)],
+                b"0123456789ABCDEF"[usize::from(lo)],
+            ]);
         }
         i += 3;
     }
@@ -130,9 +148,15 @@ mod tests {
 
     #[test]
     fn normal_paths_are_borrowed_unchanged() {
-        assert!(matches!(normalize_path("/api/v1/users"), Ok(Cow::Borrowed("/api/v1/users"))));
+        assert!(matches!(
+            normalize_path("/api/v1/users"),
+            Ok(Cow::Borrowed("/api/v1/users"))
+        ));
         assert!(matches!(normalize_path("/"), Ok(Cow::Borrowed("/"))));
-        assert!(matches!(normalize_path("/a/.well-known/x"), Ok(Cow::Borrowed(_))));
+        assert!(matches!(
+            normalize_path("/a/.well-known/x"),
+            Ok(Cow::Borrowed(_))
+        ));
     }
 
     #[test]

@@ -17,7 +17,9 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use rampart_core::ids::{is_valid_request_id, new_request_id};
-use rampart_core::{Body, BoxError, ErrorKind, Flow, ProxyError, RequestCtx, TraceContext, error_response};
+use rampart_core::{
+    Body, BoxError, ErrorKind, Flow, ProxyError, RequestCtx, TraceContext, error_response,
+};
 use rampart_router::RequestView;
 
 use crate::access_log::{AccessLog, Outcome};
@@ -35,20 +37,40 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
     conn.state.request_started();
     let rt = conn.shared.runtime();
     let (parts, body) = req.into_parts();
-    let mut ctx = RequestCtx::new(conn.info.clone(), parts.method.clone(), parts.uri.clone(), parts.version);
+    let ctx = RequestCtx::new(
+        conn.info.clone(),
+        parts.method.clone(),
+        parts.uri.clone(),
+        parts.version,
+    );
+    // Created before anything is awaited: if this future is dropped before it answers (the
+    // client reset its HTTP/2 stream or closed the connection), dropping `finish` still writes
+    // the log line and tells the connection the request is over.
+    let mut finish = Finish {
+        ctx: Box::new(ctx),
+        status: CLIENT_CLOSED_REQUEST,
+        log: conn.shared.access_log.clone(),
+        state: conn.state.clone(),
+        done: false,
+    };
+    let ctx = &mut *finish.ctx;
     let mut req = Request::from_parts(parts, Body::Incoming(body));
     let listener = &rt.listeners[conn.listener_index.min(rt.listeners.len() - 1)];
-    identify(&mut req, &mut ctx, listener);
+    identify(&mut req, ctx, listener);
     let accept = req.headers().get(header::ACCEPT).cloned();
-    let mut resp = match process(&rt, listener, req, &mut ctx, &conn).await {
+    let mut resp = match process(&rt, listener, req, ctx, &conn).await {
         Ok(resp) => resp,
-        Err(err) => reject(&err, &mut ctx, accept.as_ref()),
+        Err(err) => reject(&err, ctx, accept.as_ref()),
     };
-    resp.headers_mut().insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
-    let status = resp.status().as_u16();
-    let log = conn.shared.access_log.clone();
-    resp.map(|inner| ResponseBody::new(inner, Finish { ctx: Box::new(ctx), status, log, state: conn.state.clone() }))
+    resp.headers_mut()
+        .insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+    finish.status = resp.status().as_u16();
+    resp.map(|inner| ResponseBody::new(inner, finish))
 }
+
+/// The status logged for a request the client abandoned before any response existed (nginx's
+/// "client closed request"); it is never sent.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 /// Turns a failure into its response and records why.
 fn reject(err: &ProxyError, ctx: &mut RequestCtx, accept: Option<&HeaderValue>) -> Response<Body> {
@@ -70,9 +92,13 @@ fn identify(req: &mut Request<Body>, ctx: &mut RequestCtx, listener: &ListenerRt
         _ => new_request_id(),
     };
     ctx.trace = TraceContext::continue_or_start(headers.get(&TRACEPARENT));
-    ctx.host = headers.get(header::HOST).cloned().or_else(|| {
-        req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // An absolute-form target or an HTTP/2 `:authority` is the request's host; a `Host` header
+    // beside it is ignored (RFC 9112 §3.2.2, RFC 9113 §8.3.1), as `rampart explain` does.
+    ctx.host = req
+        .uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| headers.get(header::HOST).cloned());
     ctx.user_agent = headers.get(header::USER_AGENT).cloned();
     ctx.referer = headers.get(header::REFERER).cloned();
 }
@@ -91,6 +117,12 @@ async fn process(
     }
     check_limits(&req, rt)?;
     check_sanity(&req)?;
+    // The host the request is routed by is the one stages, handlers and the upstream see.
+    if req.uri().authority().is_some()
+        && let Some(host) = &ctx.host
+    {
+        req.headers_mut().insert(header::HOST, host.clone());
+    }
     normalize(&mut req)?;
     let view = RequestView {
         method: req.method(),
@@ -109,7 +141,10 @@ async fn process(
             return Ok(*resp);
         }
     }
-    let mut resp = route.handler.run(req, ctx, rt, listener, route.timeout).await?;
+    let mut resp = route
+        .handler
+        .run(req, ctx, rt, listener, route.timeout)
+        .await?;
     for stage in route.stages.iter().rev() {
         stage.on_response(&mut resp, ctx);
     }
@@ -130,8 +165,12 @@ fn fast_path(req: &Request<Body>, conn: &ConnCtx) -> Option<Response<Body>> {
     };
     let mut resp = Response::new(Body::full(Bytes::from_static(text.as_bytes())));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Some(resp)
 }
 
@@ -140,15 +179,27 @@ fn check_limits(req: &Request<Body>, rt: &Runtime) -> Result<(), ProxyError> {
     let s = &rt.settings;
     let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if target_len > s.max_uri_length {
-        return Err(ProxyError::new(ErrorKind::UriTooLong, format!("request target of {target_len} bytes")));
+        return Err(ProxyError::new(
+            ErrorKind::UriTooLong,
+            format!("request target of {target_len} bytes"),
+        ));
     }
     let headers = req.headers();
     if headers.len() > s.max_header_count {
-        return Err(ProxyError::new(ErrorKind::HeadersTooLarge, format!("{} header fields", headers.len())));
+        return Err(ProxyError::new(
+            ErrorKind::HeadersTooLarge,
+            format!("{} header fields", headers.len()),
+        ));
     }
-    let size: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    let size: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
     if size > s.max_header_size {
-        return Err(ProxyError::new(ErrorKind::HeadersTooLarge, format!("{size} bytes of headers")));
+        return Err(ProxyError::new(
+            ErrorKind::HeadersTooLarge,
+            format!("{size} bytes of headers"),
+        ));
     }
     Ok(())
 }
@@ -159,10 +210,16 @@ fn check_sanity(req: &Request<Body>) -> Result<(), ProxyError> {
     if req.version() == Version::HTTP_11 {
         let hosts = req.headers().get_all(header::HOST).iter().count();
         if hosts == 0 && req.uri().authority().is_none() {
-            return Err(ProxyError::new(ErrorKind::BadRequest, "HTTP/1.1 request without Host"));
+            return Err(ProxyError::new(
+                ErrorKind::BadRequest,
+                "HTTP/1.1 request without Host",
+            ));
         }
         if hosts > 1 {
-            return Err(ProxyError::new(ErrorKind::BadRequest, "more than one Host header"));
+            return Err(ProxyError::new(
+                ErrorKind::BadRequest,
+                "more than one Host header",
+            ));
         }
     }
     Ok(())
@@ -181,24 +238,48 @@ fn normalize(req: &mut Request<Body>) -> Result<(), ProxyError> {
     };
     let mut parts = std::mem::take(req.uri_mut()).into_parts();
     parts.path_and_query = PathAndQuery::try_from(pq).ok();
-    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::new(ErrorKind::BadRequest, "invalid URI after normalization"))?;
+    *req.uri_mut() = Uri::from_parts(parts)
+        .map_err(|_| ProxyError::new(ErrorKind::BadRequest, "invalid URI after normalization"))?;
     Ok(())
 }
 
-/// What finishing a response does: the access log line and the connection's request count.
+/// What finishing a request does, exactly once: the access log line and the connection's
+/// request count. Dropped unfinished, it finishes the request as abandoned by the client.
 pub(crate) struct Finish {
     ctx: Box<RequestCtx>,
     status: u16,
     log: Option<Arc<AccessLog>>,
     state: Arc<ConnState>,
+    done: bool,
 }
 
 impl Finish {
-    fn complete(self, bytes_sent: u64, completed: bool) {
+    fn complete(&mut self, bytes_sent: u64, completed: bool) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
         if let Some(log) = &self.log {
-            log.record(&self.ctx, Outcome { status: self.status, bytes_sent, completed });
+            log.record(
+                &self.ctx,
+                Outcome {
+                    status: self.status,
+                    bytes_sent,
+                    completed,
+                },
+            );
         }
         self.state.request_finished();
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        if !self.done {
+            self.ctx
+                .detail
+                .get_or_insert_with(|| "client went away before the response".to_owned());
+            self.complete(0, false);
+        }
     }
 }
 
@@ -211,11 +292,15 @@ pub(crate) struct ResponseBody {
 
 impl ResponseBody {
     fn new(inner: Body, finish: Finish) -> Self {
-        Self { inner, bytes: 0, finish: Some(finish) }
+        Self {
+            inner,
+            bytes: 0,
+            finish: Some(finish),
+        }
     }
 
     fn done(&mut self, completed: bool) {
-        if let Some(finish) = self.finish.take() {
+        if let Some(mut finish) = self.finish.take() {
             finish.complete(self.bytes, completed);
         }
     }
@@ -225,7 +310,10 @@ impl http_body::Body for ResponseBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let frame = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
         match &frame {

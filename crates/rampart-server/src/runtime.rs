@@ -45,8 +45,26 @@ pub(crate) struct Settings {
     pub(crate) header_read_timeout: Duration,
     pub(crate) keepalive_timeout: Duration,
     pub(crate) tunnel_idle_timeout: Duration,
-    pub(crate) via_h1: Option<HeaderValue>,
-    pub(crate) via_h2: Option<HeaderValue>,
+    /// `Via` values by the protocol version the message was received with (RFC 9110 §7.6.3).
+    pub(crate) via: Via,
+}
+
+/// Precomputed `Via` header values, `None` when `server.via` is off.
+pub(crate) struct Via {
+    pub(crate) http10: Option<HeaderValue>,
+    pub(crate) http11: Option<HeaderValue>,
+    pub(crate) http2: Option<HeaderValue>,
+}
+
+impl Via {
+    /// The value for a message received as `version`.
+    pub(crate) const fn for_version(&self, version: http::Version) -> Option<&HeaderValue> {
+        match version {
+            http::Version::HTTP_2 => self.http2.as_ref(),
+            http::Version::HTTP_10 | http::Version::HTTP_09 => self.http10.as_ref(),
+            _ => self.http11.as_ref(),
+        }
+    }
 }
 
 /// A route ready to serve: its stages in their fixed order and its handler.
@@ -87,7 +105,10 @@ impl Runtime {
     /// Names and configured addresses of the listeners.
     #[must_use]
     pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
-        self.listeners.iter().map(|l| (l.name.to_string(), l.bind)).collect()
+        self.listeners
+            .iter()
+            .map(|l| (l.name.to_string(), l.bind))
+            .collect()
     }
 
     /// The compiled upstreams, by name.
@@ -144,13 +165,21 @@ pub fn compile(config: &Config) -> Result<Runtime, Diagnostics> {
         errors.dedup();
         return Err(config.diagnostics(errors));
     }
-    Ok(Runtime { config: config.clone(), listeners, upstreams, settings: settings(config) })
+    Ok(Runtime {
+        config: config.clone(),
+        listeners,
+        upstreams,
+        settings: settings(config),
+    })
 }
 
 fn settings(config: &Config) -> Settings {
     let raw = config.raw();
     let via = |proto: &str| {
-        raw.server.via.then(|| HeaderValue::from_str(&format!("{proto} {}", raw.server.name)).ok()).flatten()
+        raw.server
+            .via
+            .then(|| HeaderValue::from_str(&format!("{proto} {}", raw.server.name)).ok())
+            .flatten()
     };
     Settings {
         max_uri_length: raw.limits.max_uri_length.as_usize(),
@@ -159,12 +188,18 @@ fn settings(config: &Config) -> Settings {
         header_read_timeout: raw.timeouts.header_read.get(),
         keepalive_timeout: raw.timeouts.keepalive.get(),
         tunnel_idle_timeout: raw.timeouts.tunnel_idle.get(),
-        via_h1: via("1.1"),
-        via_h2: via("2"),
+        via: Via {
+            http10: via("1.0"),
+            http11: via("1.1"),
+            http2: via("2"),
+        },
     }
 }
 
-fn listener_runtime(l: &Listener, routes: &[(&Route, String, Arc<CompiledRoute>)]) -> Result<ListenerRt, Vec<ConfigError>> {
+fn listener_runtime(
+    l: &Listener,
+    routes: &[(&Route, String, Arc<CompiledRoute>)],
+) -> Result<ListenerRt, Vec<ConfigError>> {
     let mut entries = Vec::new();
     let mut errors = Vec::new();
     for (route, path, compiled) in routes {
@@ -196,24 +231,36 @@ fn compile_route(
     config: &Config,
     upstreams: &HashMap<String, Arc<UpstreamSet>>,
 ) -> Result<CompiledRoute, Vec<ConfigError>> {
-    let err = |span, key: &str, msg: String| vec![ConfigError::new(Some(span), format!("{path}.{key}"), msg)];
+    let err = |span, key: &str, msg: String| {
+        vec![ConfigError::new(Some(span), format!("{path}.{key}"), msg)]
+    };
     let mut stages: Vec<Box<dyn Stage>> = Vec::new();
     if !r.allow_methods.is_empty() {
         let methods: Vec<String> = r.allow_methods.iter().map(|m| m.to_string()).collect();
-        let stage = MethodAllowList::new(&methods).map_err(|m| err(r.name.span(), "allow_methods", m))?;
+        let stage =
+            MethodAllowList::new(&methods).map_err(|m| err(r.name.span(), "allow_methods", m))?;
         stages.push(Box::new(stage));
     }
-    let max_body = r.max_body_size.unwrap_or(config.raw().limits.max_body_size).get();
+    let max_body = r
+        .max_body_size
+        .unwrap_or(config.raw().limits.max_body_size)
+        .get();
     stages.push(Box::new(BodyLimit::new(max_body)));
     if let Some(rw) = &r.rewrite {
         if let Some(p) = &rw.strip_prefix {
             stages.push(Box::new(PathRewrite::StripPrefix(p.to_string())));
         }
         if let Some(rp) = &rw.replace_prefix {
-            stages.push(Box::new(PathRewrite::ReplacePrefix { from: rp.from.to_string(), to: rp.to.to_string() }));
+            stages.push(Box::new(PathRewrite::ReplacePrefix {
+                from: rp.from.to_string(),
+                to: rp.to.to_string(),
+            }));
         }
         if let Some(rx) = &rw.path_regex {
-            stages.push(Box::new(PathRewrite::Regex { pattern: rx.pattern.clone(), replace: rx.replace.to_string() }));
+            stages.push(Box::new(PathRewrite::Regex {
+                pattern: rx.pattern.clone(),
+                replace: rx.replace.to_string(),
+            }));
         }
         if let Some(host) = &rw.host {
             let stage = HostRewrite::new(host).map_err(|m| err(host.span(), "rewrite.host", m))?;
@@ -221,14 +268,29 @@ fn compile_route(
         }
     }
     let handler = if let Some(u) = &r.upstream {
-        let set = upstreams.get(u.as_str()).ok_or_else(|| err(u.span(), "upstream", format!("unknown upstream {:?}", u.get())))?;
+        let set = upstreams.get(u.as_str()).ok_or_else(|| {
+            err(
+                u.span(),
+                "upstream",
+                format!("unknown upstream {:?}", u.get()),
+            )
+        })?;
         Handler::Proxy(Arc::clone(set))
     } else if let Some(redirect) = &r.redirect {
-        Handler::Redirect(RedirectSpec::new(redirect).map_err(|m| err(redirect.to.span(), "redirect", m))?)
+        Handler::Redirect(
+            RedirectSpec::new(redirect).map_err(|m| err(redirect.to.span(), "redirect", m))?,
+        )
     } else if let Some(respond) = &r.respond {
-        Handler::Respond(RespondSpec::new(respond).map_err(|m| err(respond.status.span(), "respond", m))?)
+        Handler::Respond(
+            RespondSpec::new(respond).map_err(|m| err(respond.status.span(), "respond", m))?,
+        )
     } else {
         Handler::Echo
     };
-    Ok(CompiledRoute { name: Arc::from(r.name.as_str()), stages, handler, timeout: r.timeout.map(rampart_config::HumanDuration::get) })
+    Ok(CompiledRoute {
+        name: Arc::from(r.name.as_str()),
+        stages,
+        handler,
+        timeout: r.timeout.map(rampart_config::HumanDuration::get),
+    })
 }

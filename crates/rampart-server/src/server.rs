@@ -66,20 +66,34 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
         0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         n => n,
     };
-    let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> =
+        (0..workers).map(|_| Vec::new()).collect();
     let mut listeners = Vec::with_capacity(runtime.listeners.len());
     for (index, l) in runtime.listeners.iter().enumerate() {
         let sockets = crate::listener::bind_all(l.bind, workers, l.backlog)?;
-        let bound = sockets.first().map(std::net::TcpListener::local_addr).transpose()?.unwrap_or(l.bind);
+        let bound = sockets
+            .first()
+            .map(std::net::TcpListener::local_addr)
+            .transpose()?
+            .unwrap_or(l.bind);
         listeners.push((l.name.to_string(), bound));
         for (w, socket) in sockets.into_iter().enumerate() {
             per_worker[w].push((index, socket));
         }
     }
     let access_log = AccessLog::open(&raw.access_log)
-        .map_err(|e| io::Error::new(e.kind(), format!("access log {:?}: {e}", raw.access_log.path)))?
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("access log {:?}: {e}", raw.access_log.path),
+            )
+        })?
         .map(Arc::new);
-    let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(runtime), access_log, draining: AtomicBool::new(false) });
+    let shared = Arc::new(Shared {
+        runtime: ArcSwap::from_pointee(runtime),
+        access_log,
+        draining: AtomicBool::new(false),
+    });
     let (shutdown, _) = watch::channel(false);
     let drain_timeout = raw.server.drain_timeout.get();
     let mut handles = Vec::with_capacity(workers);
@@ -91,7 +105,13 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
             .spawn(move || crate::worker::run(index, sockets, shared, rx, drain_timeout))?;
         handles.push(handle);
     }
-    Ok(ServerHandle { listeners, shutdown, workers: handles, shared, drain_timeout })
+    Ok(ServerHandle {
+        listeners,
+        shutdown,
+        workers: handles,
+        shared,
+        drain_timeout,
+    })
 }
 
 impl ServerHandle {
@@ -104,7 +124,10 @@ impl ServerHandle {
     /// The bound address of the listener called `name`.
     #[must_use]
     pub fn addr(&self, name: &str) -> Option<SocketAddr> {
-        self.listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
     }
 
     /// Number of worker threads.

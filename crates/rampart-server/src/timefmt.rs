@@ -2,7 +2,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 struct Civil {
     year: i64,
@@ -29,7 +31,15 @@ fn civil(t: SystemTime) -> Civil {
     let day = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
     let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
     let year = yoe + era * 400 + i64::from(month <= 2);
-    Civil { year, month, day, hour: rem / 3600, minute: rem % 3600 / 60, second: rem % 60, millis: since.subsec_millis() }
+    Civil {
+        year,
+        month,
+        day,
+        hour: rem / 3600,
+        minute: rem % 3600 / 60,
+        second: rem % 60,
+        millis: since.subsec_millis(),
+    }
 }
 
 /// `2026-11-22T21:11:04.123Z`
@@ -45,7 +55,10 @@ pub(crate) fn rfc3339_millis(t: SystemTime) -> String {
 pub(crate) fn common_log(t: SystemTime) -> String {
     let c = civil(t);
     let month = MONTHS[(c.month as usize).saturating_sub(1) % 12];
-    format!("{:02}/{month}/{:04}:{:02}:{:02}:{:02} +0000", c.day, c.year, c.hour, c.minute, c.second)
+    format!(
+        "{:02}/{month}/{:04}:{:02}:{:02}:{:02} +0000",
+        c.day, c.year, c.hour, c.minute, c.second
+    )
 }
 
 #[cfg(test)]

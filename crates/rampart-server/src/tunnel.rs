@@ -16,7 +16,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 /// Starts the tunnel between the client's and the upstream's upgraded connections.
-pub(crate) fn spawn(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, request_id: HeaderValue) {
+pub(crate) fn spawn(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    idle: Duration,
+    request_id: HeaderValue,
+) {
     let guard = crate::worker::track_connection();
     tokio::spawn(async move {
         let _guard = guard;
@@ -28,8 +33,14 @@ pub(crate) fn spawn(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, requ
             }
         };
         let clock = Arc::new(Activity::new());
-        let mut a = Tracked { io: TokioIo::new(client), clock: clock.clone() };
-        let mut b = Tracked { io: TokioIo::new(upstream), clock: clock.clone() };
+        let mut a = Tracked {
+            io: TokioIo::new(client),
+            clock: clock.clone(),
+        };
+        let mut b = Tracked {
+            io: TokioIo::new(upstream),
+            clock: clock.clone(),
+        };
         tokio::select! {
             result = tokio::io::copy_bidirectional(&mut a, &mut b) => {
                 if let Ok((up, down)) = result {
@@ -51,7 +62,10 @@ struct Activity {
 
 impl Activity {
     fn new() -> Self {
-        Self { start: Instant::now(), last_ms: AtomicU64::new(0) }
+        Self {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
     }
 
     fn touch(&self) {
@@ -79,7 +93,11 @@ struct Tracked<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.io).poll_read(cx, buf);
         if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -90,7 +108,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.io).poll_write(cx, data);
         if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
             self.clock.touch();

@@ -53,25 +53,39 @@ pub(crate) fn run(
     shutdown: watch::Receiver<bool>,
     drain_timeout: Duration,
 ) -> std::io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let tracker = Arc::new(Tracker::default());
     TRACKER.with_borrow_mut(|t| *t = Some(tracker.clone()));
     runtime.block_on(async move {
         let mut accept_loops = Vec::with_capacity(sockets.len());
         for (listener_index, socket) in sockets {
             let listener = TcpListener::from_std(socket)?;
-            accept_loops.push(tokio::spawn(accept_loop(listener, listener_index, shared.clone(), shutdown.clone())));
+            accept_loops.push(tokio::spawn(accept_loop(
+                listener,
+                listener_index,
+                shared.clone(),
+                shutdown.clone(),
+            )));
         }
         for task in accept_loops {
             let _ = task.await;
         }
         // Listening sockets are closed now; give open connections time to finish.
-        let drained = tokio::time::timeout(drain_timeout, wait_idle(&tracker)).await.is_ok();
+        let drained = tokio::time::timeout(drain_timeout, wait_idle(&tracker))
+            .await
+            .is_ok();
         let left = tracker.active.load(Ordering::Acquire);
         if drained {
             tracing::debug!(worker = index, "worker drained");
         } else {
-            tracing::warn!(worker = index, connections = left, ?drain_timeout, "drain timeout: closing remaining connections");
+            tracing::warn!(
+                worker = index,
+                connections = left,
+                ?drain_timeout,
+                "drain timeout: closing remaining connections"
+            );
         }
         Ok::<(), std::io::Error>(())
     })?;
@@ -89,7 +103,12 @@ async fn wait_idle(tracker: &Tracker) {
     }
 }
 
-async fn accept_loop(listener: TcpListener, listener_index: usize, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    listener_index: usize,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         if *shutdown.borrow() {
             return;

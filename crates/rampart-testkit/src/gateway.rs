@@ -28,7 +28,11 @@ impl TestGateway {
     /// Unless the config has a `[server]` section, one worker is used.
     #[must_use]
     pub fn builder(config: impl Into<String>) -> GatewayBuilder {
-        GatewayBuilder { config: config.into(), access_log: false, workers: 1 }
+        GatewayBuilder {
+            config: config.into(),
+            access_log: false,
+            workers: 1,
+        }
     }
 
     /// The bound address of listener `name`.
@@ -37,7 +41,10 @@ impl TestGateway {
     /// When there is no such listener.
     #[must_use]
     pub fn addr(&self, name: &str) -> SocketAddr {
-        self.handle.as_ref().and_then(|h| h.addr(name)).unwrap_or_else(|| panic!("no listener {name:?}"))
+        self.handle
+            .as_ref()
+            .and_then(|h| h.addr(name))
+            .unwrap_or_else(|| panic!("no listener {name:?}"))
     }
 
     /// `http://ADDR{path}` on listener `name`.
@@ -50,10 +57,16 @@ impl TestGateway {
     /// 5 s for at least `min` lines, since the log is written by a background thread.
     #[must_use]
     pub fn access_log_lines(&self, min: usize) -> Vec<String> {
-        let Some(path) = &self.access_log else { return Vec::new() };
+        let Some(path) = &self.access_log else {
+            return Vec::new();
+        };
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
-            let lines: Vec<String> = std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_owned).collect();
+            let lines: Vec<String> = std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect();
             if lines.len() >= min || std::time::Instant::now() > deadline {
                 return lines;
             }
@@ -64,7 +77,10 @@ impl TestGateway {
     /// The access log as parsed JSON objects (see [`Self::access_log_lines`]).
     #[must_use]
     pub fn access_log_json(&self, min: usize) -> Vec<serde_json::Value> {
-        self.access_log_lines(min).iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        self.access_log_lines(min)
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Stops accepting, drains and joins the workers.
@@ -107,12 +123,18 @@ impl GatewayBuilder {
     pub fn start(self) -> TestGateway {
         let mut text = self.config;
         if !text.contains("[server]") {
-            text = format!("[server]\nworkers = {}\ndrain_timeout = \"5s\"\n\n{text}", self.workers);
+            text = format!(
+                "[server]\nworkers = {}\ndrain_timeout = \"5s\"\n\n{text}",
+                self.workers
+            );
         }
         let (dir, access_log) = if self.access_log && !text.contains("[access_log]") {
             let dir = TempDir::new();
             let path = dir.0.join("access.log");
-            text = format!("[access_log]\nenabled = true\nformat = \"json\"\npath = {:?}\n\n{text}", path.display().to_string());
+            text = format!(
+                "[access_log]\nenabled = true\nformat = \"json\"\npath = {:?}\n\n{text}",
+                path.display().to_string()
+            );
             (Some(dir), Some(path))
         } else if !text.contains("[access_log]") {
             text = format!("[access_log]\nenabled = false\n\n{text}");
@@ -120,9 +142,15 @@ impl GatewayBuilder {
         } else {
             (None, None)
         };
-        let config = rampart_config::load_str(&text, "test.toml").unwrap_or_else(|d| panic!("config refused:\n{d}\n---\n{text}"));
-        let handle = rampart_server::start(&config).unwrap_or_else(|e| panic!("gateway did not start: {e}"));
-        TestGateway { handle: Some(handle), access_log, _dir: dir }
+        let config = rampart_config::load_str(&text, "test.toml")
+            .unwrap_or_else(|d| panic!("config refused:\n{d}\n---\n{text}"));
+        let handle =
+            rampart_server::start(&config).unwrap_or_else(|e| panic!("gateway did not start: {e}"));
+        TestGateway {
+            handle: Some(handle),
+            access_log,
+            _dir: dir,
+        }
     }
 }
 
@@ -131,8 +159,10 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> Self {
-        let path = std::env::temp_dir().join(format!("rampart-test-{}-{}", std::process::id(), unique()));
-        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("temp dir {}: {e}", path.display()));
+        let path =
+            std::env::temp_dir().join(format!("rampart-test-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("temp dir {}: {e}", path.display()));
         Self(path)
     }
 }

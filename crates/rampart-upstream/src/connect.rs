@@ -15,7 +15,10 @@ use crate::pool::H2Sender;
 use crate::set::Target;
 
 /// Connects to `target` within `timeout`, trying each resolved address in turn.
-pub(crate) async fn tcp(target: &Target, timeout: Duration) -> Result<(TcpStream, SocketAddr), ProxyError> {
+pub(crate) async fn tcp(
+    target: &Target,
+    timeout: Duration,
+) -> Result<(TcpStream, SocketAddr), ProxyError> {
     match tokio::time::timeout(timeout, tcp_inner(target)).await {
         Ok(result) => result,
         Err(_) => Err(ProxyError::new(
@@ -45,15 +48,26 @@ async fn tcp_inner(target: &Target) -> Result<(TcpStream, SocketAddr), ProxyErro
             Err(e) => last = Some(format!("connect {addr}: {e}")),
         }
     }
-    Err(connect_error(target, &last.unwrap_or_else(|| "name resolved to no address".to_owned())))
+    Err(connect_error(
+        target,
+        &last.unwrap_or_else(|| "name resolved to no address".to_owned()),
+    ))
 }
 
 fn connect_error(target: &Target, detail: &str) -> ProxyError {
-    ProxyError::new(ErrorKind::UpstreamConnect, format!("{}: {detail}", target.label)).retryable()
+    ProxyError::new(
+        ErrorKind::UpstreamConnect,
+        format!("{}: {detail}", target.label),
+    )
+    .retryable()
 }
 
 /// Opens an HTTP/1.1 connection; with `upgrades` the connection can become a tunnel.
-pub(crate) async fn http1(target: &Target, timeout: Duration, upgrades: bool) -> Result<UpstreamSender, ProxyError> {
+pub(crate) async fn http1(
+    target: &Target,
+    timeout: Duration,
+    upgrades: bool,
+) -> Result<UpstreamSender, ProxyError> {
     let (stream, _) = tcp(target, timeout).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))

@@ -21,6 +21,7 @@ use rampart_core::{Body, BoxError, ErrorKind, ProxyError};
 use tokio::sync::oneshot;
 
 use crate::error::classify;
+use crate::pool::H2Checkout;
 use crate::set::{Target, UpstreamSet};
 use crate::{connect, pool};
 
@@ -67,10 +68,18 @@ pub async fn forward(
     let mut retries = 0u8;
     loop {
         let Some((index, target)) = set.next_target(skip) else {
-            return Err(ForwardError { error: ErrorKind::NoTarget.into(), target: None, retries });
+            return Err(ForwardError {
+                error: ErrorKind::NoTarget.into(),
+                target: None,
+                retries,
+            });
         };
         let Some(request) = req.take() else {
-            return Err(ForwardError { error: ErrorKind::Internal.into(), target: None, retries });
+            return Err(ForwardError {
+                error: ErrorKind::Internal.into(),
+                target: None,
+                retries,
+            });
         };
         match attempt(set, target, request, timeout, upgrade).await {
             Ok(mut fwd) => {
@@ -88,7 +97,11 @@ pub async fn forward(
                     }
                     _ => {
                         let target = Some(target.label.clone());
-                        return Err(ForwardError { error, target, retries });
+                        return Err(ForwardError {
+                            error,
+                            target,
+                            retries,
+                        });
                     }
                 }
             }
@@ -104,11 +117,17 @@ struct Failure {
 
 impl Failure {
     fn unsent(error: ProxyError, req: Request<Body>) -> Self {
-        Self { error, unsent: Some(req) }
+        Self {
+            error,
+            unsent: Some(req),
+        }
     }
 
     fn sent(error: ProxyError) -> Self {
-        Self { error, unsent: None }
+        Self {
+            error,
+            unsent: None,
+        }
     }
 }
 
@@ -134,7 +153,11 @@ async fn attempt_h1(
 ) -> Result<Forwarded, Failure> {
     *req.version_mut() = Version::HTTP_11;
     loop {
-        let pooled = if upgrade { None } else { pool::take_h1(target.pool_key) };
+        let pooled = if upgrade {
+            None
+        } else {
+            pool::take_h1(target.pool_key)
+        };
         let fresh = pooled.is_none();
         let mut sender = match pooled {
             Some(sender) => sender,
@@ -145,7 +168,11 @@ async fn attempt_h1(
         };
         if sender.ready().await.is_err() {
             if fresh {
-                let error = ProxyError::new(ErrorKind::UpstreamReset, format!("{}: closed after handshake", target.label)).retryable();
+                let error = ProxyError::new(
+                    ErrorKind::UpstreamReset,
+                    format!("{}: closed after handshake", target.label),
+                )
+                .retryable();
                 return Err(Failure::unsent(error, req));
             }
             continue;
@@ -181,19 +208,44 @@ async fn attempt_h1(
     }
 }
 
-async fn attempt_h2(set: &UpstreamSet, target: &Target, req: Request<Body>, timeout: Duration) -> Result<Forwarded, Failure> {
-    let mut sender = match pool::get_h2(target.pool_key) {
-        Some(sender) => sender,
-        None => match connect::http2(target, set.connect_timeout).await {
-            Ok(sender) => {
-                pool::put_h2(target.pool_key, sender.clone());
-                sender
+async fn attempt_h2(
+    set: &UpstreamSet,
+    target: &Target,
+    req: Request<Body>,
+    timeout: Duration,
+) -> Result<Forwarded, Failure> {
+    let mut sender = loop {
+        match pool::checkout_h2(target.pool_key) {
+            H2Checkout::Ready(sender) => break sender,
+            H2Checkout::Connect(opening) => {
+                let outcome = connect::http2(target, set.connect_timeout).await;
+                opening.finish(&outcome);
+                match outcome {
+                    Ok(sender) => break sender,
+                    Err(error) => return Err(Failure::unsent(error, req)),
+                }
             }
-            Err(error) => return Err(Failure::unsent(error, req)),
-        },
+            H2Checkout::Wait(mut rx) => {
+                let outcome = rx
+                    .wait_for(Option::is_some)
+                    .await
+                    .ok()
+                    .and_then(|o| o.clone());
+                match outcome {
+                    Some(Ok(sender)) => break sender,
+                    Some(Err(error)) => return Err(Failure::unsent(error, req)),
+                    // The opener was abandoned: check again (and maybe open it ourselves).
+                    None => {}
+                }
+            }
+        }
     };
     if sender.ready().await.is_err() {
-        let error = ProxyError::new(ErrorKind::UpstreamReset, format!("{}: HTTP/2 connection closed", target.label)).retryable();
+        let error = ProxyError::new(
+            ErrorKind::UpstreamReset,
+            format!("{}: HTTP/2 connection closed", target.label),
+        )
+        .retryable();
         return Err(Failure::unsent(error, req));
     }
     let req = to_absolute_form(req, target);
@@ -213,14 +265,32 @@ async fn attempt_h2(set: &UpstreamSet, target: &Target, req: Request<Body>, time
     }
 }
 
-fn finish(resp: Response<Incoming>, ret: Option<PoolReturn>, target: &Target, started: Instant, upgrade: bool) -> Forwarded {
+fn finish(
+    resp: Response<Incoming>,
+    ret: Option<PoolReturn>,
+    target: &Target,
+    started: Instant,
+    upgrade: bool,
+) -> Forwarded {
     let upstream_time = started.elapsed();
-    let response = if upgrade { resp.map(Body::Incoming) } else { resp.map(|b| Body::pooled(b, ret)) };
-    Forwarded { response, target: target.label.clone(), retries: 0, upstream_time }
+    let response = if upgrade {
+        resp.map(Body::Incoming)
+    } else {
+        resp.map(|b| Body::pooled(b, ret))
+    };
+    Forwarded {
+        response,
+        target: target.label.clone(),
+        retries: 0,
+        upstream_time,
+    }
 }
 
 fn timed_out(target: &Target, timeout: Duration) -> Failure {
-    Failure::sent(ProxyError::new(ErrorKind::UpstreamTimeout, format!("{}: no response within {timeout:?}", target.label)))
+    Failure::sent(ProxyError::new(
+        ErrorKind::UpstreamTimeout,
+        format!("{}: no response within {timeout:?}", target.label),
+    ))
 }
 
 /// HTTP/2 carries the authority in the URI (`:authority`) instead of a `Host` header.
@@ -242,7 +312,11 @@ fn to_absolute_form(mut req: Request<Body>, target: &Target) -> Request<Body> {
 
 /// Waits for `response`; the timeout starts once the request body has been sent (at once for
 /// requests without a body). `None` means it timed out.
-async fn with_timeout<F, T>(response: F, body_sent: Option<oneshot::Receiver<()>>, timeout: Duration) -> Option<T>
+async fn with_timeout<F, T>(
+    response: F,
+    body_sent: Option<oneshot::Receiver<()>>,
+    timeout: Duration,
+) -> Option<T>
 where
     F: Future<Output = T>,
 {
@@ -266,7 +340,12 @@ fn watch_body_end(req: Request<Body>) -> (Request<Body>, Option<oneshot::Receive
         return (req, None);
     }
     let (tx, rx) = oneshot::channel();
-    let req = req.map(|inner| Body::boxed(NotifyOnEnd { inner, tx: Some(tx) }));
+    let req = req.map(|inner| {
+        Body::boxed(NotifyOnEnd {
+            inner,
+            tx: Some(tx),
+        })
+    });
     (req, Some(rx))
 }
 
@@ -279,7 +358,10 @@ impl http_body::Body for NotifyOnEnd {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let frame = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
         if (frame.is_none() || this.inner.is_end_stream())

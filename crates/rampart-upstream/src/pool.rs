@@ -4,17 +4,65 @@
 //! and are used without locks or atomics (hand-written on purpose: a general pool such as
 //! hyper-util's locks a mutex per checkout). Pools are indexed by a dense per-target key.
 //! Idle HTTP/1.1 connections are kept LIFO (the most recently used is the most likely alive);
-//! HTTP/2 keeps one multiplexed connection per target.
+//! HTTP/2 keeps one multiplexed connection per target, and requests arriving while it is being
+//! opened wait for that connection instead of opening their own.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http2;
-use rampart_core::Body;
 use rampart_core::body::{PooledConn, UpstreamSender};
+use rampart_core::{Body, ProxyError};
+use tokio::sync::watch;
 
 /// The HTTP/2 upstream connection handle.
 pub(crate) type H2Sender = http2::SendRequest<Body>;
+
+/// The outcome of opening an HTTP/2 connection, shared with the requests waiting for it
+/// (`None` until it is known).
+pub(crate) type H2Outcome = Option<Result<H2Sender, ProxyError>>;
+
+/// The HTTP/2 connection of one target.
+#[derive(Default)]
+enum H2Slot {
+    /// None open.
+    #[default]
+    Empty,
+    /// A request is opening one; others wait on this channel.
+    Connecting(watch::Receiver<H2Outcome>),
+    /// One is open.
+    Ready(H2Sender),
+}
+
+/// What a request should do to get the HTTP/2 connection of a target.
+pub(crate) enum H2Checkout {
+    /// Use this open connection.
+    Ready(H2Sender),
+    /// Another request is opening it: wait for the outcome.
+    Wait(watch::Receiver<H2Outcome>),
+    /// Open it, then report with [`H2Connecting::finish`].
+    Connect(H2Connecting),
+}
+
+/// The duty of opening a target's HTTP/2 connection. Dropping it unfinished (the request was
+/// abandoned) closes the channel, so waiters and later requests try again.
+pub(crate) struct H2Connecting {
+    key: usize,
+    tx: watch::Sender<H2Outcome>,
+}
+
+impl H2Connecting {
+    /// Stores the new connection (or forgets the attempt) and wakes the waiting requests.
+    pub(crate) fn finish(self, outcome: &Result<H2Sender, ProxyError>) {
+        POOLS.with_borrow_mut(|pools| {
+            pools.slot(self.key).h2 = match outcome {
+                Ok(sender) => H2Slot::Ready(sender.clone()),
+                Err(_) => H2Slot::Empty,
+            };
+        });
+        self.tx.send_replace(Some(outcome.clone()));
+    }
+}
 
 struct Idle {
     sender: UpstreamSender,
@@ -24,7 +72,7 @@ struct Idle {
 #[derive(Default)]
 struct Slot {
     idle: Vec<Idle>,
-    h2: Option<H2Sender>,
+    h2: H2Slot,
 }
 
 #[derive(Default)]
@@ -78,28 +126,33 @@ pub(crate) fn release_h1(conn: PooledConn) {
         let slot = pools.slot(conn.pool_key);
         if slot.idle.len() < conn.max_idle {
             let expires = Instant::now() + conn.idle_timeout;
-            slot.idle.push(Idle { sender: conn.sender, expires });
+            slot.idle.push(Idle {
+                sender: conn.sender,
+                expires,
+            });
         }
     });
 }
 
-/// The live HTTP/2 connection for `key`, if any.
-pub(crate) fn get_h2(key: usize) -> Option<H2Sender> {
+/// The live HTTP/2 connection for `key`, or who opens it: the first request to find none
+/// opens it, requests arriving meanwhile wait for it (one connection per target and worker).
+pub(crate) fn checkout_h2(key: usize) -> H2Checkout {
     POOLS.with_borrow_mut(|pools| {
         let slot = pools.slot(key);
         match &slot.h2 {
-            Some(s) if !s.is_closed() => Some(s.clone()),
-            _ => {
-                slot.h2 = None;
-                None
+            H2Slot::Ready(sender) if !sender.is_closed() => {
+                return H2Checkout::Ready(sender.clone());
             }
+            // An opener that went away leaves a closed channel: open anew.
+            H2Slot::Connecting(rx) if rx.has_changed().is_ok() => {
+                return H2Checkout::Wait(rx.clone());
+            }
+            _ => {}
         }
+        let (tx, rx) = watch::channel(None);
+        slot.h2 = H2Slot::Connecting(rx);
+        H2Checkout::Connect(H2Connecting { key, tx })
     })
-}
-
-/// Stores the HTTP/2 connection for `key`.
-pub(crate) fn put_h2(key: usize, sender: H2Sender) {
-    POOLS.with_borrow_mut(|pools| pools.slot(key).h2 = Some(sender));
 }
 
 /// Closes connections that are dead or idle past their upstream's `idle_timeout`, so a worker
@@ -112,9 +165,10 @@ async fn sweep_forever() {
         POOLS.with_borrow_mut(|pools| {
             let now = Instant::now();
             for slot in &mut pools.slots {
-                slot.idle.retain(|i| !i.sender.is_closed() && i.expires > now);
-                if slot.h2.as_ref().is_some_and(H2Sender::is_closed) {
-                    slot.h2 = None;
+                slot.idle
+                    .retain(|i| !i.sender.is_closed() && i.expires > now);
+                if matches!(&slot.h2, H2Slot::Ready(sender) if sender.is_closed()) {
+                    slot.h2 = H2Slot::Empty;
                 }
             }
         });

@@ -54,7 +54,11 @@ impl UpstreamSet {
         for (i, t) in u.targets.iter().enumerate() {
             match build_target(t, u.protocol) {
                 Ok(target) => targets.push(target),
-                Err(msg) => errors.push(ConfigError::new(Some(t.span()), format!("{path}.targets[{i}]"), msg)),
+                Err(msg) => errors.push(ConfigError::new(
+                    Some(t.span()),
+                    format!("{path}.targets[{i}]"),
+                    msg,
+                )),
             }
         }
         if !errors.is_empty() {
@@ -90,14 +94,22 @@ impl UpstreamSet {
 fn build_target(text: &Located<String>, protocol: UpstreamProtocol) -> Result<Target, String> {
     let spec = syntax::parse_target(text)?;
     let authority = HeaderValue::from_str(text).map_err(|e| e.to_string())?;
-    Ok(Target { pool_key: pool_key(&spec, protocol), label: Arc::from(text.as_str()), authority, spec })
+    Ok(Target {
+        pool_key: pool_key(&spec, protocol),
+        label: Arc::from(text.as_str()),
+        authority,
+        spec,
+    })
 }
 
 /// A small dense number per (target, protocol), the same for the life of the process, so pools
 /// are found by indexing rather than hashing and survive config reloads.
 fn pool_key(spec: &TargetSpec, protocol: UpstreamProtocol) -> usize {
     static KEYS: OnceLock<Mutex<HashMap<(TargetSpec, UpstreamProtocol), usize>>> = OnceLock::new();
-    let mut keys = KEYS.get_or_init(Mutex::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut keys = KEYS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let next = keys.len();
     *keys.entry((spec.clone(), protocol)).or_insert(next)
 }
@@ -109,7 +121,11 @@ mod tests {
     fn set(targets: &[&str]) -> UpstreamSet {
         let text = format!(
             "name = \"u\"\ntargets = [{}]\n",
-            targets.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")
+            targets
+                .iter()
+                .map(|t| format!("{t:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let u: Upstream = toml::from_str(&text).unwrap();
         UpstreamSet::from_config(&u, "upstreams[0]").unwrap()

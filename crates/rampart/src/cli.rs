@@ -34,13 +34,19 @@ pub(crate) enum Command {
     #[command(after_help = "Examples:\n  rampart run\n  rampart run -c /etc/rampart/rampart.toml")]
     Run(ConfigArg),
     /// Parse, validate and compile a config without binding anything; exit 0 or 1.
-    #[command(after_help = "Examples:\n  rampart check -c rampart.toml && systemctl reload rampart")]
+    #[command(
+        after_help = "Examples:\n  rampart check -c rampart.toml && systemctl reload rampart"
+    )]
     Check(RequiredConfig),
     /// Forward every request from one address to one upstream, no config file needed.
-    #[command(after_help = "Examples:\n  rampart proxy --listen 127.0.0.1:8080 --to http://127.0.0.1:3000\n  rampart proxy --to 10.0.0.5:8000")]
+    #[command(
+        after_help = "Examples:\n  rampart proxy --listen 127.0.0.1:8080 --to http://127.0.0.1:3000\n  rampart proxy --to 10.0.0.5:8000"
+    )]
     Proxy(ProxyArgs),
     /// Show which route a request would take, its stages and upstream, and why other routes lost.
-    #[command(after_help = "Examples:\n  rampart explain -c rampart.toml GET http://api.example.com/v1/users\n  rampart explain -c rampart.toml POST /upload -H 'host: files.example.com' --all")]
+    #[command(
+        after_help = "Examples:\n  rampart explain -c rampart.toml GET http://api.example.com/v1/users\n  rampart explain -c rampart.toml POST /upload -H 'host: files.example.com' --all"
+    )]
     Explain(ExplainArgs),
     /// Print the embedded default config or the config's JSON Schema.
     #[command(subcommand)]

@@ -55,5 +55,13 @@ pub struct RawConfig {
 }
 
 /// The top-level sections a config file may contain.
-pub const SECTIONS: &[&str] =
-    &["server", "log", "access_log", "limits", "timeouts", "listeners", "upstreams", "routes"];
+pub const SECTIONS: &[&str] = &[
+    "server",
+    "log",
+    "access_log",
+    "limits",
+    "timeouts",
+    "listeners",
+    "upstreams",
+    "routes",
+];

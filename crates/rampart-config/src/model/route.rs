@@ -163,7 +163,7 @@ pub struct Rewrite {
     /// Replace a leading path with another.
     #[serde(default)]
     pub replace_prefix: Option<PrefixReplace>,
-    /// Replace the path using a regular expression with `$1`/`${name}` captures.
+    /// Replace the path using a regular expression with `$1`/`$name` captures.
     #[serde(default)]
     pub path_regex: Option<RegexRewrite>,
     /// Send this `Host` to the upstream instead of the client's.
@@ -181,12 +181,13 @@ pub struct PrefixReplace {
     pub to: Located<String>,
 }
 
-/// `path_regex = { pattern = "^/old/(.*)$", replace = "/new/$1" }`.
+/// `path_regex = { pattern = "^/old/(.*)$", replace = "/new/$1" }`. Named captures are written
+/// `$name`, or `$${name}` (config strings treat `${…}` as an environment variable).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegexRewrite {
     /// Pattern searched in the path.
     pub pattern: Pattern,
-    /// Replacement, with `$1` or `${name}` for captures.
+    /// Replacement, with `$1`, `$name` or `$${name}` for captures.
     pub replace: Located<String>,
 }

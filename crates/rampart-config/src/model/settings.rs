@@ -21,7 +21,12 @@ pub struct ServerSection {
 
 impl Default for ServerSection {
     fn default() -> Self {
-        Self { workers: 0, drain_timeout: HumanDuration::secs(30), name: "rampart".to_owned(), via: true }
+        Self {
+            workers: 0,
+            drain_timeout: HumanDuration::secs(30),
+            name: "rampart".to_owned(),
+            via: true,
+        }
     }
 }
 
@@ -48,7 +53,10 @@ pub struct LogSection {
 
 impl Default for LogSection {
     fn default() -> Self {
-        Self { level: "info".to_owned(), format: LogFormat::Text }
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
     }
 }
 
@@ -77,7 +85,11 @@ pub struct AccessLogSection {
 
 impl Default for AccessLogSection {
     fn default() -> Self {
-        Self { enabled: true, format: AccessLogFormat::Json, path: "stdout".to_owned() }
+        Self {
+            enabled: true,
+            format: AccessLogFormat::Json,
+            path: "stdout".to_owned(),
+        }
     }
 }
 

@@ -7,7 +7,10 @@ use rampart_core::{Body, BodyTooLarge, ErrorKind, ProxyError, RequestCtx};
 use serde_json::{Map, Value, json};
 
 /// Reads (and counts) the request body, then describes the request.
-pub(super) async fn run(req: Request<Body>, ctx: &mut RequestCtx) -> Result<Response<Body>, ProxyError> {
+pub(super) async fn run(
+    req: Request<Body>,
+    ctx: &mut RequestCtx,
+) -> Result<Response<Body>, ProxyError> {
     let (parts, mut body) = req.into_parts();
     let mut body_bytes = 0u64;
     while let Some(frame) = body.frame().await {
@@ -47,7 +50,13 @@ pub(super) async fn run(req: Request<Body>, ctx: &mut RequestCtx) -> Result<Resp
     let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
     text.push('\n');
     let mut resp = Response::new(Body::full(text));
-    resp.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
     Ok(resp)
 }

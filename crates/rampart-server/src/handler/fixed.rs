@@ -30,7 +30,10 @@ impl RedirectSpec {
         let mut parts = Vec::new();
         let mut rest = r.to.as_str();
         while let Some(start) = rest.find('{') {
-            let end = rest[start..].find('}').map(|e| start + e).ok_or_else(|| format!("unclosed `{{` in {:?}", r.to.get()))?;
+            let end = rest[start..]
+                .find('}')
+                .map(|e| start + e)
+                .ok_or_else(|| format!("unclosed `{{` in {:?}", r.to.get()))?;
             if start > 0 {
                 parts.push(Part::Literal(rest[..start].to_owned()));
             }
@@ -71,7 +74,11 @@ impl RedirectSpec {
     /// The redirect for `req`.
     pub(crate) fn respond(&self, req: &Request<Body>, ctx: &RequestCtx) -> Response<Body> {
         let uri = req.uri();
-        let host = ctx.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
+        let host = ctx
+            .host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
         let mut location = String::new();
         for part in &self.parts {
             match part {
@@ -84,7 +91,9 @@ impl RedirectSpec {
                         let _ = write!(location, "?{q}");
                     }
                 }
-                Part::RequestUri => location.push_str(uri.path_and_query().map_or("/", |pq| pq.as_str())),
+                Part::RequestUri => {
+                    location.push_str(uri.path_and_query().map_or("/", |pq| pq.as_str()));
+                }
             }
         }
         let mut resp = Response::new(Body::Empty);
@@ -108,17 +117,29 @@ impl RespondSpec {
     /// Validates status and headers.
     pub(crate) fn new(r: &Respond) -> Result<Self, String> {
         let status = StatusCode::from_u16(*r.status.get()).map_err(|e| e.to_string())?;
-        let mut headers = vec![(header::CONTENT_TYPE, HeaderValue::from_str(&r.content_type).map_err(|e| e.to_string())?)];
+        let mut headers = vec![(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(&r.content_type).map_err(|e| e.to_string())?,
+        )];
         for (name, value) in &r.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header {name:?}: {e}"))?;
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| format!("header {name:?}: {e}"))?;
             let value = HeaderValue::from_str(value).map_err(|e| format!("header {name}: {e}"))?;
             headers.push((name, value));
         }
-        Ok(Self { status, body: Bytes::from(r.body.clone()), headers })
+        Ok(Self {
+            status,
+            body: Bytes::from(r.body.clone()),
+            headers,
+        })
     }
 
     pub(crate) fn summary(&self) -> String {
-        format!("respond {} with {} bytes", self.status.as_u16(), self.body.len())
+        format!(
+            "respond {} with {} bytes",
+            self.status.as_u16(),
+            self.body.len()
+        )
     }
 
     /// The configured response.

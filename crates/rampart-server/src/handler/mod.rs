@@ -36,7 +36,11 @@ impl Handler {
                     rampart_config::model::UpstreamProtocol::Http1 => "http1",
                     rampart_config::model::UpstreamProtocol::H2c => "h2c",
                 };
-                format!("proxy to upstream {:?} ({protocol}: {})", set.name, targets.join(", "))
+                format!(
+                    "proxy to upstream {:?} ({protocol}: {})",
+                    set.name,
+                    targets.join(", ")
+                )
             }
             Self::Redirect(r) => r.summary(),
             Self::Respond(r) => r.summary(),

@@ -53,7 +53,12 @@ pub(super) async fn run(
     match client_side {
         Some(client_side) if switching => {
             let upstream_side = hyper::upgrade::on(&mut resp);
-            tunnel::spawn(client_side, upstream_side, rt.settings.tunnel_idle_timeout, ctx.request_id.clone());
+            tunnel::spawn(
+                client_side,
+                upstream_side,
+                rt.settings.tunnel_idle_timeout,
+                ctx.request_id.clone(),
+            );
             remove_hop_by_hop(resp.headers_mut(), true);
         }
         _ => remove_hop_by_hop(resp.headers_mut(), false),
@@ -79,10 +84,20 @@ fn is_upgrade(req: &Request<Body>) -> bool {
 
 /// Rewrites the client's request into the one the upstream gets: hop-by-hop headers removed,
 /// origin-form target, `Host`, forwarding headers, `Via`, request ID and trace context.
-fn prepare_request(req: &mut Request<Body>, ctx: &RequestCtx, listener: &ListenerRt, settings: &Settings, upgrade: bool) {
+fn prepare_request(
+    req: &mut Request<Body>,
+    ctx: &RequestCtx,
+    listener: &ListenerRt,
+    settings: &Settings,
+    upgrade: bool,
+) {
     let authority = req.uri().authority().map(|a| a.as_str().to_owned());
     let version = req.version();
-    let origin_form = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let origin_form = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     *req.uri_mut() = Uri::from(origin_form);
     let headers = req.headers_mut();
     remove_hop_by_hop(headers, upgrade);
@@ -93,16 +108,35 @@ fn prepare_request(req: &mut Request<Body>, ctx: &RequestCtx, listener: &Listene
     {
         headers.insert(header::HOST, v);
     }
+    // An HTTP/1.0 request may have no host at all, but the upstream speaks HTTP/1.1, where Host
+    // is mandatory: use the authority the client reached, the connection's local address
+    // (RFC 9112 §3.3).
+    if !headers.contains_key(header::HOST)
+        && let Ok(v) = HeaderValue::from_str(&ctx.conn.local.to_string())
+    {
+        headers.insert(header::HOST, v);
+    }
     let original_host = ctx.host.clone();
-    set_forwarding_headers(headers, ctx.client_ip, ctx.conn.scheme, original_host.as_ref(), listener);
+    set_forwarding_headers(
+        headers,
+        ctx.client_ip,
+        ctx.conn.scheme,
+        original_host.as_ref(),
+        listener,
+    );
     add_via(headers, settings, version);
-    headers.insert(HeaderName::from_static("x-request-id"), ctx.request_id.clone());
-    headers.insert(HeaderName::from_static("traceparent"), ctx.trace.header_value());
+    headers.insert(
+        HeaderName::from_static("x-request-id"),
+        ctx.request_id.clone(),
+    );
+    headers.insert(
+        HeaderName::from_static("traceparent"),
+        ctx.trace.header_value(),
+    );
 }
 
 fn add_via(headers: &mut HeaderMap, settings: &Settings, version: Version) {
-    let via = if version == Version::HTTP_2 { &settings.via_h2 } else { &settings.via_h1 };
-    if let Some(via) = via {
+    if let Some(via) = settings.via.for_version(version) {
         headers.append(header::VIA, via.clone());
     }
 }
@@ -119,7 +153,14 @@ fn set_forwarding_headers(
     let policy = listener.x_forwarded;
     let previous_xff = joined(headers, &X_FORWARDED_FOR);
     let previous_forwarded = joined(headers, &FORWARDED);
-    for name in [&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST, &FORWARDED] {
+    let previous_proto = headers.get(&X_FORWARDED_PROTO).cloned();
+    let previous_host = headers.get(&X_FORWARDED_HOST).cloned();
+    for name in [
+        &X_FORWARDED_FOR,
+        &X_FORWARDED_PROTO,
+        &X_FORWARDED_HOST,
+        &FORWARDED,
+    ] {
         headers.remove(name);
     }
     if policy == ForwardedPolicy::Drop {
@@ -132,9 +173,14 @@ fn set_forwarding_headers(
         None => ip,
     };
     insert(headers, &X_FORWARDED_FOR, &xff);
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
-    if let Some(host) = host {
-        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+    // Scheme and host describe the original request: a trusted hop in front (say, a load
+    // balancer terminating TLS) knew them first, so under `append` its values win.
+    let proto = previous_proto
+        .filter(|_| keep)
+        .unwrap_or_else(|| HeaderValue::from_static(scheme));
+    headers.insert(X_FORWARDED_PROTO.clone(), proto);
+    if let Some(host) = previous_host.filter(|_| keep).or_else(|| host.cloned()) {
+        headers.insert(X_FORWARDED_HOST.clone(), host);
     }
     if listener.forwarded {
         let mut element = String::with_capacity(64);
