@@ -14,6 +14,9 @@ use crate::ids::TraceContext;
 pub struct ConnInfo {
     /// The client's socket address.
     pub peer: SocketAddr,
+    /// The peer's IP formatted once as a header value (for `X-Forwarded-For`), so requests on
+    /// a keep-alive connection do not each format and allocate it.
+    pub peer_ip: HeaderValue,
     /// The local address the connection arrived on.
     pub local: SocketAddr,
     /// The listener's name from config.
@@ -61,6 +64,27 @@ pub struct RequestCtx {
     pub reason: Option<ErrorKind>,
     /// Internal detail of the failure, for the logs.
     pub detail: Option<String>,
+}
+
+impl ConnInfo {
+    /// Describes a connection from `peer` accepted on `local` by listener `listener`.
+    #[must_use]
+    pub fn new(
+        peer: SocketAddr,
+        local: SocketAddr,
+        listener: Arc<str>,
+        scheme: &'static str,
+    ) -> Self {
+        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self {
+            peer,
+            peer_ip,
+            local,
+            listener,
+            scheme,
+        }
+    }
 }
 
 impl RequestCtx {

@@ -3,7 +3,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Header fields that describe a single connection (RFC 9110 §7.6.1) and never cross a proxy.
-const HOP_BY_HOP: [HeaderName; 7] = [
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -13,29 +13,47 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
+/// Bit of `Connection` in the presence mask of [`HOP_BY_HOP`].
+const CONNECTION_BIT: u8 = 1;
+/// Bit of `TE`.
+const TE_BIT: u8 = 1 << 4;
+/// Bits of `Connection` and `Upgrade`, kept when forwarding an upgrade.
+const UPGRADE_BITS: u8 = CONNECTION_BIT | 1 << 6;
+
 /// Removes hop-by-hop headers and every header named in `Connection`. `TE: trailers` is kept
 /// (gRPC needs it end to end); `keep_upgrade` keeps `Upgrade` and `Connection: upgrade` for a
 /// protocol upgrade being forwarded.
+///
+/// Hot path, hand-written: one pass over the header names records which hop-by-hop headers
+/// are present (cheap comparisons of well-known names), and only those are removed; most
+/// requests carry none, most responses only `Connection: keep-alive`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // `Connection` is a list: its tokens may be spread over several field lines.
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| comma_tokens(v.as_bytes()))
-        .filter_map(|t| HeaderName::from_bytes(t).ok())
-        .filter(|name| !(keep_upgrade && name == header::UPGRADE))
-        .collect();
-    for name in &listed {
-        headers.remove(name);
-    }
-    let te_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .any(|v| comma_tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"trailers")));
-    for name in &HOP_BY_HOP {
-        if keep_upgrade && (name == header::UPGRADE || name == header::CONNECTION) {
-            continue;
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
         }
+    }
+    if present == 0 && !keep_upgrade {
+        return;
+    }
+    let listed = if present & CONNECTION_BIT == 0 {
+        Vec::new()
+    } else {
+        connection_listed(headers, keep_upgrade)
+    };
+    let te_trailers = present & TE_BIT != 0
+        && headers
+            .get_all(header::TE)
+            .iter()
+            .any(|v| comma_tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"trailers")));
+    let keep = if keep_upgrade { UPGRADE_BITS } else { 0 };
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & !keep & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+    for name in &listed {
         headers.remove(name);
     }
     if keep_upgrade {
@@ -44,6 +62,27 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
+}
+
+/// Names listed in `Connection` (all its field lines) that are not hop-by-hop already and are
+/// not connection options such as `close`.
+fn connection_listed(headers: &HeaderMap, keep_upgrade: bool) -> Vec<HeaderName> {
+    let mut listed = Vec::new();
+    for value in &headers.get_all(header::CONNECTION) {
+        for token in comma_tokens(value.as_bytes()) {
+            let known = token.eq_ignore_ascii_case(b"close")
+                || HOP_BY_HOP
+                    .iter()
+                    .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(token));
+            if known || (keep_upgrade && token.eq_ignore_ascii_case(b"upgrade")) {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token) {
+                listed.push(name);
+            }
+        }
+    }
+    listed
 }
 
 /// Iterates the comma-separated tokens of a header value, trimmed, skipping empty ones.

@@ -239,12 +239,12 @@ mod tests {
     use std::sync::Arc;
 
     fn ctx() -> RequestCtx {
-        let conn = Arc::new(ConnInfo {
-            peer: "192.0.2.7:5555".parse().unwrap(),
-            local: "127.0.0.1:8080".parse().unwrap(),
-            listener: Arc::from("public"),
-            scheme: "http",
-        });
+        let conn = Arc::new(ConnInfo::new(
+            "192.0.2.7:5555".parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap(),
+            Arc::from("public"),
+            "http",
+        ));
         let mut ctx = RequestCtx::new(
             conn,
             http::Method::GET,

@@ -116,14 +116,7 @@ fn prepare_request(
     {
         headers.insert(header::HOST, v);
     }
-    let original_host = ctx.host.clone();
-    set_forwarding_headers(
-        headers,
-        ctx.client_ip,
-        ctx.conn.scheme,
-        original_host.as_ref(),
-        listener,
-    );
+    set_forwarding_headers(headers, ctx, listener);
     add_via(headers, settings, version);
     headers.insert(
         HeaderName::from_static("x-request-id"),
@@ -141,20 +134,38 @@ fn add_via(headers: &mut HeaderMap, settings: &Settings, version: Version) {
     }
 }
 
-/// Applies the listener's policy to `X-Forwarded-For/-Proto/-Host` and, when enabled, the RFC
-/// 7239 `Forwarded` header.
-fn set_forwarding_headers(
-    headers: &mut HeaderMap,
-    client_ip: IpAddr,
-    scheme: &'static str,
-    host: Option<&HeaderValue>,
-    listener: &ListenerRt,
-) {
-    let policy = listener.x_forwarded;
-    let previous_xff = joined(headers, &X_FORWARDED_FOR);
-    let previous_forwarded = joined(headers, &FORWARDED);
-    let previous_proto = headers.get(&X_FORWARDED_PROTO).cloned();
-    let previous_host = headers.get(&X_FORWARDED_HOST).cloned();
+/// Client-sent forwarding headers, read before they are removed (kept only under `append`).
+#[derive(Default)]
+struct Previous {
+    xff: Option<String>,
+    forwarded: Option<String>,
+    proto: Option<HeaderValue>,
+    host: Option<HeaderValue>,
+}
+
+fn is_forwarding_header(name: &HeaderName) -> bool {
+    name == X_FORWARDED_FOR
+        || name == X_FORWARDED_PROTO
+        || name == X_FORWARDED_HOST
+        || name == FORWARDED
+}
+
+/// Removes client-sent forwarding headers, returning their values when `keep` says they count.
+fn take_previous(headers: &mut HeaderMap, keep: bool) -> Previous {
+    // Fast path: one pass over the names; most requests carry none of these headers.
+    if !headers.keys().any(is_forwarding_header) {
+        return Previous::default();
+    }
+    let previous = if keep {
+        Previous {
+            xff: joined(headers, &X_FORWARDED_FOR),
+            forwarded: joined(headers, &FORWARDED),
+            proto: headers.get(&X_FORWARDED_PROTO).cloned(),
+            host: headers.get(&X_FORWARDED_HOST).cloned(),
+        }
+    } else {
+        Previous::default()
+    };
     for name in [
         &X_FORWARDED_FOR,
         &X_FORWARDED_PROTO,
@@ -163,28 +174,38 @@ fn set_forwarding_headers(
     ] {
         headers.remove(name);
     }
+    previous
+}
+
+/// Applies the listener's policy to `X-Forwarded-For/-Proto/-Host` and, when enabled, the RFC
+/// 7239 `Forwarded` header.
+fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &RequestCtx, listener: &ListenerRt) {
+    let policy = listener.x_forwarded;
+    let keep = policy == ForwardedPolicy::Append;
+    let previous = take_previous(headers, keep);
     if policy == ForwardedPolicy::Drop {
         return;
     }
-    let keep = policy == ForwardedPolicy::Append;
-    let ip = client_ip.to_string();
-    let xff = match previous_xff.filter(|_| keep) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
+    let xff = match previous.xff {
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", ctx.client_ip)).ok(),
+        None => Some(client_ip_value(ctx)),
     };
-    insert(headers, &X_FORWARDED_FOR, &xff);
+    if let Some(xff) = xff {
+        headers.insert(X_FORWARDED_FOR.clone(), xff);
+    }
     // Scheme and host describe the original request: a trusted hop in front (say, a load
     // balancer terminating TLS) knew them first, so under `append` its values win.
-    let proto = previous_proto
-        .filter(|_| keep)
+    let scheme = ctx.conn.scheme;
+    let proto = previous
+        .proto
         .unwrap_or_else(|| HeaderValue::from_static(scheme));
     headers.insert(X_FORWARDED_PROTO.clone(), proto);
-    if let Some(host) = previous_host.filter(|_| keep).or_else(|| host.cloned()) {
+    if let Some(host) = previous.host.or_else(|| ctx.host.clone()) {
         headers.insert(X_FORWARDED_HOST.clone(), host);
     }
     if listener.forwarded {
         let mut element = String::with_capacity(64);
-        match client_ip {
+        match ctx.client_ip {
             IpAddr::V4(v4) => {
                 let _ = write!(element, "for={v4}");
             }
@@ -193,14 +214,24 @@ fn set_forwarding_headers(
             }
         }
         let _ = write!(element, ";proto={scheme}");
-        if let Some(host) = host.and_then(|h| h.to_str().ok()) {
+        if let Some(host) = ctx.host.as_ref().and_then(|h| h.to_str().ok()) {
             let _ = write!(element, ";host=\"{}\"", host.replace(['"', '\\'], ""));
         }
-        let value = match previous_forwarded.filter(|_| keep) {
+        let value = match previous.forwarded {
             Some(prev) => format!("{prev}, {element}"),
             None => element,
         };
         insert(headers, &FORWARDED, &value);
+    }
+}
+
+/// The client IP as a header value: the connection's cached one when the client is the peer.
+fn client_ip_value(ctx: &RequestCtx) -> HeaderValue {
+    if ctx.client_ip == ctx.conn.peer.ip() {
+        ctx.conn.peer_ip.clone()
+    } else {
+        HeaderValue::from_str(&ctx.client_ip.to_string())
+            .unwrap_or_else(|_| ctx.conn.peer_ip.clone())
     }
 }
 
