@@ -26,9 +26,6 @@ pub enum Body {
     Incoming(Incoming),
     /// A request body streamed from a client, refused once it exceeds a size limit.
     Limited(LimitedIncoming),
-    /// A response body from a pooled upstream connection, which goes back to its pool once the
-    /// body has been read to the end.
-    Pooled(PooledIncoming),
     /// Any other body.
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
 }
@@ -78,7 +75,6 @@ impl std::fmt::Debug for Body {
             Self::Full(_) => "Full",
             Self::Incoming(_) => "Incoming",
             Self::Limited(_) => "Limited",
-            Self::Pooled(_) => "Pooled",
             Self::Boxed(_) => "Boxed",
         };
         f.write_str(kind)
@@ -98,7 +94,6 @@ impl http_body::Body for Body {
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Self::Incoming(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             Self::Limited(body) => body.poll_frame(cx),
-            Self::Pooled(body) => body.poll_frame(cx),
             Self::Boxed(body) => Pin::new(body).poll_frame(cx),
         }
     }
@@ -109,7 +104,6 @@ impl http_body::Body for Body {
             Self::Full(bytes) => bytes.is_none(),
             Self::Incoming(body) => body.is_end_stream(),
             Self::Limited(body) => body.body.is_end_stream(),
-            Self::Pooled(body) => body.body.is_end_stream(),
             Self::Boxed(body) => body.is_end_stream(),
         }
     }
@@ -120,7 +114,6 @@ impl http_body::Body for Body {
             Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Self::Incoming(body) => body.size_hint(),
             Self::Limited(body) => body.body.size_hint(),
-            Self::Pooled(body) => body.body.size_hint(),
             Self::Boxed(body) => body.size_hint(),
         }
     }
@@ -156,75 +149,5 @@ impl LimitedIncoming {
             self.remaining -= len;
         }
         Poll::Ready(Some(Ok(frame)))
-    }
-}
-
-/// The HTTP/1.1 upstream connection handle carried by [`Body::Pooled`].
-pub type UpstreamSender = hyper::client::conn::http1::SendRequest<Body>;
-
-/// An upstream HTTP/1.1 connection on its way back to the pool it came from.
-pub struct PooledConn {
-    /// The connection's request sender.
-    pub sender: UpstreamSender,
-    /// Which pool (target) it belongs to.
-    pub pool_key: usize,
-    /// Most idle connections that pool keeps.
-    pub max_idle: usize,
-    /// How long the connection may stay idle in the pool.
-    pub idle_timeout: std::time::Duration,
-}
-
-/// A connection plus the function that puts it back (a plain function pointer, so handing a
-/// connection back costs no allocation).
-pub struct PoolReturn {
-    /// The connection.
-    pub conn: PooledConn,
-    /// Puts the connection back into its pool.
-    pub release: fn(PooledConn),
-}
-
-/// See [`Body::Pooled`].
-pub struct PooledIncoming {
-    body: Incoming,
-    ret: Option<PoolReturn>,
-}
-
-impl PooledIncoming {
-    /// A body whose connection is returned with `ret` once `body` has been read to the end.
-    #[must_use]
-    pub const fn new(body: Incoming, ret: Option<PoolReturn>) -> Self {
-        Self { body, ret }
-    }
-
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
-        match &frame {
-            None => self.release(),
-            Some(Ok(_)) if self.body.is_end_stream() => self.release(),
-            // On an error the connection is dropped, never reused.
-            Some(Err(_)) => self.ret = None,
-            Some(Ok(_)) => {}
-        }
-        Poll::Ready(frame.map(|r| r.map_err(Into::into)))
-    }
-
-    fn release(&mut self) {
-        if let Some(ret) = self.ret.take() {
-            (ret.release)(ret.conn);
-        }
-    }
-}
-
-impl Body {
-    /// A body from a pooled upstream connection; see [`Body::Pooled`].
-    #[must_use]
-    pub fn pooled(body: Incoming, ret: Option<PoolReturn>) -> Self {
-        if body.is_end_stream() {
-            if let Some(ret) = ret {
-                (ret.release)(ret.conn);
-            }
-            return Self::Incoming(body);
-        }
-        Self::Pooled(PooledIncoming::new(body, ret))
     }
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rampart_config::syntax::Target as TargetSpec;
-use rampart_core::body::UpstreamSender;
 use rampart_core::{ErrorKind, ProxyError};
 use tokio::net::TcpStream;
 
@@ -67,7 +66,7 @@ pub(crate) async fn http1(
     target: &Target,
     timeout: Duration,
     upgrades: bool,
-) -> Result<UpstreamSender, ProxyError> {
+) -> Result<http1::SendRequest<rampart_core::Body>, ProxyError> {
     let (stream, _) = tcp(target, timeout).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))

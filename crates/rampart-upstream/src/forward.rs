@@ -12,16 +12,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
-use http::{Request, Response, Uri, Version, header};
+use http::{Method, Request, Response, Uri, Version, header};
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use rampart_config::model::UpstreamProtocol;
-use rampart_core::body::{PoolReturn, PooledConn};
-use rampart_core::{Body, BoxError, ErrorKind, ProxyError};
+use rampart_core::{Body, BodyTooLarge, BoxError, ErrorKind, ProxyError};
 use tokio::sync::oneshot;
 
 use crate::error::classify;
-use crate::pool::H2Checkout;
+use crate::h1::{ExchangeError, H1Body, H1Conn, Head, ResponseFraming};
+use crate::pool::{H2Checkout, PoolSlot};
 use crate::set::{Target, UpstreamSet};
 use crate::{connect, pool};
 
@@ -139,72 +139,139 @@ async fn attempt(
     upgrade: bool,
 ) -> Result<Forwarded, Failure> {
     match set.protocol {
-        UpstreamProtocol::H2c if !upgrade => attempt_h2(set, target, req, timeout).await,
-        _ => attempt_h1(set, target, req, timeout, upgrade).await,
+        _ if upgrade => attempt_upgrade(set, target, req, timeout).await,
+        UpstreamProtocol::H2c => attempt_h2(set, target, req, timeout).await,
+        UpstreamProtocol::Http1 => attempt_h1(set, target, req, timeout).await,
     }
 }
 
+/// An upgrade (WebSocket and others) uses hyper's client on a dedicated connection: the
+/// connection becomes a tunnel after a 101, so it is never pooled.
+async fn attempt_upgrade(
+    set: &UpstreamSet,
+    target: &Target,
+    mut req: Request<Body>,
+    timeout: Duration,
+) -> Result<Forwarded, Failure> {
+    *req.version_mut() = Version::HTTP_11;
+    let mut sender = match connect::http1(target, set.connect_timeout, true).await {
+        Ok(sender) => sender,
+        Err(error) => return Err(Failure::unsent(error, req)),
+    };
+    if sender.ready().await.is_err() {
+        let error = ProxyError::new(
+            ErrorKind::UpstreamReset,
+            format!("{}: closed after handshake", target.label),
+        )
+        .retryable();
+        return Err(Failure::unsent(error, req));
+    }
+    let (req, body_sent) = watch_body_end(req);
+    let started = Instant::now();
+    match with_timeout(sender.try_send_request(req), body_sent, timeout).await {
+        None => Err(timed_out(target, timeout)),
+        Some(Ok(resp)) => Ok(finish(resp, target, started)),
+        Some(Err(mut e)) => match e.take_message() {
+            Some(back) => Err(Failure::unsent(
+                classify(e.error(), &target.label).retryable(),
+                back,
+            )),
+            None => Err(Failure::sent(classify(e.error(), &target.label))),
+        },
+    }
+}
+
+/// HTTP/1.1 through Rampart's own client (see [`crate::h1`]): a pooled connection or a new one,
+/// one exchange, and a body that streams from the connection and returns it to the pool.
 async fn attempt_h1(
     set: &UpstreamSet,
     target: &Target,
     mut req: Request<Body>,
     timeout: Duration,
-    upgrade: bool,
 ) -> Result<Forwarded, Failure> {
-    *req.version_mut() = Version::HTTP_11;
+    let slot = PoolSlot {
+        key: target.pool_key,
+        max_idle: set.max_idle_per_target,
+        idle_timeout: set.idle_timeout,
+    };
+    let replayable = req.body().is_end_stream() && is_idempotent(req.method());
     loop {
-        let pooled = if upgrade {
-            None
-        } else {
-            pool::take_h1(target.pool_key)
-        };
-        let fresh = pooled.is_none();
-        let mut sender = match pooled {
-            Some(sender) => sender,
-            None => match connect::http1(target, set.connect_timeout, upgrade).await {
-                Ok(sender) => sender,
+        let (mut conn, fresh) = match pool::take_h1(target.pool_key) {
+            Some(conn) => (conn, false),
+            None => match connect::tcp(target, set.connect_timeout).await {
+                Ok((stream, _)) => (H1Conn::new(stream), true),
                 Err(error) => return Err(Failure::unsent(error, req)),
             },
         };
-        if sender.ready().await.is_err() {
-            if fresh {
-                let error = ProxyError::new(
-                    ErrorKind::UpstreamReset,
-                    format!("{}: closed after handshake", target.label),
-                )
-                .retryable();
-                return Err(Failure::unsent(error, req));
-            }
-            continue;
-        }
-        let (req_to_send, body_sent) = watch_body_end(req);
         let started = Instant::now();
-        let result = with_timeout(sender.try_send_request(req_to_send), body_sent, timeout).await;
-        match result {
-            None => return Err(timed_out(target, timeout)),
-            Some(Ok(resp)) => {
-                let ret = (!upgrade).then(|| PoolReturn {
-                    conn: PooledConn {
-                        sender,
-                        pool_key: target.pool_key,
-                        max_idle: set.max_idle_per_target,
-                        idle_timeout: set.idle_timeout,
-                    },
-                    release: pool::release_h1,
+        match conn.exchange(&mut req, timeout).await {
+            Ok((head, complete)) => {
+                let response = response_from(conn, head, complete, slot);
+                let upstream_time = started.elapsed();
+                return Ok(Forwarded {
+                    response,
+                    target: target.label.clone(),
+                    retries: 0,
+                    upstream_time,
                 });
-                return Ok(finish(resp, ret, target, started, upgrade));
             }
-            Some(Err(mut e)) => match e.take_message() {
-                // The pooled connection was closed before our request was written: the
-                // request is intact, try again on another connection.
-                Some(back) if !fresh => req = back,
-                Some(back) => {
-                    let error = classify(e.error(), &target.label).retryable();
-                    return Err(Failure::unsent(error, back));
-                }
-                None => return Err(Failure::sent(classify(e.error(), &target.label))),
-            },
+            // A kept-alive connection the upstream closed just as it was reused: the request
+            // carried no body and is idempotent, so it is safe to send again on a new one.
+            Err(ExchangeError::Io(_)) if !fresh && replayable && conn.buf.is_empty() => {}
+            Err(e) => return Err(Failure::sent(exchange_error(e, target, conn.uses))),
         }
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// The response for the client; a bodiless one hands the connection back at once.
+fn response_from(
+    conn: H1Conn,
+    head: Head,
+    request_complete: bool,
+    slot: PoolSlot,
+) -> Response<Body> {
+    let reusable = head.keep_alive && request_complete;
+    let body = match head.framing {
+        ResponseFraming::Empty | ResponseFraming::Length(0) => {
+            if reusable && conn.buf.is_empty() {
+                pool::release_h1(conn, slot);
+            }
+            Body::Empty
+        }
+        framing => Body::boxed(H1Body::new(conn, framing, reusable, slot)),
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = head.status;
+    *resp.version_mut() = head.version;
+    *resp.headers_mut() = head.headers;
+    resp
+}
+
+fn exchange_error(e: ExchangeError, target: &Target, uses: u64) -> ProxyError {
+    let label = &target.label;
+    match e {
+        ExchangeError::Io(err) => ProxyError::new(
+            ErrorKind::UpstreamReset,
+            format!("{label}: {err} (request {uses} on this connection)"),
+        ),
+        ExchangeError::BadResponse(why) => {
+            ProxyError::new(ErrorKind::UpstreamBadResponse, format!("{label}: {why}"))
+        }
+        ExchangeError::Timeout => ProxyError::new(
+            ErrorKind::UpstreamTimeout,
+            format!("{label}: no response head in time"),
+        ),
+        ExchangeError::Body(err) if err.downcast_ref::<BodyTooLarge>().is_some() => {
+            ProxyError::new(ErrorKind::BodyTooLarge, err.to_string())
+        }
+        ExchangeError::Body(err) => ProxyError::new(ErrorKind::ClientBodyError, err.to_string()),
     }
 }
 
@@ -253,7 +320,7 @@ async fn attempt_h2(
     let started = Instant::now();
     match with_timeout(sender.try_send_request(req), body_sent, timeout).await {
         None => Err(timed_out(target, timeout)),
-        Some(Ok(resp)) => Ok(finish(resp, None, target, started, false)),
+        Some(Ok(resp)) => Ok(finish(resp, target, started)),
         Some(Err(mut e)) => {
             let unsent = e.take_message();
             let mut error = classify(e.error(), &target.label);
@@ -265,19 +332,10 @@ async fn attempt_h2(
     }
 }
 
-fn finish(
-    resp: Response<Incoming>,
-    ret: Option<PoolReturn>,
-    target: &Target,
-    started: Instant,
-    upgrade: bool,
-) -> Forwarded {
+/// A response from hyper's client (HTTP/2, upgrades).
+fn finish(resp: Response<Incoming>, target: &Target, started: Instant) -> Forwarded {
     let upstream_time = started.elapsed();
-    let response = if upgrade {
-        resp.map(Body::Incoming)
-    } else {
-        resp.map(|b| Body::pooled(b, ret))
-    };
+    let response = resp.map(Body::Incoming);
     Forwarded {
         response,
         target: target.label.clone(),

@@ -8,6 +8,7 @@
 mod connect;
 mod error;
 mod forward;
+mod h1;
 mod pool;
 mod set;
 

@@ -3,7 +3,8 @@
 //! Each worker thread runs a single-threaded event loop, so its pools live in a thread-local
 //! and are used without locks or atomics (hand-written on purpose: a general pool such as
 //! hyper-util's locks a mutex per checkout). Pools are indexed by a dense per-target key.
-//! Idle HTTP/1.1 connections are kept LIFO (the most recently used is the most likely alive);
+//! Idle HTTP/1.1 connections are kept LIFO (the most recently used is the most likely alive)
+//! and checked for a close from the upstream (reactor readiness, no system call) when taken;
 //! HTTP/2 keeps one multiplexed connection per target, and requests arriving while it is being
 //! opened wait for that connection instead of opening their own.
 
@@ -11,9 +12,10 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http2;
-use rampart_core::body::{PooledConn, UpstreamSender};
 use rampart_core::{Body, ProxyError};
 use tokio::sync::watch;
+
+use crate::h1::H1Conn;
 
 /// The HTTP/2 upstream connection handle.
 pub(crate) type H2Sender = http2::SendRequest<Body>;
@@ -64,8 +66,19 @@ impl H2Connecting {
     }
 }
 
+/// Where an HTTP/1.1 connection goes back to, and on what terms.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PoolSlot {
+    /// The target's pool.
+    pub(crate) key: usize,
+    /// Most idle connections kept.
+    pub(crate) max_idle: usize,
+    /// How long a connection may stay idle.
+    pub(crate) idle_timeout: Duration,
+}
+
 struct Idle {
-    sender: UpstreamSender,
+    conn: H1Conn,
     expires: Instant,
 }
 
@@ -99,37 +112,30 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Takes the most recently used live idle connection for `key`, dropping expired or closed
 /// ones on the way.
-pub(crate) fn take_h1(key: usize) -> Option<UpstreamSender> {
+pub(crate) fn take_h1(key: usize) -> Option<H1Conn> {
     POOLS.with_borrow_mut(|pools| {
         let slot = pools.slot(key);
         let now = Instant::now();
-        while let Some(idle) = slot.idle.pop() {
-            if !idle.sender.is_closed() && idle.expires > now {
-                return Some(idle.sender);
+        while let Some(mut idle) = slot.idle.pop() {
+            if idle.expires > now && idle.conn.is_reusable() {
+                return Some(idle.conn);
             }
         }
         None
     })
 }
 
-/// Puts an HTTP/1.1 connection back after its response was read to the end. Used as the
-/// release function of [`rampart_core::body::PoolReturn`].
-pub(crate) fn release_h1(conn: PooledConn) {
-    if conn.sender.is_closed() {
-        return;
-    }
+/// Puts an HTTP/1.1 connection back after its response was read to the end.
+pub(crate) fn release_h1(conn: H1Conn, to: PoolSlot) {
     POOLS.with_borrow_mut(|pools| {
         if !pools.sweeper_started && tokio::runtime::Handle::try_current().is_ok() {
             pools.sweeper_started = true;
             tokio::spawn(sweep_forever());
         }
-        let slot = pools.slot(conn.pool_key);
-        if slot.idle.len() < conn.max_idle {
-            let expires = Instant::now() + conn.idle_timeout;
-            slot.idle.push(Idle {
-                sender: conn.sender,
-                expires,
-            });
+        let slot = pools.slot(to.key);
+        if slot.idle.len() < to.max_idle {
+            let expires = Instant::now() + to.idle_timeout;
+            slot.idle.push(Idle { conn, expires });
         }
     });
 }
@@ -166,7 +172,7 @@ async fn sweep_forever() {
             let now = Instant::now();
             for slot in &mut pools.slots {
                 slot.idle
-                    .retain(|i| !i.sender.is_closed() && i.expires > now);
+                    .retain_mut(|i| i.expires > now && i.conn.is_reusable());
                 if matches!(&slot.h2, H2Slot::Ready(sender) if sender.is_closed()) {
                     slot.h2 = H2Slot::Empty;
                 }
