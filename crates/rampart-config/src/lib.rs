@@ -14,6 +14,7 @@ mod pattern;
 pub mod syntax;
 pub mod units;
 mod validate;
+mod validate_gates;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -82,6 +83,11 @@ pub fn load_str_with_env(
         load::parse_raw(text, env).map_err(|errors| Diagnostics::new(origin, text, errors))?;
     let mut errors = parsed.errors;
     errors.extend(validate::validate(
+        &parsed.raw,
+        &parsed.incomplete,
+        &parsed.positions,
+    ));
+    errors.extend(validate_gates::validate(
         &parsed.raw,
         &parsed.incomplete,
         &parsed.positions,

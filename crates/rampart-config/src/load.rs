@@ -92,6 +92,8 @@ fn deserialize_sections(
                 (raw.upstreams, positions.upstreams) = deserialize_list(value, name, errors);
             }
             "routes" => (raw.routes, positions.routes) = deserialize_list(value, name, errors),
+            "rate_limits" => set(&mut raw.rate_limits, deserialize(value, name, errors)),
+            "redis" => raw.redis = deserialize(value, name, errors),
             other => errors.push(unknown_key(key.span(), "", other, SECTIONS)),
         }
         if errors.len() > before

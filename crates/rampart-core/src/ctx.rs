@@ -64,6 +64,9 @@ pub struct RequestCtx {
     pub reason: Option<ErrorKind>,
     /// Internal detail of the failure, for the logs.
     pub detail: Option<String>,
+    /// The request's `Origin` when the route's CORS policy allows it, for the response's
+    /// `Access-Control-Allow-Origin`.
+    pub cors_origin: Option<HeaderValue>,
 }
 
 impl ConnInfo {
@@ -116,6 +119,7 @@ impl RequestCtx {
             retries: 0,
             reason: None,
             detail: None,
+            cors_origin: None,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use http::{HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 
 /// Which party a failure is attributed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,19 @@ pub enum ErrorKind {
     UpstreamTimeout,
     /// An unexpected internal failure (500).
     Internal,
+    /// A rate-limit policy refused the request (429).
+    RateLimited,
+    /// A Redis rate-limit policy that fails closed could not reach Redis (503).
+    RateLimitUnavailable,
+    /// A CORS preflight from an origin, or for a method or header, that the route does not
+    /// allow (403).
+    CorsRejected,
+    /// A compressed request body inflated beyond the size or ratio cap (413).
+    DecompressionLimit,
+    /// A request body's content coding is not one Rampart can decode for inspection (415).
+    UnsupportedContentEncoding,
+    /// A compressed request body is corrupt (400).
+    BadContentEncoding,
 }
 
 impl ErrorKind {
@@ -57,19 +70,24 @@ impl ErrorKind {
     #[must_use]
     pub const fn status(self) -> StatusCode {
         match self {
-            Self::BadRequest | Self::ClientBodyError => StatusCode::BAD_REQUEST,
+            Self::BadRequest | Self::ClientBodyError | Self::BadContentEncoding => {
+                StatusCode::BAD_REQUEST
+            }
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTooLarge | Self::DecompressionLimit => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::HeaderReadTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::NoTarget => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoTarget | Self::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect | Self::UpstreamReset | Self::UpstreamBadResponse => {
                 StatusCode::BAD_GATEWAY
             }
             Self::UpstreamConnectTimeout | Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::CorsRejected => StatusCode::FORBIDDEN,
+            Self::UnsupportedContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
 
@@ -92,6 +110,12 @@ impl ErrorKind {
             Self::UpstreamBadResponse => "upstream_bad_response",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::Internal => "internal_error",
+            Self::RateLimited => "rate_limited",
+            Self::RateLimitUnavailable => "rate_limit_unavailable",
+            Self::CorsRejected => "cors_rejected",
+            Self::DecompressionLimit => "decompression_limit",
+            Self::UnsupportedContentEncoding => "unsupported_content_encoding",
+            Self::BadContentEncoding => "bad_content_encoding",
         }
     }
 
@@ -115,6 +139,14 @@ impl ErrorKind {
                 "The upstream service did not answer in time."
             }
             Self::Internal => "An internal error occurred.",
+            Self::RateLimited => "Too many requests; retry later.",
+            Self::RateLimitUnavailable => "The service is temporarily unavailable.",
+            Self::CorsRejected => "This cross-origin request is not allowed.",
+            Self::DecompressionLimit => "The decompressed request body is too large.",
+            Self::UnsupportedContentEncoding => {
+                "The request body's content coding is not supported."
+            }
+            Self::BadContentEncoding => "The request body's compressed data is invalid.",
         }
     }
 
@@ -128,13 +160,20 @@ impl ErrorKind {
             | Self::BodyTooLarge
             | Self::MethodNotAllowed
             | Self::HeaderReadTimeout
-            | Self::ClientBodyError => Side::Client,
+            | Self::ClientBodyError
+            | Self::RateLimited
+            | Self::CorsRejected
+            | Self::DecompressionLimit
+            | Self::UnsupportedContentEncoding
+            | Self::BadContentEncoding => Side::Client,
             Self::UpstreamConnect
             | Self::UpstreamConnectTimeout
             | Self::UpstreamReset
             | Self::UpstreamBadResponse
             | Self::UpstreamTimeout => Side::Upstream,
-            Self::NoRoute | Self::NoTarget | Self::Internal => Side::Proxy,
+            Self::NoRoute | Self::NoTarget | Self::Internal | Self::RateLimitUnavailable => {
+                Side::Proxy
+            }
         }
     }
 }
@@ -152,6 +191,9 @@ pub struct ProxyError {
     pub retryable: bool,
     /// For 405: the methods the route allows.
     pub allow: Option<HeaderValue>,
+    /// Extra response headers (for 429: `Retry-After` and the `RateLimit-*` fields). Boxed so
+    /// that errors without them stay small.
+    pub headers: Option<Box<HeaderMap>>,
 }
 
 impl ProxyError {
@@ -162,6 +204,7 @@ impl ProxyError {
             detail: detail.into(),
             retryable: false,
             allow: None,
+            headers: None,
         }
     }
 
@@ -179,6 +222,15 @@ impl ProxyError {
             allow: Some(allow),
             ..Self::new(ErrorKind::MethodNotAllowed, "method not in allow_methods")
         }
+    }
+}
+
+impl ProxyError {
+    /// Adds response headers to send with the error.
+    #[must_use]
+    pub fn with_headers(mut self, headers: HeaderMap) -> Self {
+        self.headers = Some(Box::new(headers));
+        self
     }
 }
 

@@ -106,6 +106,11 @@ pub fn error_response(
     if let Some(allow) = &err.allow {
         headers.insert(header::ALLOW, allow.clone());
     }
+    if let Some(extra) = &err.headers {
+        for (name, value) in extra.iter() {
+            headers.append(name.clone(), value.clone());
+        }
+    }
     resp
 }
 

@@ -3,8 +3,16 @@
 //!
 //! Depends on `rampart-core` and `rampart-config`; never on the server or upstream crates.
 
+pub mod cors;
+pub mod header_edits;
 pub mod limits;
+pub mod ratelimit;
 pub mod rewrite;
+pub mod security_headers;
 
+pub use cors::CorsStage;
+pub use header_edits::HeaderEditStage;
 pub use limits::{BodyLimit, MethodAllowList};
+pub use ratelimit::{RateLimitStage, RateLimiter};
 pub use rewrite::{HostRewrite, PathRewrite};
+pub use security_headers::SecurityHeadersStage;

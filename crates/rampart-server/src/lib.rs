@@ -14,6 +14,7 @@ mod handler;
 mod listener;
 mod normalize;
 mod pipeline;
+mod route_gates;
 mod runtime;
 mod server;
 mod timefmt;

@@ -26,7 +26,7 @@ use crate::access_log::{AccessLog, Outcome};
 use crate::conn::ConnCtx;
 use crate::conn_io::ConnState;
 use crate::normalize::normalize_path;
-use crate::runtime::{ListenerRt, Runtime};
+use crate::runtime::{CompiledRoute, ListenerRt, Runtime};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -58,7 +58,7 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
     let listener = &rt.listeners[conn.listener_index.min(rt.listeners.len() - 1)];
     identify(&mut req, ctx, listener);
     let accept = req.headers().get(header::ACCEPT).cloned();
-    let mut resp = match process(&rt, listener, req, ctx, &conn).await {
+    let mut resp = match process(&rt, listener, req, ctx, &conn, accept.as_ref()).await {
         Ok(resp) => resp,
         Err(err) => reject(&err, ctx, accept.as_ref()),
     };
@@ -109,6 +109,7 @@ async fn process(
     mut req: Request<Body>,
     ctx: &mut RequestCtx,
     conn: &ConnCtx,
+    accept: Option<&HeaderValue>,
 ) -> Result<Response<Body>, ProxyError> {
     if listener.health_endpoints
         && let Some(resp) = fast_path(&req, conn)
@@ -136,19 +137,36 @@ async fn process(
     };
     let route = Arc::clone(found.value);
     ctx.route = Some(route.name.clone());
+    // Every response of a matched route, the handler's, a stage's answer or an error, goes
+    // back through all of the route's response stages (security headers, CORS, header edits):
+    // this is the one place where that happens.
+    let mut resp = match run_route(&route, rt, listener, req, ctx).await {
+        Ok(resp) => resp,
+        Err(err) => reject(&err, ctx, accept),
+    };
+    for stage in route.stages.iter().rev() {
+        stage.on_response(&mut resp, ctx);
+    }
+    Ok(resp)
+}
+
+/// A matched route's request stages, then its handler.
+async fn run_route(
+    route: &CompiledRoute,
+    rt: &Runtime,
+    listener: &ListenerRt,
+    mut req: Request<Body>,
+    ctx: &mut RequestCtx,
+) -> Result<Response<Body>, ProxyError> {
     for stage in &route.stages {
         if let Flow::Respond(resp) = stage.on_request(&mut req, ctx).resolve().await? {
             return Ok(*resp);
         }
     }
-    let mut resp = route
+    route
         .handler
         .run(req, ctx, rt, listener, route.timeout)
-        .await?;
-    for stage in route.stages.iter().rev() {
-        stage.on_response(&mut resp, ctx);
-    }
-    Ok(resp)
+        .await
 }
 
 /// `/healthz` (the process is alive) and `/readyz` (listening, config loaded, not draining),

@@ -15,6 +15,7 @@ use rampart_router::{Matcher, Router};
 use rampart_upstream::UpstreamSet;
 
 use crate::handler::{Handler, RedirectSpec, RespondSpec};
+use crate::route_gates::{self, RateLimiters};
 
 /// Everything the data plane needs, compiled from one config.
 pub struct Runtime {
@@ -146,10 +147,14 @@ pub fn compile(config: &Config) -> Result<Runtime, Diagnostics> {
             Err(e) => errors.extend(e),
         }
     }
+    let limiters = RateLimiters::compile(raw).unwrap_or_else(|e| {
+        errors.extend(e);
+        RateLimiters::default()
+    });
     let mut routes = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.iter().enumerate() {
         let path = format!("routes[{i}]");
-        match compile_route(r, &path, config, &upstreams) {
+        match compile_route(r, &path, config, &upstreams, &limiters) {
             Ok(route) => routes.push((r, path, Arc::new(route))),
             Err(e) => errors.extend(e),
         }
@@ -230,11 +235,13 @@ fn compile_route(
     path: &str,
     config: &Config,
     upstreams: &HashMap<String, Arc<UpstreamSet>>,
+    limiters: &RateLimiters,
 ) -> Result<CompiledRoute, Vec<ConfigError>> {
     let err = |span, key: &str, msg: String| {
         vec![ConfigError::new(Some(span), format!("{path}.{key}"), msg)]
     };
     let mut stages: Vec<Box<dyn Stage>> = Vec::new();
+    stages.extend(route_gates::front_stages(r, path, limiters)?);
     if !r.allow_methods.is_empty() {
         let methods: Vec<String> = r.allow_methods.iter().map(|m| m.to_string()).collect();
         let stage =
@@ -267,6 +274,7 @@ fn compile_route(
             stages.push(Box::new(stage));
         }
     }
+    stages.extend(route_gates::back_stages(r, path)?);
     let handler = if let Some(u) = &r.upstream {
         let set = upstreams.get(u.as_str()).ok_or_else(|| {
             err(

@@ -3,12 +3,19 @@
 //! These are the "raw" structs of the pipeline raw → validated → compiled. Values that later
 //! checks may need to point at are [`Located`].
 
+mod headers;
 mod listener;
+mod ratelimit;
 mod route;
 mod settings;
 mod upstream;
 
+pub use headers::{Cors, HeaderEdits, OriginPattern, SecurityHeaders, SecurityHsts};
 pub use listener::{ForwardedPolicy, Listener};
+pub use ratelimit::{
+    KeyPart, MissingKey, RateLimitFallback, RateLimitPolicy, RateLimitStore, RedisFailure,
+    RedisSection,
+};
 pub use route::{
     HeaderMatch, PrefixReplace, QueryMatch, Redirect, RegexRewrite, Respond, Rewrite, Route,
 };
@@ -52,6 +59,12 @@ pub struct RawConfig {
     /// Which requests go where, and what happens on the way.
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// Named rate-limit policies, applied by routes' `rate_limits` or to all routes.
+    #[serde(default)]
+    pub rate_limits: Vec<RateLimitPolicy>,
+    /// The Redis server shared by `store = "redis"` rate-limit policies.
+    #[serde(default)]
+    pub redis: Option<RedisSection>,
 }
 
 /// The top-level sections a config file may contain.
@@ -64,4 +77,6 @@ pub const SECTIONS: &[&str] = &[
     "listeners",
     "upstreams",
     "routes",
+    "rate_limits",
+    "redis",
 ];

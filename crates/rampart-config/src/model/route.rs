@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::model::headers::{Cors, HeaderEdits, SecurityHeaders};
 use crate::units::{ByteSize, HumanDuration};
 use crate::{Located, Pattern};
 
@@ -70,6 +71,21 @@ pub struct Route {
     /// Overrides the upstream's `request_timeout` for this route.
     #[serde(default)]
     pub timeout: Option<HumanDuration>,
+    /// Names of `[[rate_limits]]` policies applied to this route, in order.
+    #[serde(default)]
+    pub rate_limits: Vec<Located<String>>,
+    /// Cross-origin (CORS) policy; preflights are answered by Rampart.
+    #[serde(default)]
+    pub cors: Option<Cors>,
+    /// Security headers added to every response of this route, errors included.
+    #[serde(default)]
+    pub security_headers: Option<SecurityHeaders>,
+    /// Edits to the request headers before the handler.
+    #[serde(default)]
+    pub request_headers: Option<HeaderEdits>,
+    /// Edits to the response headers, errors included.
+    #[serde(default)]
+    pub response_headers: Option<HeaderEdits>,
 }
 
 /// A header predicate: `value` (exact), `regex`, or neither (the header must be present);
