@@ -186,8 +186,11 @@ fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &RequestCtx, listener: &
     if policy == ForwardedPolicy::Drop {
         return;
     }
+    // `rewrite` sends the one client IP; `append` extends the received chain with the address
+    // this hop received the request from (the peer, or the client a PROXY header named).
+    let hop = ctx.conn.peer.ip().to_canonical();
     let xff = match previous.xff {
-        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", ctx.client_ip)).ok(),
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {hop}")).ok(),
         None => Some(client_ip_value(ctx)),
     };
     if let Some(xff) = xff {
@@ -205,7 +208,12 @@ fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &RequestCtx, listener: &
     }
     if listener.forwarded {
         let mut element = String::with_capacity(64);
-        match ctx.client_ip {
+        let node = if previous.forwarded.is_some() {
+            hop
+        } else {
+            ctx.client_ip
+        };
+        match node {
             IpAddr::V4(v4) => {
                 let _ = write!(element, "for={v4}");
             }
@@ -228,11 +236,42 @@ fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &RequestCtx, listener: &
 /// The client IP as a header value: the connection's cached one when the client is the peer.
 fn client_ip_value(ctx: &RequestCtx) -> HeaderValue {
     if ctx.client_ip == ctx.conn.peer.ip() {
-        ctx.conn.peer_ip.clone()
-    } else {
-        HeaderValue::from_str(&ctx.client_ip.to_string())
-            .unwrap_or_else(|_| ctx.conn.peer_ip.clone())
+        return ctx.conn.peer_ip.clone();
     }
+    match ctx.client_ip {
+        // `Display` for addresses goes through the formatting machinery (over 1,000
+        // instructions); a resolved client IP is formatted on every request behind a proxy.
+        IpAddr::V4(v4) => {
+            let mut buf = [0u8; 15];
+            let len = format_ipv4(v4, &mut buf);
+            HeaderValue::from_bytes(&buf[..len]).unwrap_or_else(|_| ctx.conn.peer_ip.clone())
+        }
+        IpAddr::V6(v6) => {
+            HeaderValue::from_str(&v6.to_string()).unwrap_or_else(|_| ctx.conn.peer_ip.clone())
+        }
+    }
+}
+
+/// Writes `ip` in dotted-decimal form into `buf`; returns the length.
+fn format_ipv4(ip: std::net::Ipv4Addr, buf: &mut [u8; 15]) -> usize {
+    let mut len = 0;
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            buf[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            buf[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        buf[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    len
 }
 
 /// All values of a header joined with `, ` (the form proxies extend), if any.
@@ -254,5 +293,26 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 fn insert(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         headers.insert(name.clone(), v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_addresses_format_like_display() {
+        for text in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "203.0.113.9",
+            "10.0.100.1",
+            "1.20.3.40",
+        ] {
+            let ip: std::net::Ipv4Addr = text.parse().unwrap();
+            let mut buf = [0u8; 15];
+            let len = format_ipv4(ip, &mut buf);
+            assert_eq!(&buf[..len], text.as_bytes());
+        }
     }
 }
