@@ -5,6 +5,7 @@
 //! This crate is pure: no I/O beyond reading the config file, no async runtime, no HTTP stack.
 //! It must not depend on any other Rampart crate.
 
+mod cidr;
 mod diag;
 mod interpolate;
 mod load;
@@ -15,10 +16,12 @@ pub mod syntax;
 pub mod units;
 mod validate;
 mod validate_gates;
+mod validate_security;
 
 use std::path::Path;
 use std::sync::Arc;
 
+pub use cidr::Cidr;
 pub use diag::{ConfigError, Diagnostics, line_col, suggest};
 pub use interpolate::{EnvLookup, expand};
 pub use located::Located;
@@ -92,6 +95,7 @@ pub fn load_str_with_env(
         &parsed.incomplete,
         &parsed.positions,
     ));
+    errors.extend(validate_security::validate(&parsed.raw, &parsed.positions));
     if !errors.is_empty() {
         return Err(Diagnostics::new(origin, text, errors));
     }

@@ -85,6 +85,9 @@ fn deserialize_sections(
             "access_log" => set(&mut raw.access_log, deserialize(value, name, errors)),
             "limits" => set(&mut raw.limits, deserialize(value, name, errors)),
             "timeouts" => set(&mut raw.timeouts, deserialize(value, name, errors)),
+            "client_ip" => set(&mut raw.client_ip, deserialize(value, name, errors)),
+            "geoip" => set(&mut raw.geoip, deserialize(value, name, errors)),
+            "http2" => set(&mut raw.http2, deserialize(value, name, errors)),
             "listeners" => {
                 (raw.listeners, positions.listeners) = deserialize_list(value, name, errors);
             }

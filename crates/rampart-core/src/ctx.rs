@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method, Uri, Version};
 
+use crate::country::CountryCode;
 use crate::error::ErrorKind;
 use crate::ids::TraceContext;
 
@@ -23,6 +24,9 @@ pub struct ConnInfo {
     pub listener: Arc<str>,
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// The load balancer's socket address when a PROXY protocol header named the client
+    /// (`peer` is then the client the header named).
+    pub proxied_by: Option<SocketAddr>,
 }
 
 /// Everything the pipeline learns about one request, from arrival to the access log line.
@@ -67,6 +71,10 @@ pub struct RequestCtx {
     /// The request's `Origin` when the route's CORS policy allows it, for the response's
     /// `Access-Control-Allow-Origin`.
     pub cors_origin: Option<HeaderValue>,
+    /// The client's country from the GeoIP database, when one is configured and knows it.
+    pub country: Option<CountryCode>,
+    /// The client's autonomous system number from the GeoIP database, when known.
+    pub asn: Option<u32>,
 }
 
 impl ConnInfo {
@@ -86,7 +94,18 @@ impl ConnInfo {
             local,
             listener,
             scheme,
+            proxied_by: None,
         }
+    }
+
+    /// Records that a PROXY protocol header named `client` as the peer of this connection.
+    #[must_use]
+    pub fn with_proxy_source(mut self, client: SocketAddr) -> Self {
+        self.proxied_by = Some(self.peer);
+        self.peer_ip = HeaderValue::from_str(&client.ip().to_canonical().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        self.peer = client;
+        self
     }
 }
 
@@ -120,6 +139,8 @@ impl RequestCtx {
             reason: None,
             detail: None,
             cors_origin: None,
+            country: None,
+            asn: None,
         }
     }
 }

@@ -63,6 +63,24 @@ pub enum ErrorKind {
     UnsupportedContentEncoding,
     /// A compressed request body is corrupt (400).
     BadContentEncoding,
+    /// The request's body framing is ambiguous or invalid: `Content-Length` with
+    /// `Transfer-Encoding`, differing lengths, a coding other than `chunked`, a bad chunk (400).
+    AmbiguousFraming,
+    /// A header field that must not be forwarded: bare CR/LF/NUL or other control characters,
+    /// HTTP/2 connection-specific fields, an invalid `Host` (400).
+    InvalidHeader,
+    /// An absolute-form target whose authority differs from `Host` (400).
+    HostMismatch,
+    /// The client IP is denied, or not allowed, by an `access` list (403).
+    IpDenied,
+    /// The client's country or autonomous system is denied, or not allowed (403).
+    GeoDenied,
+    /// The request body arrived slower than `limits.min_body_rate` (408).
+    BodyTooSlow,
+    /// A peer that must send a PROXY protocol header sent none (connection closed).
+    ProxyProtocolMissing,
+    /// A PROXY protocol header was malformed (connection closed).
+    ProxyProtocolInvalid,
 }
 
 impl ErrorKind {
@@ -70,14 +88,19 @@ impl ErrorKind {
     #[must_use]
     pub const fn status(self) -> StatusCode {
         match self {
-            Self::BadRequest | Self::ClientBodyError | Self::BadContentEncoding => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::BadRequest
+            | Self::ClientBodyError
+            | Self::BadContentEncoding
+            | Self::AmbiguousFraming
+            | Self::InvalidHeader
+            | Self::HostMismatch
+            | Self::ProxyProtocolMissing
+            | Self::ProxyProtocolInvalid => StatusCode::BAD_REQUEST,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BodyTooLarge | Self::DecompressionLimit => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::HeaderReadTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::HeaderReadTimeout | Self::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::NoTarget | Self::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect | Self::UpstreamReset | Self::UpstreamBadResponse => {
@@ -86,7 +109,7 @@ impl ErrorKind {
             Self::UpstreamConnectTimeout | Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Self::CorsRejected => StatusCode::FORBIDDEN,
+            Self::CorsRejected | Self::IpDenied | Self::GeoDenied => StatusCode::FORBIDDEN,
             Self::UnsupportedContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
@@ -116,6 +139,14 @@ impl ErrorKind {
             Self::DecompressionLimit => "decompression_limit",
             Self::UnsupportedContentEncoding => "unsupported_content_encoding",
             Self::BadContentEncoding => "bad_content_encoding",
+            Self::AmbiguousFraming => "ambiguous_framing",
+            Self::InvalidHeader => "invalid_header",
+            Self::HostMismatch => "host_mismatch",
+            Self::IpDenied => "ip_denied",
+            Self::GeoDenied => "geo_denied",
+            Self::BodyTooSlow => "body_too_slow",
+            Self::ProxyProtocolMissing => "proxy_protocol_missing",
+            Self::ProxyProtocolInvalid => "proxy_protocol_invalid",
         }
     }
 
@@ -147,6 +178,14 @@ impl ErrorKind {
                 "The request body's content coding is not supported."
             }
             Self::BadContentEncoding => "The request body's compressed data is invalid.",
+            Self::AmbiguousFraming => "The request body framing is invalid.",
+            Self::InvalidHeader => "The request headers are malformed.",
+            Self::HostMismatch => "The request target and Host header disagree.",
+            Self::IpDenied | Self::GeoDenied => "Access denied.",
+            Self::BodyTooSlow => "The request body arrived too slowly.",
+            Self::ProxyProtocolMissing | Self::ProxyProtocolInvalid => {
+                "The connection preamble is invalid."
+            }
         }
     }
 
@@ -165,15 +204,24 @@ impl ErrorKind {
             | Self::CorsRejected
             | Self::DecompressionLimit
             | Self::UnsupportedContentEncoding
-            | Self::BadContentEncoding => Side::Client,
+            | Self::BadContentEncoding
+            | Self::AmbiguousFraming
+            | Self::InvalidHeader
+            | Self::HostMismatch
+            | Self::BodyTooSlow
+            | Self::ProxyProtocolMissing
+            | Self::ProxyProtocolInvalid => Side::Client,
             Self::UpstreamConnect
             | Self::UpstreamConnectTimeout
             | Self::UpstreamReset
             | Self::UpstreamBadResponse
             | Self::UpstreamTimeout => Side::Upstream,
-            Self::NoRoute | Self::NoTarget | Self::Internal | Self::RateLimitUnavailable => {
-                Side::Proxy
-            }
+            Self::NoRoute
+            | Self::NoTarget
+            | Self::Internal
+            | Self::RateLimitUnavailable
+            | Self::IpDenied
+            | Self::GeoDenied => Side::Proxy,
         }
     }
 }

@@ -5,16 +5,23 @@
 //! Depends only on `rampart-config` among Rampart crates; every other Rampart crate may use it.
 
 pub mod body;
+pub mod body_error;
+pub mod client_ip;
+pub mod country;
 pub mod ctx;
 pub mod error;
 pub mod headers;
 pub mod ids;
+pub mod ipset;
+pub mod proxy_protocol;
 pub mod respond;
 pub mod stage;
 
 pub use body::{Body, BodyTooLarge, BoxError};
+pub use country::CountryCode;
 pub use ctx::{ConnInfo, RequestCtx};
 pub use error::{ErrorKind, ProxyError, Side};
 pub use ids::TraceContext;
+pub use ipset::IpSet;
 pub use respond::error_response;
 pub use stage::{Flow, Stage, StageFuture, StageResult};

@@ -3,14 +3,18 @@
 //!
 //! Depends on `rampart-core` and `rampart-config`; never on the server or upstream crates.
 
+pub mod access;
 pub mod cors;
+pub mod geoip;
 pub mod header_edits;
 pub mod limits;
 pub mod ratelimit;
 pub mod rewrite;
 pub mod security_headers;
 
+pub use access::{AccessList, AccessStage};
 pub use cors::CorsStage;
+pub use geoip::GeoIp;
 pub use header_edits::HeaderEditStage;
 pub use limits::{BodyLimit, MethodAllowList};
 pub use ratelimit::{RateLimitStage, RateLimiter};

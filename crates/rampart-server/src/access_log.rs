@@ -108,6 +108,8 @@ struct JsonLine<'a> {
     request_id: &'a str,
     trace_id: String,
     client_ip: String,
+    country: Option<&'a str>,
+    asn: Option<u32>,
     listener: &'a str,
     method: &'a str,
     uri: String,
@@ -140,6 +142,8 @@ fn json_line(ctx: &RequestCtx, o: Outcome) -> String {
         request_id: ctx.request_id.to_str().unwrap_or(""),
         trace_id: ctx.trace.trace_id_hex(),
         client_ip: ctx.client_ip.to_string(),
+        country: ctx.country.as_ref().map(rampart_core::CountryCode::as_str),
+        asn: ctx.asn,
         listener: &ctx.conn.listener,
         method: ctx.method.as_str(),
         uri: ctx.uri.to_string(),
@@ -221,6 +225,9 @@ fn combined_line(ctx: &RequestCtx, o: Outcome) -> String {
     );
     if let Some(d) = ctx.upstream_duration {
         let _ = write!(s, " urt={:.3}", d.as_secs_f64());
+    }
+    if let Some(country) = &ctx.country {
+        let _ = write!(s, " country={country}");
     }
     if let Some(reason) = ctx.reason {
         let _ = write!(s, " reason={}", reason.code());

@@ -34,7 +34,7 @@ const HYPER_INLINE_HEADERS: usize = 100;
 
 /// Serves `stream` until it closes, the client goes idle, or shutdown is requested.
 pub(crate) async fn serve(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     listener_index: usize,
     shared: Arc<Shared>,
@@ -47,7 +47,21 @@ pub(crate) async fn serve(
     let Some(listener) = rt.listeners.get(listener_index) else {
         return;
     };
-    let info = Arc::new(ConnInfo::new(peer, local, listener.name.clone(), "http"));
+    let mut info = ConnInfo::new(peer, local, listener.name.clone(), "http");
+    // A configured load balancer must open with a PROXY protocol header; others are not asked.
+    if let Some(from) = &listener.gates.proxy_protocol
+        && from.contains(peer.ip())
+    {
+        match crate::proxy_header::read(&mut stream, rt.settings.header_read_timeout).await {
+            Ok(Some(client)) => info = info.with_proxy_source(client),
+            Ok(None) => {}
+            Err(e) => {
+                crate::proxy_header::log_refused(&e, &Arc::new(info), &shared);
+                return;
+            }
+        }
+    }
+    let info = Arc::new(info);
     let state = Arc::new(ConnState::default());
     let settings = &rt.settings;
     let io = TimedIo::new(
@@ -74,7 +88,9 @@ pub(crate) async fn serve(
     );
     builder
         .http2()
-        .max_concurrent_streams(256)
+        .max_concurrent_streams(rt.gates.http2.max_concurrent_streams)
+        .max_pending_accept_reset_streams(rt.gates.http2.max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(rt.gates.http2.max_local_error_reset_streams)
         .max_header_list_size(
             u32::try_from(settings.max_header_size.saturating_mul(HYPER_HEADROOM))
                 .unwrap_or(u32::MAX),

@@ -9,7 +9,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,6 +19,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
+
+use crate::head_scan::HeadScan;
 
 /// State shared by a connection's I/O wrapper and its requests.
 #[derive(Debug, Default)]
@@ -31,6 +33,9 @@ pub(crate) struct ConnState {
     /// polled the socket while the request was busy (no timer armed then) and would otherwise
     /// wait for client bytes forever instead of starting the keep-alive timer.
     reader: AtomicWaker,
+    /// What the byte-level scan of the current HTTP/1 request head found (see
+    /// [`crate::head_scan`]); taken by the request's pipeline.
+    head_flags: AtomicU8,
 }
 
 impl ConnState {
@@ -44,6 +49,11 @@ impl ConnState {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.reader.wake();
         }
+    }
+
+    /// The head-scan flags of the request being dispatched, cleared for the next one.
+    pub(crate) fn take_head_flags(&self) -> u8 {
+        self.head_flags.swap(0, Ordering::AcqRel)
     }
 
     fn busy(&self) -> bool {
@@ -84,6 +94,8 @@ pub(crate) struct TimedIo {
     /// Protocol decided: the preface was complete (HTTP/2) or did not match (HTTP/1).
     decided: bool,
     http2: bool,
+    /// Scan of the HTTP/1 request head arriving now.
+    scan: HeadScan,
 }
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
@@ -109,6 +121,7 @@ impl TimedIo {
             timer: Box::pin(tokio::time::sleep_until(deadline)),
             armed: Some(deadline),
             preface_matched: 0,
+            scan: HeadScan::default(),
             decided: false,
             http2: false,
         }
@@ -146,6 +159,7 @@ impl TimedIo {
                     deadline: Instant::now() + self.header_timeout,
                     started: true,
                 };
+                self.scan.reset();
             }
             Phase::AwaitingHead {
                 deadline,
@@ -155,8 +169,16 @@ impl TimedIo {
                     deadline,
                     started: true,
                 };
+                self.scan.reset();
             }
-            _ => {}
+            Phase::AwaitingHead { .. } => {}
+            Phase::Busy => return,
+        }
+        if !self.scan.is_done() {
+            let flags = self.scan.feed(data);
+            if flags != 0 {
+                self.state.head_flags.fetch_or(flags, Ordering::AcqRel);
+            }
         }
     }
 

@@ -7,15 +7,21 @@
 //! `rampart-filters`; nothing depends on it but the binary, the admin API and the test kit.
 
 mod access_log;
+mod client_body;
 mod conn;
 mod conn_io;
+mod conn_limits;
 mod explain;
+mod gates;
 mod handler;
+mod head_scan;
 mod listener;
 mod normalize;
 mod pipeline;
+mod proxy_header;
 mod route_gates;
 mod runtime;
+mod sanity;
 mod server;
 mod timefmt;
 mod tunnel;

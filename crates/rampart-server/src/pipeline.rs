@@ -57,6 +57,7 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
     let mut req = Request::from_parts(parts, Body::Incoming(body));
     let listener = &rt.listeners[conn.listener_index.min(rt.listeners.len() - 1)];
     identify(&mut req, ctx, listener);
+    crate::gates::identify_client(&req, ctx, &listener.gates, &rt.gates);
     let accept = req.headers().get(header::ACCEPT).cloned();
     let mut resp = match process(&rt, listener, req, ctx, &conn, accept.as_ref()).await {
         Ok(resp) => resp,
@@ -81,7 +82,13 @@ fn reject(err: &ProxyError, ctx: &mut RequestCtx, accept: Option<&HeaderValue>) 
     } else {
         tracing::debug!(request_id = ?ctx.request_id, reason = err.kind.code(), detail = %err.detail, "request refused");
     }
-    error_response(err, &ctx.request_id, accept)
+    let mut resp = error_response(err, &ctx.request_id, accept);
+    // After a framing or header refusal the rest of an HTTP/1 connection cannot be trusted.
+    if crate::sanity::closes_connection(err.kind) && ctx.version < Version::HTTP_2 {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// Request ID and trace context, plus the headers the access log wants.
@@ -111,6 +118,7 @@ async fn process(
     conn: &ConnCtx,
     accept: Option<&HeaderValue>,
 ) -> Result<Response<Body>, ProxyError> {
+    let head_flags = conn.state.take_head_flags();
     if listener.health_endpoints
         && let Some(resp) = fast_path(&req, conn)
     {
@@ -118,6 +126,8 @@ async fn process(
     }
     check_limits(&req, rt)?;
     check_sanity(&req)?;
+    crate::sanity::check_head_flags(head_flags)?;
+    crate::gates::admit(&mut req, ctx, &listener.gates, &rt.gates)?;
     // The host the request is routed by is the one stages, handlers and the upstream see.
     if req.uri().authority().is_some()
         && let Some(host) = &ctx.host
@@ -163,6 +173,7 @@ async fn run_route(
             return Ok(*resp);
         }
     }
+    crate::client_body::prepare(&mut req, &rt.gates)?;
     route
         .handler
         .run(req, ctx, rt, listener, route.timeout)
@@ -222,25 +233,10 @@ fn check_limits(req: &Request<Body>, rt: &Runtime) -> Result<(), ProxyError> {
     Ok(())
 }
 
-/// Requests that are well-formed HTTP but must not be served: HTTP/1.1 without exactly one
-/// `Host` (RFC 9112 §3.2).
+/// Requests that are well-formed HTTP but must not be served: ambiguous framing, missing or
+/// repeated `Host`, a `Host` that disagrees with the target (see [`crate::sanity`]).
 fn check_sanity(req: &Request<Body>) -> Result<(), ProxyError> {
-    if req.version() == Version::HTTP_11 {
-        let hosts = req.headers().get_all(header::HOST).iter().count();
-        if hosts == 0 && req.uri().authority().is_none() {
-            return Err(ProxyError::new(
-                ErrorKind::BadRequest,
-                "HTTP/1.1 request without Host",
-            ));
-        }
-        if hosts > 1 {
-            return Err(ProxyError::new(
-                ErrorKind::BadRequest,
-                "more than one Host header",
-            ));
-        }
-    }
-    Ok(())
+    crate::sanity::check(req)
 }
 
 /// Normalizes the path in place (see [`crate::normalize`]).

@@ -14,6 +14,7 @@ use rampart_filters::{BodyLimit, HostRewrite, MethodAllowList, PathRewrite};
 use rampart_router::{Matcher, Router};
 use rampart_upstream::UpstreamSet;
 
+use crate::gates::{GlobalGates, ListenerGates};
 use crate::handler::{Handler, RedirectSpec, RespondSpec};
 use crate::route_gates::{self, RateLimiters};
 
@@ -23,6 +24,8 @@ pub struct Runtime {
     pub(crate) listeners: Vec<ListenerRt>,
     pub(crate) upstreams: HashMap<String, Arc<UpstreamSet>>,
     pub(crate) settings: Settings,
+    /// Process-wide security gates: GeoIP, HTTP/2 and connection limits, body rate.
+    pub(crate) gates: GlobalGates,
 }
 
 /// One listener's settings and the router of the routes it serves.
@@ -36,6 +39,8 @@ pub(crate) struct ListenerRt {
     pub(crate) trust_request_id: bool,
     pub(crate) health_endpoints: bool,
     pub(crate) router: Router<Arc<CompiledRoute>>,
+    /// Trusted proxies, PROXY protocol sources and the access list.
+    pub(crate) gates: ListenerGates,
 }
 
 /// Process-wide request settings.
@@ -161,20 +166,31 @@ pub fn compile(config: &Config) -> Result<Runtime, Diagnostics> {
     }
     let mut listeners = Vec::with_capacity(raw.listeners.len());
     for l in &raw.listeners {
-        match listener_runtime(l, &routes) {
+        match listener_runtime(l, &routes, raw) {
             Ok(rt) => listeners.push(rt),
             Err(e) => errors.extend(e),
         }
     }
+    let gates = match GlobalGates::new(raw) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            errors.extend(e);
+            None
+        }
+    };
     if !errors.is_empty() {
         errors.dedup();
         return Err(config.diagnostics(errors));
     }
+    let Some(gates) = gates else {
+        return Err(config.diagnostics(errors));
+    };
     Ok(Runtime {
         config: config.clone(),
         listeners,
         upstreams,
         settings: settings(config),
+        gates,
     })
 }
 
@@ -204,6 +220,7 @@ fn settings(config: &Config) -> Settings {
 fn listener_runtime(
     l: &Listener,
     routes: &[(&Route, String, Arc<CompiledRoute>)],
+    raw: &rampart_config::RawConfig,
 ) -> Result<ListenerRt, Vec<ConfigError>> {
     let mut entries = Vec::new();
     let mut errors = Vec::new();
@@ -227,6 +244,7 @@ fn listener_runtime(
         trust_request_id: l.trust_request_id,
         health_endpoints: l.health_endpoints,
         router: Router::new(entries)?,
+        gates: ListenerGates::new(l, raw),
     })
 }
 
@@ -241,6 +259,11 @@ fn compile_route(
         vec![ConfigError::new(Some(span), format!("{path}.{key}"), msg)]
     };
     let mut stages: Vec<Box<dyn Stage>> = Vec::new();
+    if let Some(access) = &r.access {
+        stages.push(Box::new(rampart_filters::AccessStage(
+            rampart_filters::AccessList::new(access),
+        )));
+    }
     stages.extend(route_gates::front_stages(r, path, limiters)?);
     if !r.allow_methods.is_empty() {
         let methods: Vec<String> = r.allow_methods.iter().map(|m| m.to_string()).collect();

@@ -20,6 +20,8 @@ pub(crate) struct Shared {
     runtime: ArcSwap<Runtime>,
     pub(crate) access_log: Option<Arc<AccessLog>>,
     draining: AtomicBool,
+    /// Open-connection counts for the global and per-IP caps (kept across reloads).
+    pub(crate) conn_limits: Arc<crate::conn_limits::ConnLimits>,
 }
 
 impl Shared {
@@ -93,6 +95,7 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
         runtime: ArcSwap::from_pointee(runtime),
         access_log,
         draining: AtomicBool::new(false),
+        conn_limits: Arc::default(),
     });
     let (shutdown, _) = watch::channel(false);
     let drain_timeout = raw.server.drain_timeout.get();
@@ -134,6 +137,19 @@ impl ServerHandle {
     #[must_use]
     pub fn workers(&self) -> usize {
         self.workers.len()
+    }
+
+    /// Client connections open now (the count `limits.max_connections` caps).
+    #[must_use]
+    pub fn connections_open(&self) -> usize {
+        self.shared.conn_limits.open()
+    }
+
+    /// Client connections refused at accept by `limits.max_connections` or
+    /// `limits.max_connections_per_ip` since start.
+    #[must_use]
+    pub fn connections_refused(&self) -> u64 {
+        self.shared.conn_limits.refused()
     }
 
     /// Access log lines dropped because the writer could not keep up.

@@ -103,6 +103,34 @@ async fn wait_idle(tracker: &Tracker) {
     }
 }
 
+/// The connection caps, checked before a connection costs anything. Trusted proxies and PROXY
+/// protocol sources count towards the global cap only (many clients share their address).
+fn admit(
+    shared: &Arc<Shared>,
+    listener_index: usize,
+    peer: std::net::SocketAddr,
+) -> Option<crate::conn_limits::ConnPermit> {
+    let rt = shared.runtime();
+    let gates = &rt.gates;
+    let ip = peer.ip();
+    let exempt = rt.listeners.get(listener_index).is_some_and(|l| {
+        l.gates.trusted.contains(ip)
+            || l.gates
+                .proxy_protocol
+                .as_ref()
+                .is_some_and(|p| p.contains(ip))
+    });
+    shared
+        .conn_limits
+        .try_acquire(
+            ip,
+            gates.max_connections,
+            gates.max_connections_per_ip,
+            exempt,
+        )
+        .ok()
+}
+
 async fn accept_loop(
     listener: TcpListener,
     listener_index: usize,
@@ -116,7 +144,16 @@ async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(crate::conn::serve(stream, peer, listener_index, shared.clone(), shutdown.clone()));
+                    let Some(permit) = admit(&shared, listener_index, peer) else {
+                        // Over a connection cap: close at once, before any byte is read.
+                        drop(stream);
+                        continue;
+                    };
+                    let serve = crate::conn::serve(stream, peer, listener_index, shared.clone(), shutdown.clone());
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        serve.await;
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors or similar: back off instead of spinning.

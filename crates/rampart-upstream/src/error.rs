@@ -2,13 +2,13 @@
 
 use std::error::Error as StdError;
 
-use rampart_core::{BodyTooLarge, ErrorKind, ProxyError};
+use rampart_core::{ErrorKind, ProxyError};
 
 /// Classifies a failed exchange with an upstream.
 pub(crate) fn classify(err: &hyper::Error, target: &str) -> ProxyError {
     let detail = format!("{target}: {err}{}", source_chain(err));
-    let kind = if find_source::<BodyTooLarge>(err).is_some() {
-        ErrorKind::BodyTooLarge
+    let kind = if let Some(kind) = rampart_core::body_error::client_body_reason(err) {
+        kind
     } else if err.is_user() || err.is_body_write_aborted() {
         ErrorKind::ClientBodyError
     } else if err.is_parse() || err.is_parse_status() || err.is_parse_too_large() {
@@ -19,17 +19,6 @@ pub(crate) fn classify(err: &hyper::Error, target: &str) -> ProxyError {
         ErrorKind::UpstreamReset
     };
     ProxyError::new(kind, detail)
-}
-
-fn find_source<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(found) = e.downcast_ref::<T>() {
-            return Some(found);
-        }
-        cur = e.source();
-    }
-    None
 }
 
 fn source_chain(err: &(dyn StdError + 'static)) -> String {

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::Located;
+use crate::model::security::{AccessRules, ProxyProtocol};
+use crate::{Cidr, Located};
 
 /// What to do with `X-Forwarded-*` (and, when enabled, `Forwarded`) headers sent by the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
@@ -47,6 +48,16 @@ pub struct Listener {
     /// Length of the kernel's accept queue.
     #[serde(default = "default_backlog")]
     pub backlog: u32,
+    /// Proxies whose forwarding header is believed on this listener (replaces
+    /// `client_ip.trusted_proxies` when given, even when empty).
+    #[serde(default)]
+    pub trusted_proxies: Option<Vec<Located<Cidr>>>,
+    /// Require a PROXY protocol header from these peers.
+    #[serde(default)]
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// Who may connect: IP networks, countries, autonomous systems.
+    #[serde(default)]
+    pub access: Option<AccessRules>,
 }
 
 const fn yes() -> bool {

@@ -7,6 +7,7 @@ mod headers;
 mod listener;
 mod ratelimit;
 mod route;
+mod security;
 mod settings;
 mod upstream;
 
@@ -18,6 +19,9 @@ pub use ratelimit::{
 };
 pub use route::{
     HeaderMatch, PrefixReplace, QueryMatch, Redirect, RegexRewrite, Respond, Rewrite, Route,
+};
+pub use security::{
+    AccessRules, ClientIpHeader, ClientIpSection, GeoIpSection, Http2Section, ProxyProtocol,
 };
 pub use settings::{
     AccessLogFormat, AccessLogSection, LimitsSection, LogFormat, LogSection, ServerSection,
@@ -50,6 +54,15 @@ pub struct RawConfig {
     /// Client-side timeouts.
     #[serde(default)]
     pub timeouts: TimeoutsSection,
+    /// How the client's IP address is found behind trusted proxies.
+    #[serde(default)]
+    pub client_ip: ClientIpSection,
+    /// MaxMind DB files for country and ASN rules.
+    #[serde(default)]
+    pub geoip: GeoIpSection,
+    /// Limits on HTTP/2 client connections.
+    #[serde(default)]
+    pub http2: Http2Section,
     /// Where Rampart accepts connections.
     #[serde(default)]
     pub listeners: Vec<Listener>,
@@ -74,6 +87,9 @@ pub const SECTIONS: &[&str] = &[
     "access_log",
     "limits",
     "timeouts",
+    "client_ip",
+    "geoip",
+    "http2",
     "listeners",
     "upstreams",
     "routes",

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::model::headers::{Cors, HeaderEdits, SecurityHeaders};
+use crate::model::security::AccessRules;
 use crate::units::{ByteSize, HumanDuration};
 use crate::{Located, Pattern};
 
@@ -86,6 +87,9 @@ pub struct Route {
     /// Edits to the response headers, errors included.
     #[serde(default)]
     pub response_headers: Option<HeaderEdits>,
+    /// Who may use this route: IP networks, countries, autonomous systems (403 otherwise).
+    #[serde(default)]
+    pub access: Option<AccessRules>,
 }
 
 /// A header predicate: `value` (exact), `regex`, or neither (the header must be present);

@@ -105,6 +105,12 @@ pub struct LimitsSection {
     pub max_header_size: ByteSize,
     /// Largest request body accepted (routes may lower or raise it); larger gets 413.
     pub max_body_size: ByteSize,
+    /// Most client connections open at once, across all listeners and workers; 0: no limit.
+    pub max_connections: usize,
+    /// Most client connections open at once from one IP address; 0: no limit.
+    pub max_connections_per_ip: usize,
+    /// Slowest request body accepted, in bytes per second, after `timeouts.body_grace`; 0: off.
+    pub min_body_rate: ByteSize,
 }
 
 impl Default for LimitsSection {
@@ -114,6 +120,9 @@ impl Default for LimitsSection {
             max_header_count: 100,
             max_header_size: ByteSize::kib(32),
             max_body_size: ByteSize::mib(10),
+            max_connections: 50_000,
+            max_connections_per_ip: 1_000,
+            min_body_rate: ByteSize::kib(1),
         }
     }
 }
@@ -129,6 +138,8 @@ pub struct TimeoutsSection {
     pub keepalive: HumanDuration,
     /// Idle time after which a WebSocket or other upgraded tunnel is closed.
     pub tunnel_idle: HumanDuration,
+    /// Time a request body may take before `limits.min_body_rate` applies to it.
+    pub body_grace: HumanDuration,
 }
 
 impl Default for TimeoutsSection {
@@ -137,6 +148,7 @@ impl Default for TimeoutsSection {
             header_read: HumanDuration::secs(10),
             keepalive: HumanDuration::secs(75),
             tunnel_idle: HumanDuration::secs(600),
+            body_grace: HumanDuration::secs(10),
         }
     }
 }

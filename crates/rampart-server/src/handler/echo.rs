@@ -3,7 +3,8 @@
 
 use http::{Request, Response, header};
 use http_body_util::BodyExt;
-use rampart_core::{Body, BodyTooLarge, ErrorKind, ProxyError, RequestCtx};
+use rampart_core::body_error::client_body_reason;
+use rampart_core::{Body, ErrorKind, ProxyError, RequestCtx};
 use serde_json::{Map, Value, json};
 
 /// Reads (and counts) the request body, then describes the request.
@@ -16,8 +17,9 @@ pub(super) async fn run(
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(f) => body_bytes += f.data_ref().map_or(0, |d| d.len() as u64),
-            Err(e) if e.downcast_ref::<BodyTooLarge>().is_some() => {
-                return Err(ProxyError::new(ErrorKind::BodyTooLarge, e.to_string()));
+            Err(e) if client_body_reason(&*e).is_some() => {
+                let kind = client_body_reason(&*e).unwrap_or(ErrorKind::ClientBodyError);
+                return Err(ProxyError::new(kind, e.to_string()));
             }
             Err(e) => return Err(ProxyError::new(ErrorKind::ClientBodyError, e.to_string())),
         }
