@@ -17,6 +17,7 @@ pub mod units;
 mod validate;
 mod validate_gates;
 mod validate_security;
+mod validate_tls;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub use located::Located;
 pub use model::RawConfig;
 pub use pattern::Pattern;
 pub use units::{ByteSize, HumanDuration};
+pub use validate_tls::normalize_fingerprint;
 
 /// The config Rampart runs when started without one (`rampart config default` prints it).
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -90,12 +92,17 @@ pub fn load_str_with_env(
         &parsed.incomplete,
         &parsed.positions,
     ));
+    errors.extend(validate_security::validate(&parsed.raw, &parsed.positions));
+    errors.extend(validate_tls::validate(
+        &parsed.raw,
+        &parsed.incomplete,
+        &parsed.positions,
+    ));
     errors.extend(validate_gates::validate(
         &parsed.raw,
         &parsed.incomplete,
         &parsed.positions,
     ));
-    errors.extend(validate_security::validate(&parsed.raw, &parsed.positions));
     if !errors.is_empty() {
         return Err(Diagnostics::new(origin, text, errors));
     }

@@ -8,7 +8,9 @@ use std::ops::Range;
 use crate::Located;
 use crate::diag::{ConfigError, suggest};
 use crate::load::Positions;
-use crate::model::{HeaderMatch, Listener, QueryMatch, RawConfig, Route, Upstream};
+use crate::model::{
+    HeaderMatch, Listener, QueryMatch, RawConfig, Route, Upstream, UpstreamProtocol,
+};
 use crate::syntax;
 
 /// Checks `raw` and returns every problem found. References into the `incomplete` sections
@@ -180,6 +182,7 @@ impl Checker<'_> {
                     self.at(target, format!("{path}.targets[{t}]"), msg);
                 }
             }
+            self.upstream_protocol(&path, u);
             for (key, d) in [
                 ("connect_timeout", u.connect_timeout),
                 ("request_timeout", u.request_timeout),
@@ -189,6 +192,24 @@ impl Checker<'_> {
                     self.at(&u.name, format!("{path}.{key}"), "must be greater than 0s");
                 }
             }
+        }
+    }
+
+    /// `h2` needs TLS; `h2c` is cleartext only.
+    fn upstream_protocol(&mut self, path: &str, u: &Upstream) {
+        let tls = u.tls.as_ref().is_some_and(|t| t.enabled);
+        match u.protocol {
+            UpstreamProtocol::H2 if !tls => self.at(
+                &u.name,
+                format!("{path}.protocol"),
+                "\"h2\" is HTTP/2 over TLS: add an enabled `[upstreams.tls]` section, or use \"h2c\" for cleartext HTTP/2",
+            ),
+            UpstreamProtocol::H2c if tls => self.at(
+                &u.name,
+                format!("{path}.protocol"),
+                "\"h2c\" is cleartext HTTP/2, but this upstream uses TLS: use \"h2\"",
+            ),
+            _ => {}
         }
     }
 

@@ -24,9 +24,62 @@ pub struct ConnInfo {
     pub listener: Arc<str>,
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// What the TLS handshake established, for connections that arrived over TLS.
+    pub tls: Option<Arc<TlsInfo>>,
     /// The load balancer's socket address when a PROXY protocol header named the client
     /// (`peer` is then the client the header named).
     pub proxied_by: Option<SocketAddr>,
+}
+
+/// Facts of a TLS connection, established once per connection by the handshake, for stages,
+/// headers and logs. Cleartext connections have none.
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    /// The SNI name the client asked for (lowercase), if it sent one.
+    pub sni: Option<Arc<str>>,
+    /// The negotiated ALPN protocol (`h2`, `http/1.1`), if any.
+    pub alpn: Option<&'static str>,
+    /// Protocol version, such as `TLSv1_3`.
+    pub version: &'static str,
+    /// Cipher suite, such as `TLS13_AES_128_GCM_SHA256`.
+    pub cipher: &'static str,
+    /// The handshake resumed an earlier session.
+    pub resumed: bool,
+    /// The client sent early data (0-RTT) that was accepted.
+    pub early_data: bool,
+    /// Host names (exact or `*.wildcard`) the served certificate covers; used by strict SNI.
+    pub cert_names: Arc<[Box<str>]>,
+    /// The client certificate, when one was presented and verified.
+    pub client_cert: Option<ClientCertInfo>,
+}
+
+/// A verified client certificate, formatted once per connection as header values.
+#[derive(Debug, Clone)]
+pub struct ClientCertInfo {
+    /// SHA-256 of the DER certificate, lowercase hex.
+    pub fingerprint: HeaderValue,
+    /// Subject distinguished name (RFC 4514 form).
+    pub subject: HeaderValue,
+    /// Subject alternative names, comma separated (`DNS:a.example, URI:spiffe://…`).
+    pub sans: HeaderValue,
+}
+
+impl TlsInfo {
+    /// True when `host` (without port, any case) is covered by the served certificate: an exact
+    /// name, or a `*.wildcard` matching exactly one label.
+    #[must_use]
+    pub fn covers_host(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.');
+        self.cert_names.iter().any(|name| {
+            if let Some(suffix) = name.strip_prefix("*.") {
+                host.split_once('.').is_some_and(|(label, rest)| {
+                    !label.is_empty() && rest.eq_ignore_ascii_case(suffix)
+                })
+            } else {
+                name.eq_ignore_ascii_case(host)
+            }
+        })
+    }
 }
 
 /// Everything the pipeline learns about one request, from arrival to the access log line.
@@ -71,6 +124,8 @@ pub struct RequestCtx {
     /// The request's `Origin` when the route's CORS policy allows it, for the response's
     /// `Access-Control-Allow-Origin`.
     pub cors_origin: Option<HeaderValue>,
+    /// The request arrived in TLS early data, before the handshake completed (RFC 8470).
+    pub early_data: bool,
     /// The client's country from the GeoIP database, when one is configured and knows it.
     pub country: Option<CountryCode>,
     /// The client's autonomous system number from the GeoIP database, when known.
@@ -94,6 +149,7 @@ impl ConnInfo {
             local,
             listener,
             scheme,
+            tls: None,
             proxied_by: None,
         }
     }
@@ -105,6 +161,14 @@ impl ConnInfo {
         self.peer_ip = HeaderValue::from_str(&client.ip().to_canonical().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         self.peer = client;
+        self
+    }
+
+    /// Adds what the TLS handshake established (and makes the scheme `https`).
+    #[must_use]
+    pub fn with_tls(mut self, tls: Arc<TlsInfo>) -> Self {
+        self.scheme = "https";
+        self.tls = Some(tls);
         self
     }
 }
@@ -139,8 +203,28 @@ impl RequestCtx {
             reason: None,
             detail: None,
             cors_origin: None,
+            early_data: false,
             country: None,
             asn: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_names_cover_exact_and_one_label_wildcards() {
+        let tls = TlsInfo {
+            cert_names: vec!["api.example.com".into(), "*.apps.example.com".into()].into(),
+            ..TlsInfo::default()
+        };
+        assert!(tls.covers_host("api.example.com"));
+        assert!(tls.covers_host("API.Example.com."));
+        assert!(tls.covers_host("a.apps.example.com"));
+        assert!(!tls.covers_host("apps.example.com"));
+        assert!(!tls.covers_host("a.b.apps.example.com"));
+        assert!(!tls.covers_host("other.example.com"));
     }
 }

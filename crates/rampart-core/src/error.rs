@@ -42,6 +42,9 @@ pub enum ErrorKind {
     UpstreamConnect,
     /// Connecting to the upstream timed out (504).
     UpstreamConnectTimeout,
+    /// The TLS handshake with the upstream failed: untrusted or mismatched certificate,
+    /// protocol error (502).
+    UpstreamTls,
     /// The upstream reset or closed the connection before answering (502).
     UpstreamReset,
     /// The upstream's answer was not valid HTTP (502).
@@ -63,6 +66,12 @@ pub enum ErrorKind {
     UnsupportedContentEncoding,
     /// A compressed request body is corrupt (400).
     BadContentEncoding,
+    /// The request's Host is not served by the TLS connection's certificate (421).
+    MisdirectedRequest,
+    /// A request that is not safe to replay arrived in TLS early data (425).
+    TooEarly,
+    /// The route requires a client certificate that this connection did not present (403).
+    ClientCertRejected,
     /// The request's body framing is ambiguous or invalid: `Content-Length` with
     /// `Transfer-Encoding`, differing lengths, a coding other than `chunked`, a bad chunk (400).
     AmbiguousFraming,
@@ -103,14 +112,19 @@ impl ErrorKind {
             Self::HeaderReadTimeout | Self::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::NoTarget | Self::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::UpstreamConnect | Self::UpstreamReset | Self::UpstreamBadResponse => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::UpstreamConnect
+            | Self::UpstreamTls
+            | Self::UpstreamReset
+            | Self::UpstreamBadResponse => StatusCode::BAD_GATEWAY,
             Self::UpstreamConnectTimeout | Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Self::CorsRejected | Self::IpDenied | Self::GeoDenied => StatusCode::FORBIDDEN,
             Self::UnsupportedContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
+            Self::TooEarly => StatusCode::TOO_EARLY,
+            Self::ClientCertRejected | Self::CorsRejected | Self::IpDenied | Self::GeoDenied => {
+                StatusCode::FORBIDDEN
+            }
         }
     }
 
@@ -129,6 +143,7 @@ impl ErrorKind {
             Self::NoTarget => "no_upstream_target",
             Self::UpstreamConnect => "upstream_connect_failed",
             Self::UpstreamConnectTimeout => "upstream_connect_timeout",
+            Self::UpstreamTls => "upstream_tls_failed",
             Self::UpstreamReset => "upstream_reset",
             Self::UpstreamBadResponse => "upstream_bad_response",
             Self::UpstreamTimeout => "upstream_timeout",
@@ -139,6 +154,9 @@ impl ErrorKind {
             Self::DecompressionLimit => "decompression_limit",
             Self::UnsupportedContentEncoding => "unsupported_content_encoding",
             Self::BadContentEncoding => "bad_content_encoding",
+            Self::MisdirectedRequest => "misdirected_request",
+            Self::TooEarly => "too_early",
+            Self::ClientCertRejected => "client_cert_rejected",
             Self::AmbiguousFraming => "ambiguous_framing",
             Self::InvalidHeader => "invalid_header",
             Self::HostMismatch => "host_mismatch",
@@ -163,9 +181,10 @@ impl ErrorKind {
             Self::ClientBodyError => "The request body could not be read.",
             Self::NoRoute => "No route matches this request.",
             Self::NoTarget => "The service is unavailable.",
-            Self::UpstreamConnect | Self::UpstreamReset | Self::UpstreamBadResponse => {
-                "The upstream service failed to answer."
-            }
+            Self::UpstreamConnect
+            | Self::UpstreamTls
+            | Self::UpstreamReset
+            | Self::UpstreamBadResponse => "The upstream service failed to answer.",
             Self::UpstreamConnectTimeout | Self::UpstreamTimeout => {
                 "The upstream service did not answer in time."
             }
@@ -178,6 +197,9 @@ impl ErrorKind {
                 "The request body's content coding is not supported."
             }
             Self::BadContentEncoding => "The request body's compressed data is invalid.",
+            Self::MisdirectedRequest => "This connection cannot serve this host.",
+            Self::TooEarly => "Retry the request after the TLS handshake.",
+            Self::ClientCertRejected => "A valid client certificate is required.",
             Self::AmbiguousFraming => "The request body framing is invalid.",
             Self::InvalidHeader => "The request headers are malformed.",
             Self::HostMismatch => "The request target and Host header disagree.",
@@ -200,6 +222,9 @@ impl ErrorKind {
             | Self::MethodNotAllowed
             | Self::HeaderReadTimeout
             | Self::ClientBodyError
+            | Self::MisdirectedRequest
+            | Self::TooEarly
+            | Self::ClientCertRejected
             | Self::RateLimited
             | Self::CorsRejected
             | Self::DecompressionLimit
@@ -213,6 +238,7 @@ impl ErrorKind {
             | Self::ProxyProtocolInvalid => Side::Client,
             Self::UpstreamConnect
             | Self::UpstreamConnectTimeout
+            | Self::UpstreamTls
             | Self::UpstreamReset
             | Self::UpstreamBadResponse
             | Self::UpstreamTimeout => Side::Upstream,

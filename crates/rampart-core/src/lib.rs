@@ -19,7 +19,7 @@ pub mod stage;
 
 pub use body::{Body, BodyTooLarge, BoxError};
 pub use country::CountryCode;
-pub use ctx::{ConnInfo, RequestCtx};
+pub use ctx::{ClientCertInfo, ConnInfo, RequestCtx, TlsInfo};
 pub use error::{ErrorKind, ProxyError, Side};
 pub use ids::TraceContext;
 pub use ipset::IpSet;

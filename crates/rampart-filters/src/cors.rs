@@ -8,8 +8,9 @@
 //! origin's answer to another.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use rampart_config::model::{Cors, OriginPattern};
 use rampart_core::{Body, ErrorKind, Flow, ProxyError, RequestCtx, Stage, StageFuture};
@@ -22,7 +23,7 @@ static VARY_PREFLIGHT: HeaderValue = HeaderValue::from_static(
 #[derive(Debug)]
 pub struct CorsStage {
     any_origin: bool,
-    exact: HashSet<Box<[u8]>>,
+    exact: HashSet<Box<[u8]>, BuildHasherDefault<Fnv>>,
     /// Wildcard suffixes (`.example.com[:port]`) and the schemes allowed for each.
     subdomains: HashMap<Box<[u8]>, Vec<Box<[u8]>>>,
     regexes: Option<regex::bytes::RegexSet>,
@@ -43,7 +44,7 @@ impl CorsStage {
     /// An origin, method or header the config validation should have refused.
     pub fn new(cfg: &Cors) -> Result<Self, String> {
         let mut any_origin = false;
-        let mut exact = HashSet::new();
+        let mut exact = HashSet::default();
         let mut subdomains: HashMap<Box<[u8]>, Vec<Box<[u8]>>> = HashMap::new();
         for origin in &cfg.allow_origins {
             match OriginPattern::parse(origin)? {
@@ -195,13 +196,7 @@ impl CorsStage {
     /// CORS answers: the upstream's own are removed when the origin is not allowed.
     fn decorate(&self, headers: &mut HeaderMap, origin: Option<&HeaderValue>, preflight: bool) {
         if origin.is_none() {
-            for name in [
-                header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            ] {
-                headers.remove(name);
-            }
+            remove_upstream_cors(headers);
         }
         if let Some(origin) = origin {
             let value = if self.any_origin && !self.credentials {
@@ -228,16 +223,38 @@ impl CorsStage {
     }
 }
 
-/// Appends `Origin` to `Vary` unless it is there already (or `Vary: *`).
+/// Appends `Origin` to `Vary` unless it is there already (or `Vary: *`), with one lookup.
 fn add_vary_origin(headers: &mut HeaderMap) {
-    let present = headers.get_all(header::VARY).iter().any(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .map(trim)
-            .any(|t| t == b"*" || t.eq_ignore_ascii_case(b"origin"))
-    });
-    if !present {
-        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    match headers.entry(header::VARY) {
+        Entry::Occupied(mut e) => {
+            let present = e.iter().any(|v| {
+                v.as_bytes()
+                    .split(|b| *b == b',')
+                    .map(trim)
+                    .any(|t| t == b"*" || t.eq_ignore_ascii_case(b"origin"))
+            });
+            if !present {
+                e.append(HeaderValue::from_static("Origin"));
+            }
+        }
+        Entry::Vacant(e) => {
+            e.insert(HeaderValue::from_static("Origin"));
+        }
+    }
+}
+
+/// CORS answers the upstream gave for an origin the route does not allow: removed, found with
+/// one pass over the names rather than a lookup per name.
+fn remove_upstream_cors(headers: &mut HeaderMap) {
+    let names = [
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+    ];
+    if headers.keys().any(|k| names.contains(k)) {
+        for name in names {
+            headers.remove(name);
+        }
     }
 }
 
@@ -286,5 +303,28 @@ impl Stage for CorsStage {
                 .headers()
                 .contains_key(header::ACCESS_CONTROL_ALLOW_METHODS);
         self.decorate(resp.headers_mut(), ctx.cors_origin.as_ref(), preflight);
+    }
+}
+
+/// FNV-1a for the exact-origin set: the set is fixed at config time, so clients cannot grow
+/// collision chains in it, and an unkeyed hash this cheap is safe.
+#[derive(Debug)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
     }
 }

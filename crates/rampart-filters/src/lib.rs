@@ -4,7 +4,9 @@
 //! Depends on `rampart-core` and `rampart-config`; never on the server or upstream crates.
 
 pub mod access;
+pub mod client_cert;
 pub mod cors;
+pub mod decompress;
 pub mod geoip;
 pub mod header_edits;
 pub mod limits;
@@ -13,6 +15,7 @@ pub mod rewrite;
 pub mod security_headers;
 
 pub use access::{AccessList, AccessStage};
+pub use client_cert::ClientCertCheck;
 pub use cors::CorsStage;
 pub use geoip::GeoIp;
 pub use header_edits::HeaderEditStage;

@@ -17,6 +17,9 @@ static SERVER_HEADERS: [HeaderName; 4] = [
     HeaderName::from_static("x-aspnetmvc-version"),
 ];
 
+/// Headers the stages and the pipeline may add after this one.
+const HEADROOM: usize = 8;
+
 static PERMISSIONS_POLICY: HeaderName = HeaderName::from_static("permissions-policy");
 
 /// The compiled `security_headers` of a route.
@@ -93,10 +96,12 @@ impl Stage for SecurityHeadersStage {
     fn on_response(&self, resp: &mut Response<Body>, ctx: &mut RequestCtx) {
         let headers = resp.headers_mut();
         if self.hide_server {
-            for name in &SERVER_HEADERS {
-                headers.remove(name);
-            }
+            hide_server_headers(headers);
         }
+        // Grow the map once, with room for these headers and for those the later response
+        // stages (CORS, header edits) and the pipeline (request ID) add, rather than once per
+        // insert that crosses its capacity.
+        headers.reserve(self.fixed.len() + usize::from(self.hsts.is_some()) + HEADROOM);
         if let Some((hsts, force)) = &self.hsts
             && (*force || ctx.conn.scheme == "https")
         {
@@ -104,6 +109,24 @@ impl Stage for SecurityHeadersStage {
         }
         for (name, value) in &self.fixed {
             self.put(headers, name, value);
+        }
+    }
+}
+
+/// Removes [`SERVER_HEADERS`] with one pass over the response's names (a response has a handful
+/// of headers; probing the map for each of the four names costs more).
+fn hide_server_headers(headers: &mut http::HeaderMap) {
+    let mut found = [false; SERVER_HEADERS.len()];
+    let mut any = false;
+    for name in headers.keys() {
+        if let Some(i) = SERVER_HEADERS.iter().position(|s| s == name) {
+            found[i] = true;
+            any = true;
+        }
+    }
+    if any {
+        for (name, _) in SERVER_HEADERS.iter().zip(found).filter(|(_, f)| *f) {
+            headers.remove(name);
         }
     }
 }

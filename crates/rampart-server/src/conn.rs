@@ -5,17 +5,20 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rampart_core::{ConnInfo, ErrorKind, RequestCtx};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::access_log::Outcome;
 use crate::conn_io::{ConnState, HeaderTimeout, TimedIo};
 use crate::server::Shared;
+use crate::tls::Accepted;
 
 /// What every request on a connection shares.
 pub(crate) struct ConnCtx {
@@ -38,7 +41,7 @@ pub(crate) async fn serve(
     peer: SocketAddr,
     listener_index: usize,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let _guard = crate::worker::track_connection();
     let _ = stream.set_nodelay(true);
@@ -61,7 +64,62 @@ pub(crate) async fn serve(
             }
         }
     }
-    let info = Arc::new(info);
+    if let Some(p) = listener.passthrough.clone() {
+        let stats = Arc::clone(&rt.tls_stats);
+        drop(rt);
+        p.serve(stream, &stats).await;
+        return;
+    }
+    let Some(tls) = listener.tls.clone() else {
+        drop(rt);
+        return serve_http(
+            stream,
+            Arc::new(info),
+            None,
+            listener_index,
+            shared,
+            shutdown,
+        )
+        .await;
+    };
+    let timeout = rt.settings.header_read_timeout;
+    drop(rt);
+    match tls.accept(stream, timeout).await {
+        Ok((Accepted::Tls(s), facts)) => {
+            let info = Arc::new(info.with_tls(Arc::new(facts)));
+            serve_http(*s, info, None, listener_index, shared, shutdown).await;
+        }
+        Ok((Accepted::Early(s), facts)) => {
+            let info = Arc::new(info.with_tls(Arc::new(facts)));
+            let done = s.handshake_done();
+            serve_http(*s, info, Some(done), listener_index, shared, shutdown).await;
+        }
+        Err(e) => {
+            tracing::debug!(peer = %peer, listener = %tls.name, error = %e, "TLS handshake failed");
+        }
+    }
+}
+
+/// Marks a request dispatched before the TLS handshake completed (it came in early data).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EarlyData;
+
+/// Serves HTTP/1.1 and HTTP/2 on `stream` (TCP, or TLS after the handshake). `handshake_done`
+/// is set for early-data connections: requests dispatched while it is false came in early data.
+async fn serve_http<S>(
+    stream: S,
+    info: Arc<ConnInfo>,
+    handshake_done: Option<Arc<AtomicBool>>,
+    listener_index: usize,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let rt = shared.runtime();
+    let Some(listener) = rt.listeners.get(listener_index) else {
+        return;
+    };
     let state = Arc::new(ConnState::default());
     let settings = &rt.settings;
     let io = TimedIo::new(
@@ -106,7 +164,14 @@ pub(crate) async fn serve(
         state: state.clone(),
     });
     drop(rt);
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        // Decided when hyper dispatches the request: before the handshake completed, the
+        // request can only have come in early data (and may be a replay).
+        if let Some(done) = &handshake_done
+            && !done.load(Ordering::Acquire)
+        {
+            req.extensions_mut().insert(EarlyData);
+        }
         let ctx = ctx.clone();
         async move { Ok::<_, Infallible>(crate::pipeline::handle(req, ctx).await) }
     });

@@ -80,9 +80,9 @@ enum Phase {
     Idle { deadline: Instant },
 }
 
-/// A client TCP stream with header-read and keep-alive timers.
-pub(crate) struct TimedIo {
-    stream: TcpStream,
+/// A client stream (TCP, or TLS over TCP) with header-read and keep-alive timers.
+pub(crate) struct TimedIo<S = TcpStream> {
+    stream: S,
     state: std::sync::Arc<ConnState>,
     phase: Phase,
     header_timeout: Duration,
@@ -100,10 +100,10 @@ pub(crate) struct TimedIo {
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
-impl TimedIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
     /// Wraps a freshly accepted stream.
     pub(crate) fn new(
-        stream: TcpStream,
+        stream: S,
         state: std::sync::Arc<ConnState>,
         header_timeout: Duration,
         keepalive: Duration,
@@ -231,7 +231,7 @@ fn timeout_response(request_id: &HeaderValue) -> String {
     )
 }
 
-impl AsyncRead for TimedIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TimedIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -268,7 +268,7 @@ impl AsyncRead for TimedIo {
     }
 }
 
-impl AsyncWrite for TimedIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -24,6 +24,7 @@ mod runtime;
 mod sanity;
 mod server;
 mod timefmt;
+pub mod tls;
 mod tunnel;
 mod worker;
 
@@ -31,3 +32,4 @@ pub use access_log::AccessLog;
 pub use explain::{ExplainReport, explain};
 pub use runtime::{CompiledRoute, Runtime, compile};
 pub use server::{ServerHandle, StartError, start};
+pub use tls::stats::{HandshakeFailure, TlsStats, TlsStatsSnapshot};

@@ -65,6 +65,14 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
     };
     resp.headers_mut()
         .insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+    if let Some(hsts) = listener.tls.as_ref().and_then(|t| t.hsts.as_ref())
+        && !resp
+            .headers()
+            .contains_key(header::STRICT_TRANSPORT_SECURITY)
+    {
+        resp.headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     finish.status = resp.status().as_u16();
     resp.map(|inner| ResponseBody::new(inner, finish))
 }
@@ -128,6 +136,16 @@ async fn process(
     check_sanity(&req)?;
     crate::sanity::check_head_flags(head_flags)?;
     crate::gates::admit(&mut req, ctx, &listener.gates, &rt.gates)?;
+    if let Some((status, port)) = &listener.redirect_https {
+        return redirect_https(&req, ctx, *status, port);
+    }
+    // The connection's client certificate reaches upstreams only in headers Rampart sets.
+    for name in listener.client_cert_headers.iter() {
+        req.headers_mut().remove(name);
+    }
+    if let Some(tls) = &listener.tls {
+        check_tls(&mut req, ctx, tls)?;
+    }
     // The host the request is routed by is the one stages, handlers and the upstream see.
     if req.uri().authority().is_some()
         && let Some(host) = &ctx.host
@@ -178,6 +196,88 @@ async fn run_route(
         .handler
         .run(req, ctx, rt, listener, route.timeout)
         .await
+}
+
+/// Methods served from TLS early data: safe ones only (RFC 9110 §9.2.1). An idempotent but
+/// unsafe method (PUT, DELETE) could still be replayed after a later change and undo it.
+fn early_data_allowed(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+static EARLY_DATA: HeaderName = HeaderName::from_static("early-data");
+
+/// Early data (425 or `Early-Data: 1`, RFC 8470) and strict SNI (421).
+fn check_tls(
+    req: &mut Request<Body>,
+    ctx: &mut RequestCtx,
+    tls: &crate::tls::TlsListener,
+) -> Result<(), ProxyError> {
+    if req.extensions().get::<crate::conn::EarlyData>().is_some() {
+        ctx.early_data = true;
+        if !early_data_allowed(req.method()) {
+            tls.stats.early_data_rejected();
+            return Err(ProxyError::new(
+                ErrorKind::TooEarly,
+                format!("{} received in TLS early data", req.method()),
+            ));
+        }
+        req.headers_mut()
+            .insert(EARLY_DATA.clone(), HeaderValue::from_static("1"));
+    }
+    if tls.strict_sni {
+        let host = ctx
+            .host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let covered = ctx
+            .conn
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.covers_host(strip_port(host)));
+        if !covered {
+            return Err(ProxyError::new(
+                ErrorKind::MisdirectedRequest,
+                format!("host {host:?} is not served by this connection's certificate"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `host` without a `:port` (IPv6 literals keep their brackets).
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    host.rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(h, _)| h)
+}
+
+/// A redirect listener's answer: the same host and target over HTTPS.
+fn redirect_https(
+    req: &Request<Body>,
+    ctx: &RequestCtx,
+    status: StatusCode,
+    port: &str,
+) -> Result<Response<Body>, ProxyError> {
+    let host = ctx
+        .host
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .map(strip_port)
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| ProxyError::new(ErrorKind::BadRequest, "no host to redirect to"))?;
+    let target = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+    let location = HeaderValue::from_str(&format!("https://{host}{port}{target}"))
+        .map_err(|_| ProxyError::new(ErrorKind::BadRequest, "invalid host for redirect"))?;
+    let mut resp = Response::new(Body::full(Bytes::new()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::LOCATION, location);
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    Ok(resp)
 }
 
 /// `/healthz` (the process is alive) and `/readyz` (listening, config loaded, not draining),

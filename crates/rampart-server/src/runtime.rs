@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderValue;
+use http::header::HeaderName;
+use http::{HeaderValue, StatusCode};
 use rampart_config::model::{ForwardedPolicy, Listener, Route};
 use rampart_config::{Config, ConfigError, Diagnostics};
 use rampart_core::Stage;
@@ -17,6 +18,9 @@ use rampart_upstream::UpstreamSet;
 use crate::gates::{GlobalGates, ListenerGates};
 use crate::handler::{Handler, RedirectSpec, RespondSpec};
 use crate::route_gates::{self, RateLimiters};
+use crate::tls::TlsListener;
+use crate::tls::passthrough::PassthroughRt;
+use crate::tls::stats::TlsStats;
 
 /// Everything the data plane needs, compiled from one config.
 pub struct Runtime {
@@ -26,6 +30,8 @@ pub struct Runtime {
     pub(crate) settings: Settings,
     /// Process-wide security gates: GeoIP, HTTP/2 and connection limits, body rate.
     pub(crate) gates: GlobalGates,
+    /// TLS counters shared by every TLS listener of this runtime.
+    pub(crate) tls_stats: Arc<TlsStats>,
 }
 
 /// One listener's settings and the router of the routes it serves.
@@ -41,6 +47,14 @@ pub(crate) struct ListenerRt {
     pub(crate) router: Router<Arc<CompiledRoute>>,
     /// Trusted proxies, PROXY protocol sources and the access list.
     pub(crate) gates: ListenerGates,
+    /// TLS termination, when the listener has `[listeners.tls]`.
+    pub(crate) tls: Option<Arc<TlsListener>>,
+    /// Redirect every request to HTTPS: (status, port suffix such as `:8443` or empty).
+    pub(crate) redirect_https: Option<(StatusCode, Arc<str>)>,
+    /// Forward raw TLS by SNI instead of serving HTTP.
+    pub(crate) passthrough: Option<Arc<PassthroughRt>>,
+    /// Header names carrying the client certificate upstream (client copies are removed).
+    pub(crate) client_cert_headers: Arc<[HeaderName; 3]>,
 }
 
 /// Process-wide request settings.
@@ -129,6 +143,12 @@ impl Runtime {
         self.config.raw().routes.len()
     }
 
+    /// The TLS counters (handshakes, failures, resumptions, early data, reloads, expiry).
+    #[must_use]
+    pub fn tls_stats(&self) -> &Arc<TlsStats> {
+        &self.tls_stats
+    }
+
     pub(crate) fn listener(&self, name: &str) -> Option<&ListenerRt> {
         self.listeners.iter().find(|l| &*l.name == name)
     }
@@ -164,9 +184,10 @@ pub fn compile(config: &Config) -> Result<Runtime, Diagnostics> {
             Err(e) => errors.extend(e),
         }
     }
+    let tls_stats = Arc::new(TlsStats::default());
     let mut listeners = Vec::with_capacity(raw.listeners.len());
-    for l in &raw.listeners {
-        match listener_runtime(l, &routes, raw) {
+    for (i, l) in raw.listeners.iter().enumerate() {
+        match listener_runtime(l, &routes, raw, &format!("listeners[{i}]"), &tls_stats) {
             Ok(rt) => listeners.push(rt),
             Err(e) => errors.extend(e),
         }
@@ -191,6 +212,7 @@ pub fn compile(config: &Config) -> Result<Runtime, Diagnostics> {
         upstreams,
         settings: settings(config),
         gates,
+        tls_stats,
     })
 }
 
@@ -221,9 +243,47 @@ fn listener_runtime(
     l: &Listener,
     routes: &[(&Route, String, Arc<CompiledRoute>)],
     raw: &rampart_config::RawConfig,
+    path: &str,
+    tls_stats: &Arc<TlsStats>,
 ) -> Result<ListenerRt, Vec<ConfigError>> {
     let mut entries = Vec::new();
     let mut errors = Vec::new();
+    let tls = match &l.tls {
+        Some(t) => match TlsListener::compile(l, t, &format!("{path}.tls"), tls_stats) {
+            Ok(t) => Some(Arc::new(t)),
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        },
+        None => None,
+    };
+    let names = l
+        .tls
+        .as_ref()
+        .map(|t| t.client_cert_headers.clone())
+        .unwrap_or_default();
+    let header = |n: &str, fallback: &'static str| {
+        HeaderName::from_bytes(n.as_bytes()).unwrap_or(HeaderName::from_static(fallback))
+    };
+    let client_cert_headers = Arc::new([
+        header(&names.fingerprint, "x-client-cert-sha256"),
+        header(&names.subject, "x-client-cert-subject"),
+        header(&names.sans, "x-client-cert-sans"),
+    ]);
+    let redirect_https = l.redirect_https.as_ref().map(|r| {
+        let status =
+            StatusCode::from_u16(*r.status.get()).unwrap_or(StatusCode::PERMANENT_REDIRECT);
+        let port: Arc<str> = match r.port {
+            Some(443) | None => Arc::from(""),
+            Some(p) => Arc::from(format!(":{p}")),
+        };
+        (status, port)
+    });
+    let passthrough = l
+        .passthrough
+        .as_ref()
+        .map(|p| Arc::new(PassthroughRt::new(p, &raw.upstreams)));
     for (route, path, compiled) in routes {
         match Matcher::from_config(route, path) {
             Ok(m) if m.serves_listener(&l.name) => entries.push((m, Arc::clone(compiled))),
@@ -245,6 +305,10 @@ fn listener_runtime(
         health_endpoints: l.health_endpoints,
         router: Router::new(entries)?,
         gates: ListenerGates::new(l, raw),
+        tls,
+        redirect_https,
+        passthrough,
+        client_cert_headers,
     })
 }
 
@@ -263,6 +327,9 @@ fn compile_route(
         stages.push(Box::new(rampart_filters::AccessStage(
             rampart_filters::AccessList::new(access),
         )));
+    }
+    if let Some(cc) = &r.client_cert {
+        stages.push(Box::new(rampart_filters::ClientCertCheck::new(cc)));
     }
     stages.extend(route_gates::front_stages(r, path, limiters)?);
     if !r.allow_methods.is_empty() {

@@ -54,6 +54,8 @@ pub struct ServerHandle {
     workers: Vec<JoinHandle<io::Result<()>>>,
     shared: Arc<Shared>,
     drain_timeout: Duration,
+    /// Watches certificate files; dropped on shutdown.
+    tls_watcher: Option<crate::tls::reload::Watcher>,
 }
 
 /// Compiles `config`, binds its listeners and starts its workers.
@@ -97,6 +99,13 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
         draining: AtomicBool::new(false),
         conn_limits: Arc::default(),
     });
+    let tls_listeners: Vec<_> = shared
+        .runtime()
+        .listeners
+        .iter()
+        .filter_map(|l| l.tls.clone())
+        .collect();
+    let tls_watcher = crate::tls::reload::spawn(tls_listeners);
     let (shutdown, _) = watch::channel(false);
     let drain_timeout = raw.server.drain_timeout.get();
     let mut handles = Vec::with_capacity(workers);
@@ -114,6 +123,7 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
         workers: handles,
         shared,
         drain_timeout,
+        tls_watcher,
     })
 }
 
@@ -158,10 +168,17 @@ impl ServerHandle {
         self.shared.access_log.as_ref().map_or(0, |l| l.dropped())
     }
 
+    /// TLS counters: handshakes, failures, resumptions, early data, reloads, expiry times.
+    #[must_use]
+    pub fn tls_stats(&self) -> crate::tls::stats::TlsStatsSnapshot {
+        self.shared.runtime().tls_stats.snapshot()
+    }
+
     /// Stops accepting, lets in-flight requests finish within the drain timeout, and waits for
     /// the workers to exit.
     pub fn shutdown(self) {
         self.shared.draining.store(true, Ordering::Relaxed);
+        drop(self.tls_watcher);
         let _ = self.shutdown.send(true);
         for worker in self.workers {
             match worker.join() {

@@ -128,3 +128,25 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
+
+/// Copies bytes both ways between `a` and `b` until either side closes or nothing has moved for
+/// `idle`. Returns the bytes moved (a→b, b→a) when the copy ended by itself.
+pub(crate) async fn relay<A, B>(a: A, b: B, idle: Duration) -> Option<io::Result<(u64, u64)>>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let clock = Arc::new(Activity::new());
+    let mut a = Tracked {
+        io: a,
+        clock: clock.clone(),
+    };
+    let mut b = Tracked {
+        io: b,
+        clock: clock.clone(),
+    };
+    tokio::select! {
+        result = tokio::io::copy_bidirectional(&mut a, &mut b) => Some(result),
+        () = clock.idle_for(idle) => None,
+    }
+}

@@ -83,6 +83,18 @@ impl TestGateway {
             .collect()
     }
 
+    /// The gateway's TLS counters.
+    ///
+    /// # Panics
+    /// After shutdown.
+    #[must_use]
+    pub fn tls_stats(&self) -> rampart_server::TlsStatsSnapshot {
+        self.handle
+            .as_ref()
+            .map(rampart_server::ServerHandle::tls_stats)
+            .unwrap_or_else(|| panic!("gateway is shut down"))
+    }
+
     /// Stops accepting, drains and joins the workers.
     pub fn shutdown(mut self) {
         if let Some(h) = self.handle.take() {

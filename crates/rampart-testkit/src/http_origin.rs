@@ -96,6 +96,37 @@ impl HttpOrigin {
         Self::spawn(Proto::H2c).await
     }
 
+    /// Starts the same service over TLS with `config`: HTTP/2 when the client negotiates `h2`
+    /// by ALPN, HTTP/1.1 otherwise. Connections that fail the handshake are counted too.
+    pub async fn tls(config: Arc<rustls::ServerConfig>) -> io::Result<Self> {
+        let listener = bind_loopback().await?;
+        let addr = listener.local_addr()?;
+        let stats = Arc::new(Stats::default());
+        let loop_stats = Arc::clone(&stats);
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let server = spawn_accept_loop(listener, move |stream, peer| {
+            let conn_id = loop_stats.connections.fetch_add(1, Ordering::SeqCst) + 1;
+            let stats = Arc::clone(&loop_stats);
+            let acceptor = acceptor.clone();
+            async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let proto = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    Proto::H2c
+                } else {
+                    Proto::Http1
+                };
+                serve_io(TokioIo::new(tls), peer, proto, stats, conn_id).await;
+            }
+        });
+        Ok(Self {
+            addr,
+            stats,
+            _server: server,
+        })
+    }
+
     /// Binds and spawns the accept loop.
     async fn spawn(proto: Proto) -> io::Result<Self> {
         let listener = bind_loopback().await?;
@@ -143,7 +174,19 @@ async fn serve_connection(
     conn_id: u64,
 ) {
     let _ = stream.set_nodelay(true);
-    let io = TokioIo::new(stream);
+    serve_io(TokioIo::new(stream), peer, proto, stats, conn_id).await;
+}
+
+/// Serves HTTP on an established stream (plain or TLS) until it closes.
+async fn serve_io<I>(
+    io: TokioIo<I>,
+    peer: SocketAddr,
+    proto: Proto,
+    stats: Arc<Stats>,
+    conn_id: u64,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |req: Request<Incoming>| {
         stats.requests.fetch_add(1, Ordering::SeqCst);
         async move { Ok::<_, Infallible>(route(req, peer, conn_id).await) }

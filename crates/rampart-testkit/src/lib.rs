@@ -4,6 +4,7 @@
 //! Every origin binds `127.0.0.1:0`, runs on the caller's tokio runtime, exposes `addr()`, and
 //! stops (its accept loop and every connection task are aborted) when dropped.
 
+pub mod certs;
 mod gateway;
 mod h1;
 pub mod http_client;
@@ -15,6 +16,7 @@ mod scripted;
 mod server;
 mod ws_origin;
 
+pub use certs::{CertFiles, KeyKind, TestPki};
 pub use gateway::{GatewayBuilder, TestGateway};
 pub use http_client::{RawConnection, RawResponse, raw_request, raw_request_parsed};
 pub use http_origin::HttpOrigin;

@@ -10,8 +10,9 @@ use rampart_config::syntax::Target as TargetSpec;
 use rampart_core::{ErrorKind, ProxyError};
 use tokio::net::TcpStream;
 
+use crate::io::UpstreamIo;
 use crate::pool::H2Sender;
-use crate::set::Target;
+use crate::set::{Target, UpstreamSet};
 
 /// Connects to `target` within `timeout`, trying each resolved address in turn.
 pub(crate) async fn tcp(
@@ -61,34 +62,68 @@ fn connect_error(target: &Target, detail: &str) -> ProxyError {
     .retryable()
 }
 
-/// Opens an HTTP/1.1 connection; with `upgrades` the connection can become a tunnel.
-pub(crate) async fn http1(
+/// Opens a stream to `target`: TCP, then the TLS handshake when the upstream uses TLS, all
+/// within the upstream's connect timeout.
+pub(crate) async fn stream(target: &Target, set: &UpstreamSet) -> Result<UpstreamIo, ProxyError> {
+    let timeout = set.connect_timeout;
+    let Some(tls) = &set.tls else {
+        return tcp(target, timeout).await.map(|(s, _)| UpstreamIo::Tcp(s));
+    };
+    let started = std::time::Instant::now();
+    let (tcp, _) = tcp(target, timeout).await?;
+    let name = crate::tls::server_name(&tls.settings, &target.host())
+        .map_err(|e| connect_error(target, &e))?;
+    let left = timeout.saturating_sub(started.elapsed());
+    match tokio::time::timeout(left, crate::tls::connect(tls.config.clone(), name, tcp)).await {
+        Ok(Ok(stream)) => Ok(UpstreamIo::Tls(Box::new(stream))),
+        Ok(Err(e)) => Err(ProxyError::new(
+            ErrorKind::UpstreamTls,
+            format!("{}: TLS handshake: {e}", target.label),
+        )
+        .retryable()),
+        Err(_) => Err(ProxyError::new(
+            ErrorKind::UpstreamConnectTimeout,
+            format!(
+                "{}: TLS handshake timed out after {timeout:?}",
+                target.label
+            ),
+        )
+        .retryable()),
+    }
+}
+
+/// Opens an HTTP/1.1 connection with hyper's client that can become a tunnel (upgrades).
+pub(crate) async fn http1_upgradable(
     target: &Target,
-    timeout: Duration,
-    upgrades: bool,
+    set: &UpstreamSet,
 ) -> Result<http1::SendRequest<rampart_core::Body>, ProxyError> {
-    let (stream, _) = tcp(target, timeout).await?;
+    let io = stream(target, set).await?;
     let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
+        .handshake(TokioIo::new(io))
         .await
         .map_err(|e| connect_error(target, &format!("handshake: {e}")))?;
-    if upgrades {
-        tokio::spawn(async move {
-            let _ = conn.with_upgrades().await;
-        });
-    } else {
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-    }
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
     Ok(sender)
 }
 
-/// Opens a cleartext HTTP/2 connection (prior knowledge).
-pub(crate) async fn http2(target: &Target, timeout: Duration) -> Result<H2Sender, ProxyError> {
-    let (stream, _) = tcp(target, timeout).await?;
+/// Opens an HTTP/2 connection: prior knowledge in cleartext, ALPN `h2` over TLS.
+pub(crate) async fn http2(target: &Target, set: &UpstreamSet) -> Result<H2Sender, ProxyError> {
+    let io = stream(target, set).await?;
+    if let UpstreamIo::Tls(tls) = &io
+        && !crate::tls::negotiated_h2(tls)
+    {
+        return Err(ProxyError::new(
+            ErrorKind::UpstreamBadResponse,
+            format!(
+                "{}: the target did not agree to HTTP/2 (ALPN)",
+                target.label
+            ),
+        ));
+    }
     let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-        .handshake(TokioIo::new(stream))
+        .handshake(TokioIo::new(io))
         .await
         .map_err(|e| connect_error(target, &format!("h2 handshake: {e}")))?;
     tokio::spawn(async move {

@@ -16,7 +16,7 @@ use http::{Method, Request, Response, Uri, Version, header};
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use rampart_config::model::UpstreamProtocol;
-use rampart_core::{Body, BodyTooLarge, BoxError, ErrorKind, ProxyError};
+use rampart_core::{Body, BoxError, ErrorKind, ProxyError};
 use tokio::sync::oneshot;
 
 use crate::error::classify;
@@ -140,7 +140,7 @@ async fn attempt(
 ) -> Result<Forwarded, Failure> {
     match set.protocol {
         _ if upgrade => attempt_upgrade(set, target, req, timeout).await,
-        UpstreamProtocol::H2c => attempt_h2(set, target, req, timeout).await,
+        UpstreamProtocol::H2c | UpstreamProtocol::H2 => attempt_h2(set, target, req, timeout).await,
         UpstreamProtocol::Http1 => attempt_h1(set, target, req, timeout).await,
     }
 }
@@ -154,7 +154,7 @@ async fn attempt_upgrade(
     timeout: Duration,
 ) -> Result<Forwarded, Failure> {
     *req.version_mut() = Version::HTTP_11;
-    let mut sender = match connect::http1(target, set.connect_timeout, true).await {
+    let mut sender = match connect::http1_upgradable(target, set).await {
         Ok(sender) => sender,
         Err(error) => return Err(Failure::unsent(error, req)),
     };
@@ -198,8 +198,8 @@ async fn attempt_h1(
     loop {
         let (mut conn, fresh) = match pool::take_h1(target.pool_key) {
             Some(conn) => (conn, false),
-            None => match connect::tcp(target, set.connect_timeout).await {
-                Ok((stream, _)) => (H1Conn::new(stream), true),
+            None => match connect::stream(target, set).await {
+                Ok(io) => (H1Conn::new(io), true),
                 Err(error) => return Err(Failure::unsent(error, req)),
             },
         };
@@ -268,10 +268,11 @@ fn exchange_error(e: ExchangeError, target: &Target, uses: u64) -> ProxyError {
             ErrorKind::UpstreamTimeout,
             format!("{label}: no response head in time"),
         ),
-        ExchangeError::Body(err) if err.downcast_ref::<BodyTooLarge>().is_some() => {
-            ProxyError::new(ErrorKind::BodyTooLarge, err.to_string())
+        ExchangeError::Body(err) => {
+            let kind = rampart_core::body_error::client_body_reason(&*err)
+                .unwrap_or(ErrorKind::ClientBodyError);
+            ProxyError::new(kind, err.to_string())
         }
-        ExchangeError::Body(err) => ProxyError::new(ErrorKind::ClientBodyError, err.to_string()),
     }
 }
 
@@ -285,7 +286,7 @@ async fn attempt_h2(
         match pool::checkout_h2(target.pool_key) {
             H2Checkout::Ready(sender) => break sender,
             H2Checkout::Connect(opening) => {
-                let outcome = connect::http2(target, set.connect_timeout).await;
+                let outcome = connect::http2(target, set).await;
                 opening.finish(&outcome);
                 match outcome {
                     Ok(sender) => break sender,
@@ -315,7 +316,7 @@ async fn attempt_h2(
         .retryable();
         return Err(Failure::unsent(error, req));
     }
-    let req = to_absolute_form(req, target);
+    let req = to_absolute_form(req, target, set.tls.is_some());
     let (req, body_sent) = watch_body_end(req);
     let started = Instant::now();
     match with_timeout(sender.try_send_request(req), body_sent, timeout).await {
@@ -352,14 +353,14 @@ fn timed_out(target: &Target, timeout: Duration) -> Failure {
 }
 
 /// HTTP/2 carries the authority in the URI (`:authority`) instead of a `Host` header.
-fn to_absolute_form(mut req: Request<Body>, target: &Target) -> Request<Body> {
+fn to_absolute_form(mut req: Request<Body>, target: &Target, tls: bool) -> Request<Body> {
     let authority = req
         .headers_mut()
         .remove(header::HOST)
         .and_then(|h| Authority::try_from(h.as_bytes()).ok())
         .or_else(|| Authority::try_from(target.label.as_ref()).ok());
     let mut parts = req.uri().clone().into_parts();
-    parts.scheme = Some(Scheme::HTTP);
+    parts.scheme = Some(if tls { Scheme::HTTPS } else { Scheme::HTTP });
     parts.authority = authority;
     if let Ok(uri) = Uri::from_parts(parts) {
         *req.uri_mut() = uri;

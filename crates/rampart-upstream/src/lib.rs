@@ -9,8 +9,10 @@ mod connect;
 mod error;
 mod forward;
 mod h1;
+mod io;
 mod pool;
 mod set;
+pub mod tls;
 
 pub use forward::{ForwardError, Forwarded, forward};
-pub use set::{Target, UpstreamSet};
+pub use set::{Target, UpstreamSet, UpstreamTlsRt};

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use http::HeaderValue;
-use rampart_config::model::{Upstream, UpstreamProtocol};
+use rampart_config::model::{Upstream, UpstreamProtocol, UpstreamTls};
 use rampart_config::syntax::{self, Target as TargetSpec};
 use rampart_config::{ConfigError, Located};
 
@@ -21,6 +21,17 @@ pub struct Target {
     pub authority: HeaderValue,
     /// The per-worker pool this target's connections live in (stable across reloads).
     pub(crate) pool_key: usize,
+}
+
+impl Target {
+    /// The host part of the target (DNS name or IP literal), for TLS server names.
+    #[must_use]
+    pub fn host(&self) -> String {
+        match &self.spec {
+            TargetSpec::Addr(addr) => addr.ip().to_string(),
+            TargetSpec::Host(host, _) => host.clone(),
+        }
+    }
 }
 
 /// A named group of targets with its connection settings.
@@ -40,7 +51,18 @@ pub struct UpstreamSet {
     pub idle_timeout: Duration,
     /// Most idle HTTP/1.1 connections per target and worker.
     pub max_idle_per_target: usize,
+    /// TLS to the targets, when configured.
+    pub tls: Option<UpstreamTlsRt>,
     next: AtomicUsize,
+}
+
+/// An upstream's compiled TLS settings.
+#[derive(Debug)]
+pub struct UpstreamTlsRt {
+    /// The rustls client configuration (roots, client certificate, ALPN).
+    pub config: Arc<rustls::ClientConfig>,
+    /// The settings as written (for the SNI name).
+    pub settings: UpstreamTls,
 }
 
 impl UpstreamSet {
@@ -49,10 +71,25 @@ impl UpstreamSet {
     /// # Errors
     /// A target that does not parse (validation normally catches this first).
     pub fn from_config(u: &Upstream, path: &str) -> Result<Self, Vec<ConfigError>> {
+        let tls = match u.tls.as_ref().filter(|t| t.enabled) {
+            Some(settings) => {
+                let http2 = u.protocol != UpstreamProtocol::Http1;
+                let config = crate::tls::client_config(settings, http2, &format!("{path}.tls"))?;
+                Some(UpstreamTlsRt {
+                    config,
+                    settings: settings.clone(),
+                })
+            }
+            None => None,
+        };
+        // Connections of different TLS settings never share a pool.
+        let identity = tls
+            .as_ref()
+            .map(|t| format!("{}|{:?}", u.name.get(), t.settings));
         let mut errors = Vec::new();
         let mut targets = Vec::with_capacity(u.targets.len());
         for (i, t) in u.targets.iter().enumerate() {
-            match build_target(t, u.protocol) {
+            match build_target(t, u.protocol, identity.as_deref()) {
                 Ok(target) => targets.push(target),
                 Err(msg) => errors.push(ConfigError::new(
                     Some(t.span()),
@@ -72,6 +109,7 @@ impl UpstreamSet {
             request_timeout: u.request_timeout.get(),
             idle_timeout: u.idle_timeout.get(),
             max_idle_per_target: u.max_idle_per_target,
+            tls,
             next: AtomicUsize::new(0),
         })
     }
@@ -91,27 +129,36 @@ impl UpstreamSet {
     }
 }
 
-fn build_target(text: &Located<String>, protocol: UpstreamProtocol) -> Result<Target, String> {
+fn build_target(
+    text: &Located<String>,
+    protocol: UpstreamProtocol,
+    tls: Option<&str>,
+) -> Result<Target, String> {
     let spec = syntax::parse_target(text)?;
     let authority = HeaderValue::from_str(text).map_err(|e| e.to_string())?;
     Ok(Target {
-        pool_key: pool_key(&spec, protocol),
+        pool_key: pool_key(&spec, protocol, tls),
         label: Arc::from(text.as_str()),
         authority,
         spec,
     })
 }
 
-/// A small dense number per (target, protocol), the same for the life of the process, so pools
-/// are found by indexing rather than hashing and survive config reloads.
-fn pool_key(spec: &TargetSpec, protocol: UpstreamProtocol) -> usize {
-    static KEYS: OnceLock<Mutex<HashMap<(TargetSpec, UpstreamProtocol), usize>>> = OnceLock::new();
+/// Everything that makes connections interchangeable: target, protocol, TLS identity.
+type PoolIdentity = (TargetSpec, UpstreamProtocol, Option<String>);
+
+/// A small dense number per pool identity, the same for the life of the process, so pools are
+/// found by indexing rather than hashing and survive config reloads.
+fn pool_key(spec: &TargetSpec, protocol: UpstreamProtocol, tls: Option<&str>) -> usize {
+    static KEYS: OnceLock<Mutex<HashMap<PoolIdentity, usize>>> = OnceLock::new();
     let mut keys = KEYS
         .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let next = keys.len();
-    *keys.entry((spec.clone(), protocol)).or_insert(next)
+    *keys
+        .entry((spec.clone(), protocol, tls.map(str::to_owned)))
+        .or_insert(next)
 }
 
 #[cfg(test)]

@@ -16,6 +16,9 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // One process-wide crypto provider (aws-lc-rs) for any TLS code that asks for the default;
+    // Rampart's own configs name it explicitly. Fails only if one is installed already.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = cli::Cli::parse();
     match commands::dispatch(cli) {
         Ok(code) => code,

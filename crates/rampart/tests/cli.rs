@@ -473,8 +473,27 @@ fn every_example_config_passes_check() {
         "no examples/*.toml found in {}",
         examples_dir().display()
     );
+    // examples/tls.toml reads its certificates from ${RAMPART_CERTS}: generate them.
+    let pki = rampart_testkit::TestPki::new();
+    let _ = pki.server("server", &["www.example.com", "example.com"]);
+    let _ = pki.server("api", &["api.example.com"]);
+    let _ = pki.client("client", "ops", &["ops.example.com"]);
     for file in &files {
-        let out = run_cli(&["check", "-c", file.to_str().unwrap()]);
+        let mut child = rampart()
+            .args(["check", "-c", file.to_str().unwrap()])
+            .env("RAMPART_CERTS", pki.dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = drain(child.stdout.take().unwrap());
+        let stderr = drain(child.stderr.take().unwrap());
+        let status = child.wait().unwrap();
+        let out = Output {
+            status,
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+        };
         assert!(
             out.status.success(),
             "{} fails check:\n{}",

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::model::security::{AccessRules, ProxyProtocol};
+use crate::model::tls::{ListenerTls, Passthrough, RedirectHttps};
 use crate::{Cidr, Located};
 
 /// What to do with `X-Forwarded-*` (and, when enabled, `Forwarded`) headers sent by the client.
@@ -58,6 +59,15 @@ pub struct Listener {
     /// Who may connect: IP networks, countries, autonomous systems.
     #[serde(default)]
     pub access: Option<AccessRules>,
+    /// Terminate TLS on this listener (HTTPS).
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+    /// Answer every request with a redirect to HTTPS (a plaintext listener's only job).
+    #[serde(default)]
+    pub redirect_https: Option<RedirectHttps>,
+    /// Forward raw TLS connections by SNI name without terminating them.
+    #[serde(default)]
+    pub passthrough: Option<Passthrough>,
 }
 
 const fn yes() -> bool {

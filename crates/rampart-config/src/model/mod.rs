@@ -9,6 +9,7 @@ mod ratelimit;
 mod route;
 mod security;
 mod settings;
+mod tls;
 mod upstream;
 
 pub use headers::{Cors, HeaderEdits, OriginPattern, SecurityHeaders, SecurityHsts};
@@ -26,6 +27,10 @@ pub use security::{
 pub use settings::{
     AccessLogFormat, AccessLogSection, LimitsSection, LogFormat, LogSection, ServerSection,
     TimeoutsSection,
+};
+pub use tls::{
+    ClientAuth, ClientCertHeaders, ClientCertRequirement, Hsts, ListenerTls, Passthrough,
+    RedirectHttps, TlsCertificate, TlsVersion, UpstreamTls,
 };
 pub use upstream::{Upstream, UpstreamProtocol};
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::headers::{Cors, HeaderEdits, SecurityHeaders};
 use crate::model::security::AccessRules;
+use crate::model::tls::ClientCertRequirement;
 use crate::units::{ByteSize, HumanDuration};
 use crate::{Located, Pattern};
 
@@ -72,6 +73,9 @@ pub struct Route {
     /// Overrides the upstream's `request_timeout` for this route.
     #[serde(default)]
     pub timeout: Option<HumanDuration>,
+    /// Who may use this route: IP networks, countries, autonomous systems (403 otherwise).
+    #[serde(default)]
+    pub access: Option<AccessRules>,
     /// Names of `[[rate_limits]]` policies applied to this route, in order.
     #[serde(default)]
     pub rate_limits: Vec<Located<String>>,
@@ -87,9 +91,9 @@ pub struct Route {
     /// Edits to the response headers, errors included.
     #[serde(default)]
     pub response_headers: Option<HeaderEdits>,
-    /// Who may use this route: IP networks, countries, autonomous systems (403 otherwise).
+    /// Only clients whose verified TLS certificate matches may use this route (403 otherwise).
     #[serde(default)]
-    pub access: Option<AccessRules>,
+    pub client_cert: Option<ClientCertRequirement>,
 }
 
 /// A header predicate: `value` (exact), `regex`, or neither (the header must be present);

@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::Located;
+use crate::model::tls::UpstreamTls;
 use crate::units::HumanDuration;
 
 /// Protocol spoken to an upstream's targets.
@@ -15,6 +16,9 @@ pub enum UpstreamProtocol {
     Http1,
     /// Cleartext HTTP/2 with prior knowledge, one multiplexed connection per target and worker.
     H2c,
+    /// HTTP/2 over TLS (ALPN `h2`; needs `[upstreams.tls]`), one multiplexed connection per
+    /// target and worker. gRPC upstreams use this or `h2c`.
+    H2,
 }
 
 /// A named set of targets.
@@ -40,6 +44,9 @@ pub struct Upstream {
     /// Most idle HTTP/1.1 connections kept per target, per worker.
     #[serde(default = "default_max_idle")]
     pub max_idle_per_target: usize,
+    /// Speak TLS to the targets.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
 }
 
 const fn default_connect_timeout() -> HumanDuration {

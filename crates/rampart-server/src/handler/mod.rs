@@ -35,6 +35,7 @@ impl Handler {
                 let protocol = match set.protocol {
                     rampart_config::model::UpstreamProtocol::Http1 => "http1",
                     rampart_config::model::UpstreamProtocol::H2c => "h2c",
+                    rampart_config::model::UpstreamProtocol::H2 => "h2 over TLS",
                 };
                 format!(
                     "proxy to upstream {:?} ({protocol}: {})",

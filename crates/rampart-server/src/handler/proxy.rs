@@ -117,6 +117,14 @@ fn prepare_request(
         headers.insert(header::HOST, v);
     }
     set_forwarding_headers(headers, ctx, listener);
+    if let Some(cert) = ctx.conn.tls.as_ref().and_then(|t| t.client_cert.as_ref()) {
+        let [fingerprint, subject, sans] = &*listener.client_cert_headers;
+        headers.insert(fingerprint.clone(), cert.fingerprint.clone());
+        headers.insert(subject.clone(), cert.subject.clone());
+        if !cert.sans.is_empty() {
+            headers.insert(sans.clone(), cert.sans.clone());
+        }
+    }
     add_via(headers, settings, version);
     headers.insert(
         HeaderName::from_static("x-request-id"),

@@ -8,6 +8,7 @@
 //! proxy path; see docs/architecture.md). Upgrades and HTTP/2 still use hyper's client.
 
 use std::io;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,7 +17,9 @@ use http::Request;
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use rampart_core::{Body, BoxError};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWrite;
+
+use crate::io::UpstreamIo;
 
 use super::decode::{BadResponse, Field, Head, final_response_started, parse_head};
 use super::encode::{LAST_CHUNK, RequestFraming, chunk_header, encode_head, framing};
@@ -30,7 +33,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// An open HTTP/1.1 connection to a target.
 #[derive(Debug)]
 pub(crate) struct H1Conn {
-    io: TcpStream,
+    io: UpstreamIo,
     /// Bytes read from the upstream and not consumed yet.
     pub(crate) buf: BytesMut,
     /// Serialized request head (kept to reuse its allocation).
@@ -62,7 +65,7 @@ impl From<BadResponse> for ExchangeError {
 
 impl H1Conn {
     /// Wraps a connected stream.
-    pub(crate) fn new(io: TcpStream) -> Self {
+    pub(crate) fn new(io: UpstreamIo) -> Self {
         Self {
             io,
             buf: BytesMut::with_capacity(READ_BUF),
@@ -73,17 +76,16 @@ impl H1Conn {
     }
 
     /// True when an idle connection is still usable: the upstream has not closed it and has
-    /// not sent anything unsolicited. Checks the reactor's readiness first, so a healthy idle
-    /// connection costs no system call.
+    /// not sent anything unsolicited. A cleartext stream answers from the reactor's readiness
+    /// without a system call while nothing arrived.
     pub(crate) fn is_reusable(&mut self) -> bool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        match self.io.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => {
-                matches!(self.io.try_read_buf(&mut self.buf), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
-        }
+        self.buf.reserve(1);
+        matches!(self.poll_read(&mut cx), Poll::Pending)
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
     }
 
     /// Sends `req` and reads the response head. The body of `req` is taken only when there is
@@ -100,19 +102,22 @@ impl H1Conn {
         let method = req.method().clone();
         let body = req.body();
         let framing = framing(body.is_end_stream(), body.size_hint().exact());
-        self.out.clear();
-        encode_head(req, framing, &mut self.out);
-        let early = if framing == RequestFraming::Empty {
-            self.write_head().await.map_err(ExchangeError::Io)?;
-            false
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        encode_head(req, framing, &mut out);
+        let sent = if framing == RequestFraming::Empty {
+            self.write_watching(&out).await
         } else {
             let mut body = std::mem::take(req.body_mut());
-            self.send_with_body(&mut body, framing).await?
+            self.send_with_body(&mut out, &mut body, framing).await
         };
+        out.clear();
+        self.out = out;
+        let early = sent?;
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        if !early && let Some(head) = parse_head(&mut self.buf, &method, &mut self.fields)? {
-            return Ok((head, true));
+        if let Some(head) = parse_head(&mut self.buf, &method, &mut self.fields)? {
+            return Ok((head, !early));
         }
         loop {
             tokio::select! {
@@ -128,41 +133,15 @@ impl H1Conn {
         }
     }
 
-    /// Writes the request head; usually one non-blocking write.
-    async fn write_head(&mut self) -> io::Result<()> {
-        let mut written = 0;
-        while written < self.out.len() {
-            self.io.writable().await?;
-            match self.io.try_write(&self.out[written..]) {
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
     /// Writes the head and streams the body. Returns `true` when the upstream started answering
     /// before the whole body was sent (then sending stops and the connection is not reused).
     async fn send_with_body(
-        &mut self,
-        body: &mut Body,
-        framing: RequestFraming,
-    ) -> Result<bool, ExchangeError> {
-        let mut out = std::mem::take(&mut self.out);
-        let result = self.send_body_inner(&mut out, body, framing).await;
-        out.clear();
-        self.out = out;
-        result
-    }
-
-    async fn send_body_inner(
         &mut self,
         out: &mut BytesMut,
         body: &mut Body,
         framing: RequestFraming,
     ) -> Result<bool, ExchangeError> {
-        if self.write_watching(out).await.map_err(ExchangeError::Io)? {
+        if self.write_watching(out).await? {
             return Ok(true);
         }
         let chunked = framing == RequestFraming::Chunked;
@@ -170,67 +149,73 @@ impl H1Conn {
             out.clear();
             let frame = tokio::select! {
                 biased;
-                early = response_started(&self.io, &mut self.buf) => {
-                    if early.map_err(ExchangeError::Io)? {
-                        return Ok(true);
-                    }
-                    continue;
+                early = std::future::poll_fn(|cx| self.poll_response_started(cx)) => {
+                    early.map_err(ExchangeError::Io)?;
+                    return Ok(true);
                 }
                 frame = body.frame() => frame,
             };
-            match frame {
-                None => {
-                    if chunked {
-                        out.extend_from_slice(LAST_CHUNK);
-                        return self.write_watching(out).await.map_err(ExchangeError::Io);
-                    }
-                    return Ok(false);
+            let data = match frame {
+                None if chunked => {
+                    out.extend_from_slice(LAST_CHUNK);
+                    return self.write_watching(out).await;
                 }
+                None => return Ok(false),
                 Some(Err(e)) => return Err(ExchangeError::Body(e)),
-                Some(Ok(frame)) => {
-                    // Trailers of a client body are not forwarded over HTTP/1.1.
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    if data.is_empty() {
-                        continue;
-                    }
-                    let early = if chunked {
-                        chunk_header(data.len(), out);
-                        out.extend_from_slice(&data);
-                        out.extend_from_slice(b"\r\n");
-                        self.write_watching(out).await
-                    } else {
-                        self.write_watching(&data).await
-                    };
-                    if early.map_err(ExchangeError::Io)? {
-                        return Ok(true);
-                    }
-                }
+                // Trailers of a client body are not forwarded over HTTP/1.1.
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => data,
+                    _ => continue,
+                },
+            };
+            let early = if chunked {
+                chunk_header(data.len(), out);
+                out.extend_from_slice(&data);
+                out.extend_from_slice(b"\r\n");
+                self.write_watching(out).await?
+            } else {
+                self.write_watching(&data).await?
+            };
+            if early {
+                return Ok(true);
             }
         }
     }
 
-    /// Writes `data` fully, unless the upstream starts a response first (returns `true`), so an
-    /// upstream that answers early and stops reading cannot stall the write.
-    async fn write_watching(&mut self, data: &[u8]) -> io::Result<bool> {
-        let mut rest = data;
-        while !rest.is_empty() {
-            match self.io.try_write(rest) {
-                Ok(n) => {
-                    rest = &rest[n..];
-                    continue;
+    /// Writes `data` fully, unless the upstream starts a final response first (returns
+    /// `true`), so an upstream that answers early and stops reading cannot stall the write.
+    async fn write_watching(&mut self, data: &[u8]) -> Result<bool, ExchangeError> {
+        let mut written = 0;
+        std::future::poll_fn(|cx| {
+            while written < data.len() {
+                if let Poll::Ready(started) = self.poll_response_started(cx) {
+                    return Poll::Ready(started.map(|()| true));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+                match Pin::new(&mut self.io).poll_write(cx, &data[written..]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => written += n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
             }
-            tokio::select! {
-                biased;
-                early = response_started(&self.io, &mut self.buf) => if early? { return Ok(true) },
-                ready = self.io.writable() => ready?,
+            Poll::Ready(Ok(false))
+        })
+        .await
+        .map_err(ExchangeError::Io)
+    }
+
+    /// Ready once the upstream started a final response; interim responses (`100 Continue`)
+    /// are consumed on the way. End of stream is an error: the upstream went away.
+    fn poll_response_started(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            self.buf.reserve(READ_BUF / 2);
+            match std::task::ready!(self.poll_read(cx)) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+                Ok(_) if final_response_started(&mut self.buf) => return Poll::Ready(Ok(())),
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
-        Ok(false)
     }
 
     /// Reads at least one more byte into the buffer; end of stream is an error here.
@@ -256,25 +241,6 @@ impl H1Conn {
         if self.buf.capacity() - self.buf.len() < want.min(READ_CHUNK) / 2 {
             self.buf.reserve(want.min(READ_CHUNK));
         }
-        loop {
-            std::task::ready!(self.io.poll_read_ready(cx))?;
-            match self.io.try_read_buf(&mut self.buf) {
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-}
-
-/// Completes when the upstream started a final response (`true`), or when bytes arrived that
-/// are only interim responses or a stale readiness was cleared (`false`).
-async fn response_started(io: &TcpStream, buf: &mut BytesMut) -> io::Result<bool> {
-    io.readable().await?;
-    match io.try_read_buf(buf) {
-        Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
-        Ok(_) => Ok(final_response_started(buf)),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-        Err(e) => Err(e),
+        self.poll_read(cx)
     }
 }

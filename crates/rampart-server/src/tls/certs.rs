@@ -1,0 +1,235 @@
+//! Reading certificates, keys, CA bundles, CRLs and OCSP responses from files, with errors that
+//! name the file and the problem. Used at compile time (`rampart check`, startup) and by reload.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+/// A certificate chain with its key, ready to serve.
+pub(crate) struct Loaded {
+    /// Chain, key and stapled OCSP response.
+    pub(crate) key: Arc<CertifiedKey>,
+    /// DNS names of the leaf certificate (lowercase).
+    pub(crate) dns_names: Vec<String>,
+    /// When the leaf certificate expires (Unix seconds).
+    pub(crate) not_after: i64,
+}
+
+fn read(kind: &str, path: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{kind} file {path:?}: cannot read: {e}"))
+}
+
+/// The current time in Unix seconds.
+pub(crate) fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Formats Unix seconds as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub(crate) fn fmt_time(unix: i64) -> String {
+    let t = UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+    httpdate::fmt_http_date(t)
+}
+
+/// Reads every PEM certificate in `path` (`kind` names the file in messages).
+pub(crate) fn read_certs(kind: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bytes = read(kind, path)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{kind} file {path:?}: invalid PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{kind} file {path:?}: no certificate found (expected PEM `BEGIN CERTIFICATE` blocks)"
+        ));
+    }
+    Ok(certs)
+}
+
+/// Validity window of a DER certificate: (not_before, not_after) in Unix seconds.
+pub(crate) fn validity(der: &[u8]) -> Result<(i64, i64), String> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| format!("not a valid X.509 certificate: {e}"))?;
+    let v = cert.validity();
+    Ok((v.not_before.timestamp(), v.not_after.timestamp()))
+}
+
+/// Fails when the certificate is expired or not yet valid.
+fn check_validity(kind: &str, path: &str, der: &[u8], what: &str) -> Result<i64, String> {
+    let (not_before, not_after) =
+        validity(der).map_err(|e| format!("{kind} file {path:?}: {what}: {e}"))?;
+    let now = now_unix();
+    if now > not_after {
+        return Err(format!(
+            "{kind} file {path:?}: {what} expired on {}",
+            fmt_time(not_after)
+        ));
+    }
+    if now < not_before {
+        return Err(format!(
+            "{kind} file {path:?}: {what} is not valid before {}",
+            fmt_time(not_before)
+        ));
+    }
+    Ok(not_after)
+}
+
+/// Loads a certificate chain, its private key and an optional OCSP response, checking that the
+/// key matches the certificate and that the certificate is currently valid.
+pub(crate) fn load_certified_key(
+    cert_path: &str,
+    key_path: &str,
+    ocsp_path: Option<&str>,
+    provider: &CryptoProvider,
+) -> Result<Loaded, String> {
+    let chain = read_certs("certificate", cert_path)?;
+    let key_bytes = read("key", key_path)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| {
+        format!("key file {key_path:?}: no usable private key (expected PEM PKCS#8, PKCS#1 or SEC1): {e}")
+    })?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("key file {key_path:?}: unsupported or invalid private key: {e}"))?;
+    let mut certified = CertifiedKey::new(chain, signing);
+    if let Err(e) = certified.keys_match() {
+        return Err(match e {
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                format!("key file {key_path:?} does not match the certificate in {cert_path:?}")
+            }
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown) => {
+                format!("key file {key_path:?}: cannot check that it matches {cert_path:?}")
+            }
+            other => format!("certificate file {cert_path:?}: {other}"),
+        });
+    }
+    let leaf = certified.cert[0].as_ref();
+    let not_after = check_validity("certificate", cert_path, leaf, "the certificate")?;
+    let dns_names = dns_names(leaf);
+    if let Some(ocsp) = ocsp_path {
+        certified.ocsp = Some(read_ocsp(ocsp)?);
+    }
+    Ok(Loaded {
+        key: Arc::new(certified),
+        dns_names,
+        not_after,
+    })
+}
+
+/// Reads a DER OCSP response (checked only for being a plausible DER SEQUENCE).
+pub(crate) fn read_ocsp(path: &str) -> Result<Vec<u8>, String> {
+    let bytes = read("OCSP response", path)?;
+    if bytes.len() < 8 || bytes[0] != 0x30 {
+        return Err(format!(
+            "OCSP response file {path:?}: not a DER OCSP response (convert PEM or base64 to DER)"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The DNS names (SANs) of a DER certificate, lowercase.
+pub(crate) fn dns_names(der: &[u8]) -> Vec<String> {
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Subject (RFC 4514-like, `CN=alice, O=Example`) and SANs (`DNS:…, URI:…, IP:…, email:…`) of
+/// a DER certificate.
+pub(crate) fn subject_and_sans(der: &[u8]) -> (String, String) {
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return (String::new(), String::new());
+    };
+    let subject = cert.subject().to_string();
+    let mut sans = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                GeneralName::DNSName(d) => sans.push(format!("DNS:{d}")),
+                GeneralName::URI(u) => sans.push(format!("URI:{u}")),
+                GeneralName::RFC822Name(e) => sans.push(format!("email:{e}")),
+                GeneralName::IPAddress(b) => {
+                    let ip = match b.len() {
+                        4 => <[u8; 4]>::try_from(*b).ok().map(IpAddr::from),
+                        16 => <[u8; 16]>::try_from(*b).ok().map(IpAddr::from),
+                        _ => None,
+                    };
+                    if let Some(ip) = ip {
+                        sans.push(format!("IP:{ip}"));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    (subject, sans.join(", "))
+}
+
+/// Reads a CA bundle into a root store; every certificate must parse and be currently valid.
+pub(crate) fn load_roots(path: &str) -> Result<RootCertStore, String> {
+    let certs = read_certs("CA", path)?;
+    let mut roots = RootCertStore::empty();
+    for (i, der) in certs.into_iter().enumerate() {
+        check_validity("CA", path, der.as_ref(), &format!("certificate #{}", i + 1))?;
+        roots
+            .add(der)
+            .map_err(|e| format!("CA file {path:?}: certificate #{}: {e}", i + 1))?;
+    }
+    Ok(roots)
+}
+
+/// Reads every PEM CRL in `path`.
+pub(crate) fn load_crls(path: &str) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let bytes = read("CRL", path)?;
+    let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("CRL file {path:?}: invalid PEM: {e}"))?;
+    if crls.is_empty() {
+        return Err(format!(
+            "CRL file {path:?}: no CRL found (expected PEM `BEGIN X509 CRL` blocks)"
+        ));
+    }
+    Ok(crls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_files_are_named() {
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let err = load_certified_key(
+            "/nonexistent/cert.pem",
+            "/nonexistent/key.pem",
+            None,
+            &provider,
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(
+            err.contains("certificate file \"/nonexistent/cert.pem\": cannot read"),
+            "{err}"
+        );
+        let err = load_roots("/nonexistent/ca.pem").err().unwrap_or_default();
+        assert!(err.contains("CA file \"/nonexistent/ca.pem\""), "{err}");
+    }
+}
