@@ -211,6 +211,15 @@ impl Checker<'_> {
             ),
             _ => {}
         }
+        if let Some(pp) = &u.proxy_protocol
+            && u.protocol != UpstreamProtocol::Http1
+        {
+            self.at(
+                pp,
+                format!("{path}.proxy_protocol"),
+                "a PROXY protocol header names one client, but HTTP/2 connections carry many: use protocol = \"http1\"",
+            );
+        }
     }
 
     fn route(&mut self, path: &str, r: &Route, listeners: &[&str], upstreams: &[&str]) {

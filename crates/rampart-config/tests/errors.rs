@@ -295,3 +295,20 @@ fn the_json_schema_describes_every_section() {
     assert_eq!(keys, sections);
     assert_eq!(schema["additionalProperties"], serde_json::json!(false));
 }
+
+#[test]
+fn a_proxy_protocol_header_is_refused_on_multiplexed_upstreams() {
+    let d = errors_of(
+        "\n[[upstreams]]\nname = \"grpc\"\ntargets = [\"127.0.0.1:50051\"]\nprotocol = \"h2c\"\nproxy_protocol = \"v2\"\n",
+    );
+    assert_error(
+        &d,
+        "upstreams[1].proxy_protocol",
+        "use protocol = \"http1\"",
+        "proxy_protocol = \"v2\"",
+    );
+    let d = errors_of(
+        "\n[[upstreams]]\nname = \"x\"\ntargets = [\"127.0.0.1:1\"]\nproxy_protocol = \"v3\"\n",
+    );
+    assert!(d.to_string().contains("proxy_protocol"), "{d}");
+}

@@ -67,7 +67,7 @@ pub(crate) async fn serve(
     if let Some(p) = listener.passthrough.clone() {
         let stats = Arc::clone(&rt.tls_stats);
         drop(rt);
-        p.serve(stream, &stats).await;
+        p.serve(stream, (info.peer, info.local), &stats).await;
         return;
     }
     let Some(tls) = listener.tls.clone() else {

@@ -8,6 +8,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rampart_config::syntax::Target as TargetSpec;
 use rampart_core::{ErrorKind, ProxyError};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::io::UpstreamIo;
@@ -62,15 +63,22 @@ fn connect_error(target: &Target, detail: &str) -> ProxyError {
     .retryable()
 }
 
-/// Opens a stream to `target`: TCP, then the TLS handshake when the upstream uses TLS, all
-/// within the upstream's connect timeout.
-pub(crate) async fn stream(target: &Target, set: &UpstreamSet) -> Result<UpstreamIo, ProxyError> {
+/// Opens a stream to `target`: TCP, the PROXY protocol `preface` when there is one, then the
+/// TLS handshake when the upstream uses TLS, all within the upstream's connect timeout.
+pub(crate) async fn stream(
+    target: &Target,
+    set: &UpstreamSet,
+    preface: Option<&[u8]>,
+) -> Result<UpstreamIo, ProxyError> {
     let timeout = set.connect_timeout;
-    let Some(tls) = &set.tls else {
-        return tcp(target, timeout).await.map(|(s, _)| UpstreamIo::Tcp(s));
-    };
     let started = std::time::Instant::now();
-    let (tcp, _) = tcp(target, timeout).await?;
+    let (mut tcp, _) = tcp(target, timeout).await?;
+    if let Some(preface) = preface {
+        write_preface(&mut tcp, preface, target, timeout).await?;
+    }
+    let Some(tls) = &set.tls else {
+        return Ok(UpstreamIo::Tcp(tcp));
+    };
     let name = crate::tls::server_name(&tls.settings, &target.host())
         .map_err(|e| connect_error(target, &e))?;
     let left = timeout.saturating_sub(started.elapsed());
@@ -92,12 +100,27 @@ pub(crate) async fn stream(target: &Target, set: &UpstreamSet) -> Result<Upstrea
     }
 }
 
+/// Writes the PROXY protocol header: the first bytes of the connection.
+async fn write_preface(
+    tcp: &mut TcpStream,
+    preface: &[u8],
+    target: &Target,
+    timeout: Duration,
+) -> Result<(), ProxyError> {
+    match tokio::time::timeout(timeout, tcp.write_all(preface)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(connect_error(target, &format!("PROXY header: {e}"))),
+        Err(_) => Err(connect_error(target, "PROXY header: write timed out")),
+    }
+}
+
 /// Opens an HTTP/1.1 connection with hyper's client that can become a tunnel (upgrades).
 pub(crate) async fn http1_upgradable(
     target: &Target,
     set: &UpstreamSet,
+    preface: Option<&[u8]>,
 ) -> Result<http1::SendRequest<rampart_core::Body>, ProxyError> {
-    let io = stream(target, set).await?;
+    let io = stream(target, set, preface).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(io))
         .await
@@ -110,7 +133,7 @@ pub(crate) async fn http1_upgradable(
 
 /// Opens an HTTP/2 connection: prior knowledge in cleartext, ALPN `h2` over TLS.
 pub(crate) async fn http2(target: &Target, set: &UpstreamSet) -> Result<H2Sender, ProxyError> {
-    let io = stream(target, set).await?;
+    let io = stream(target, set, None).await?;
     if let UpstreamIo::Tls(tls) = &io
         && !crate::tls::negotiated_h2(tls)
     {

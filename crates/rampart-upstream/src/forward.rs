@@ -154,7 +154,10 @@ async fn attempt_upgrade(
     timeout: Duration,
 ) -> Result<Forwarded, Failure> {
     *req.version_mut() = Version::HTTP_11;
-    let mut sender = match connect::http1_upgradable(target, set).await {
+    let preface = set
+        .proxy_protocol
+        .map(|v| crate::proxy_header::for_request(v, &req));
+    let mut sender = match connect::http1_upgradable(target, set, preface.as_deref()).await {
         Ok(sender) => sender,
         Err(error) => return Err(Failure::unsent(error, req)),
     };
@@ -195,10 +198,18 @@ async fn attempt_h1(
         idle_timeout: set.idle_timeout,
     };
     let replayable = req.body().is_end_stream() && is_idempotent(req.method());
+    // A connection opened with a client's PROXY header belongs to that request alone.
+    let preface = set
+        .proxy_protocol
+        .map(|v| crate::proxy_header::for_request(v, &req));
     loop {
-        let (mut conn, fresh) = match pool::take_h1(target.pool_key) {
+        let pooled = match preface {
+            None => pool::take_h1(target.pool_key),
+            Some(_) => None,
+        };
+        let (mut conn, fresh) = match pooled {
             Some(conn) => (conn, false),
-            None => match connect::stream(target, set).await {
+            None => match connect::stream(target, set, preface.as_deref()).await {
                 Ok(io) => (H1Conn::new(io), true),
                 Err(error) => return Err(Failure::unsent(error, req)),
             },
@@ -206,7 +217,8 @@ async fn attempt_h1(
         let started = Instant::now();
         match conn.exchange(&mut req, timeout).await {
             Ok((head, complete)) => {
-                let response = response_from(conn, head, complete, slot);
+                let poolable = complete && preface.is_none();
+                let response = response_from(conn, head, poolable, slot);
                 let upstream_time = started.elapsed();
                 return Ok(Forwarded {
                     response,
@@ -230,14 +242,10 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// The response for the client; a bodiless one hands the connection back at once.
-fn response_from(
-    conn: H1Conn,
-    head: Head,
-    request_complete: bool,
-    slot: PoolSlot,
-) -> Response<Body> {
-    let reusable = head.keep_alive && request_complete;
+/// The response for the client; a bodiless one hands the connection back at once. `may_pool`
+/// says the request was sent whole on a connection other requests may share.
+fn response_from(conn: H1Conn, head: Head, may_pool: bool, slot: PoolSlot) -> Response<Body> {
+    let reusable = head.keep_alive && may_pool;
     let body = match head.framing {
         ResponseFraming::Empty | ResponseFraming::Length(0) => {
             if reusable && conn.buf.is_empty() {

@@ -11,6 +11,7 @@ mod forward;
 mod h1;
 mod io;
 mod pool;
+pub mod proxy_header;
 mod set;
 pub mod tls;
 

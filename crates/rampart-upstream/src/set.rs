@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use http::HeaderValue;
-use rampart_config::model::{Upstream, UpstreamProtocol, UpstreamTls};
+use rampart_config::model::{ProxyProtocolVersion, Upstream, UpstreamProtocol, UpstreamTls};
 use rampart_config::syntax::{self, Target as TargetSpec};
 use rampart_config::{ConfigError, Located};
 
@@ -53,6 +53,8 @@ pub struct UpstreamSet {
     pub max_idle_per_target: usize,
     /// TLS to the targets, when configured.
     pub tls: Option<UpstreamTlsRt>,
+    /// PROXY protocol header opening each connection; such connections are never pooled.
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
     next: AtomicUsize,
 }
 
@@ -110,6 +112,7 @@ impl UpstreamSet {
             idle_timeout: u.idle_timeout.get(),
             max_idle_per_target: u.max_idle_per_target,
             tls,
+            proxy_protocol: u.proxy_protocol.as_ref().map(|v| *v.get()),
             next: AtomicUsize::new(0),
         })
     }

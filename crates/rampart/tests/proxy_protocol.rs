@@ -290,3 +290,132 @@ async fn other_peers_are_never_asked_for_a_header_and_cannot_send_one() {
         "the spoofed address appears nowhere"
     );
 }
+
+/// A raw origin that records each connection's bytes up to the end of its first request head,
+/// answers it and closes.
+async fn raw_origin() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // The v2 signature itself holds a CRLFCRLF: look past it.
+                while !seen
+                    .get(12..)
+                    .is_some_and(|rest| rest.windows(4).any(|w| w == b"\r\n\r\n"))
+                {
+                    match tokio::time::timeout(WAIT, stream.read(&mut chunk)).await {
+                        Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&chunk[..n]),
+                        _ => return,
+                    }
+                }
+                let _ = tx.send(seen);
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // Keep the connection open: only the proxy decides not to reuse it.
+                let _ = tokio::time::timeout(WAIT, stream.read(&mut chunk)).await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+fn sender(origin: SocketAddr, version: &str) -> TestGateway {
+    TestGateway::builder(format!(
+        "[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\n\
+         [[upstreams]]\nname = \"origin\"\ntargets = [\"{origin}\"]\nproxy_protocol = \"{version}\"\n\n\
+         [[routes]]\nname = \"all\"\nupstream = \"origin\"\n"
+    ))
+    .start()
+}
+
+/// Sends two requests on one keep-alive connection from `OTHER`; returns the client address.
+async fn two_requests(to: SocketAddr) -> (SocketAddr, Vec<u8>) {
+    let mut stream = connect_from(OTHER, to).await;
+    let client = stream.local_addr().unwrap();
+    let keep = "GET /fwd HTTP/1.1\r\nHost: app.example\r\n\r\n";
+    stream.write_all(keep.as_bytes()).await.unwrap();
+    let mut first = vec![0u8; 1024];
+    let n = tokio::time::timeout(WAIT, stream.read(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &first[..n]);
+    stream.write_all(FORWARD.as_bytes()).await.unwrap();
+    (client, read_all(&mut stream).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v1_upstream_gets_the_client_line_first_on_a_connection_of_its_own() {
+    let (origin, mut seen) = raw_origin().await;
+    let gw = sender(origin, "v1");
+    let to = gw.addr("public");
+    let (client, last) = two_requests(to).await;
+    assert_eq!(RawResponse::parse(&last).unwrap().status, 200);
+    let line = format!(
+        "PROXY TCP4 127.0.0.2 127.0.0.1 {} {}\r\nGET /fwd HTTP/1.1\r\n",
+        client.port(),
+        to.port()
+    );
+    for i in 0..2 {
+        let bytes = tokio::time::timeout(WAIT, seen.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.starts_with(&line), "connection {i}: {text}");
+        assert_eq!(text.matches("PROXY").count(), 1, "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_upstream_learns_the_client_address_port_and_host() {
+    // The receiving side is another Rampart that takes PROXY headers from 127.0.0.1.
+    let origin = RecordingOrigin::start().await.unwrap();
+    let back = gateway(origin.addr());
+    let front = TestGateway::builder(format!(
+        "[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\n\
+         [[upstreams]]\nname = \"back\"\ntargets = [\"{}\"]\nproxy_protocol = \"v2\"\n\n\
+         [[routes]]\nname = \"all\"\nupstream = \"back\"\n",
+        back.addr("public")
+    ))
+    .start();
+    let mut stream = connect_from(OTHER, front.addr("public")).await;
+    let client = stream.local_addr().unwrap();
+    stream.write_all(ECHO.as_bytes()).await.unwrap();
+    let raw = read_all(&mut stream).await;
+    assert_eq!(
+        echo_client(&raw),
+        ("127.0.0.2".to_owned(), u64::from(client.port()))
+    );
+
+    // And the v2 header carries the host and the request ID as TLVs.
+    let (origin, mut seen) = raw_origin().await;
+    let gw = sender(origin, "v2");
+    let resp = exchange(OTHER, gw.addr("public"), b"", FORWARD).await;
+    assert_eq!(RawResponse::parse(&resp).unwrap().status, 200);
+    let bytes = tokio::time::timeout(WAIT, seen.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let rampart_core::proxy_protocol::Parsed::Complete { header, len } =
+        rampart_core::proxy_protocol::parse(&bytes).unwrap()
+    else {
+        panic!("incomplete header: {bytes:?}");
+    };
+    assert_eq!(header.source().unwrap().ip().to_string(), "127.0.0.2");
+    let authority = header.tlvs().find(|t| t.kind == 0x02).unwrap();
+    assert_eq!(authority.value, b"app.example");
+    let id = header.tlvs().find(|t| t.kind == 0x05).unwrap();
+    let request = String::from_utf8_lossy(&bytes[len..]).to_ascii_lowercase();
+    let id = String::from_utf8_lossy(id.value).to_ascii_lowercase();
+    assert!(
+        request.contains(&format!("x-request-id: {id}\r\n")),
+        "{id} / {request}"
+    );
+}

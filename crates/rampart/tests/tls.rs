@@ -549,3 +549,65 @@ echo = true
     assert_eq!(stats.passthrough_connections, 2, "{stats:?}");
     assert_eq!(stats.passthrough_rejected, 2, "{stats:?}");
 }
+
+#[test]
+fn passthrough_opens_with_a_proxy_header_when_the_upstream_asks() {
+    let pki = TestPki::new();
+    let a = pki.server("a", &["a.test"]);
+    // The backend terminates TLS and takes PROXY headers from 127.0.0.1.
+    let backend = TestGateway::builder(format!(
+        r#"
+[[listeners]]
+name = "https"
+bind = "127.0.0.1:0"
+proxy_protocol = {{ from = ["127.0.0.1/32"] }}
+[listeners.tls]
+[[listeners.tls.certificates]]
+cert = {:?}
+key = {:?}
+
+[[routes]]
+name = "echo"
+echo = true
+"#,
+        a.cert, a.key
+    ))
+    .start();
+    let front = TestGateway::builder(format!(
+        r#"
+[[listeners]]
+name = "pass"
+bind = "127.0.0.1:0"
+[listeners.passthrough]
+sni = {{ "a.test" = "backend" }}
+
+[[upstreams]]
+name = "backend"
+targets = ["{}"]
+proxy_protocol = "v2"
+
+[[routes]]
+name = "unused"
+listeners = []
+echo = true
+"#,
+        backend.addr("https")
+    ))
+    .start();
+    let tcp = TcpStream::connect(front.addr("pass")).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let client_port = tcp.local_addr().unwrap().port();
+    let config = Arc::new(pki.client_config(&[]));
+    let name = ServerName::try_from("a.test".to_owned()).unwrap();
+    let conn = ClientConnection::new(config, name).unwrap();
+    let mut stream = StreamOwned::new(conn, tcp);
+    stream.write_all(get("a.test", "/who").as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    let resp = String::from_utf8_lossy(&out);
+    assert_eq!(status(&resp), 200, "{resp}");
+    let body = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
+    let echo: serde_json::Value = serde_json::from_str(body).unwrap();
+    // The backend sees the client's own port, not the port of the passthrough's connection.
+    assert_eq!(echo["client"]["port"], u64::from(client_port), "{echo}");
+}

@@ -32,7 +32,7 @@ pub use tls::{
     ClientAuth, ClientCertHeaders, ClientCertRequirement, Hsts, ListenerTls, Passthrough,
     RedirectHttps, TlsCertificate, TlsVersion, UpstreamTls,
 };
-pub use upstream::{Upstream, UpstreamProtocol};
+pub use upstream::{ProxyProtocolVersion, Upstream, UpstreamProtocol};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -21,6 +21,16 @@ pub enum UpstreamProtocol {
     H2,
 }
 
+/// PROXY protocol version written at the start of every connection to an upstream's targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocolVersion {
+    /// The text line (`PROXY TCP4 src dst sport dport`).
+    V1,
+    /// The binary header, with TLVs (authority, unique ID, TLS) and a CRC32C checksum.
+    V2,
+}
+
 /// A named set of targets.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +57,10 @@ pub struct Upstream {
     /// Speak TLS to the targets.
     #[serde(default)]
     pub tls: Option<UpstreamTls>,
+    /// Open every connection with a PROXY protocol header naming the client (`v1` or `v2`);
+    /// such connections serve one client only. `http1` upstreams and TLS passthrough.
+    #[serde(default)]
+    pub proxy_protocol: Option<Located<ProxyProtocolVersion>>,
 }
 
 const fn default_connect_timeout() -> HumanDuration {

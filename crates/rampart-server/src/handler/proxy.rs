@@ -6,12 +6,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use rampart_config::model::ForwardedPolicy;
 use rampart_core::headers::{connection_has, remove_hop_by_hop};
 use rampart_core::{Body, ProxyError, RequestCtx};
+use rampart_upstream::proxy_header::ClientConnection;
 use rampart_upstream::{UpstreamSet, forward};
 
 use crate::runtime::{ListenerRt, Runtime, Settings};
@@ -36,6 +38,9 @@ pub(super) async fn run(
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
     let downstream_version = req.version();
     prepare_request(&mut req, ctx, listener, &rt.settings, upgrade);
+    if set.proxy_protocol.is_some() {
+        req.extensions_mut().insert(client_connection(ctx));
+    }
     let timeout = route_timeout.unwrap_or(set.request_timeout);
     let fwd = match forward(set, req, timeout, upgrade).await {
         Ok(fwd) => fwd,
@@ -69,6 +74,23 @@ pub(super) async fn run(
         *resp.version_mut() = Version::HTTP_11;
     }
     Ok(resp)
+}
+
+/// What a PROXY protocol header sent upstream says about the client's connection.
+fn client_connection(ctx: &RequestCtx) -> ClientConnection {
+    let conn = &ctx.conn;
+    let sni = conn.tls.as_ref().and_then(|t| t.sni.as_deref());
+    let host = ctx.host.as_ref().and_then(|h| h.to_str().ok());
+    ClientConnection {
+        source: conn.peer,
+        destination: conn.local,
+        authority: sni.or(host).map(str::to_owned),
+        unique_id: Bytes::copy_from_slice(ctx.request_id.as_bytes()),
+        tls: conn
+            .tls
+            .as_ref()
+            .map(|t| (t.version, t.client_cert.is_some())),
+    }
 }
 
 /// An HTTP/1.1 request asking to switch protocols (WebSocket and others). `h2c` upgrades are

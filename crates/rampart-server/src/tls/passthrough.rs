@@ -2,11 +2,13 @@
 //! by it, and relay the raw connection (including the bytes already read) with an idle timeout.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rampart_config::model::{Passthrough, Upstream};
+use rampart_config::model::{Passthrough, ProxyProtocolVersion, Upstream};
+use rampart_upstream::proxy_header::{self, ClientConnection};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -27,6 +29,7 @@ struct Backend {
     name: Arc<str>,
     targets: Vec<String>,
     connect_timeout: Duration,
+    proxy_protocol: Option<ProxyProtocolVersion>,
     next: AtomicUsize,
 }
 
@@ -43,6 +46,7 @@ impl PassthroughRt {
                 name: Arc::from(name),
                 targets: u.targets.iter().map(|t| t.to_string()).collect(),
                 connect_timeout: u.connect_timeout.get(),
+                proxy_protocol: u.proxy_protocol.as_ref().map(|v| *v.get()),
                 next: AtomicUsize::new(0),
             });
             Some(backends.len() - 1)
@@ -80,8 +84,14 @@ impl PassthroughRt {
         self.backends.get(i)
     }
 
-    /// Serves one client connection: ClientHello, choice, connect, relay.
-    pub(crate) async fn serve(&self, mut client: TcpStream, stats: &TlsStats) {
+    /// Serves one client connection: ClientHello, choice, connect, relay. `addrs` are the
+    /// client's address and the one it connected to, for a PROXY header to the upstream.
+    pub(crate) async fn serve(
+        &self,
+        mut client: TcpStream,
+        addrs: (SocketAddr, SocketAddr),
+        stats: &TlsStats,
+    ) {
         let mut buf = Vec::with_capacity(2048);
         let sni = tokio::time::timeout(self.hello_timeout, async {
             loop {
@@ -122,6 +132,9 @@ impl PassthroughRt {
             return;
         };
         stats.passthrough(true);
+        if let Some(version) = backend.proxy_protocol {
+            buf.splice(0..0, proxy_preface(version, addrs, sni.as_deref()));
+        }
         if upstream.write_all(&buf).await.is_err() {
             return;
         }
@@ -136,6 +149,22 @@ impl PassthroughRt {
             }
         }
     }
+}
+
+/// The PROXY header opening a passthrough connection (v2 carries the SNI name).
+fn proxy_preface(
+    version: ProxyProtocolVersion,
+    (source, destination): (SocketAddr, SocketAddr),
+    sni: Option<&str>,
+) -> bytes::Bytes {
+    let client = ClientConnection {
+        source,
+        destination,
+        authority: sni.map(str::to_owned),
+        unique_id: bytes::Bytes::new(),
+        tls: None,
+    };
+    proxy_header::encode(version, &client)
 }
 
 impl Backend {
