@@ -15,6 +15,7 @@ mod pattern;
 pub mod syntax;
 pub mod units;
 mod validate;
+mod validate_balance;
 mod validate_gates;
 mod validate_security;
 mod validate_tls;
@@ -93,6 +94,7 @@ pub fn load_str_with_env(
         &parsed.positions,
     ));
     errors.extend(validate_security::validate(&parsed.raw, &parsed.positions));
+    errors.extend(validate_balance::validate(&parsed.raw, &parsed.positions));
     errors.extend(validate_tls::validate(
         &parsed.raw,
         &parsed.incomplete,

@@ -90,6 +90,9 @@ pub enum ErrorKind {
     ProxyProtocolMissing,
     /// A PROXY protocol header was malformed (connection closed).
     ProxyProtocolInvalid,
+    /// The upstream's circuit breaker is open: too many requests in flight and the wait queue
+    /// is full or timed out (503 with `Retry-After`).
+    UpstreamOverloaded,
 }
 
 impl ErrorKind {
@@ -111,7 +114,9 @@ impl ErrorKind {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::HeaderReadTimeout | Self::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::NoTarget | Self::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoTarget | Self::RateLimitUnavailable | Self::UpstreamOverloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::UpstreamConnect
             | Self::UpstreamTls
             | Self::UpstreamReset
@@ -141,6 +146,7 @@ impl ErrorKind {
             Self::ClientBodyError => "client_body_error",
             Self::NoRoute => "no_route",
             Self::NoTarget => "no_upstream_target",
+            Self::UpstreamOverloaded => "upstream_overloaded",
             Self::UpstreamConnect => "upstream_connect_failed",
             Self::UpstreamConnectTimeout => "upstream_connect_timeout",
             Self::UpstreamTls => "upstream_tls_failed",
@@ -181,6 +187,7 @@ impl ErrorKind {
             Self::ClientBodyError => "The request body could not be read.",
             Self::NoRoute => "No route matches this request.",
             Self::NoTarget => "The service is unavailable.",
+            Self::UpstreamOverloaded => "The service is overloaded; retry later.",
             Self::UpstreamConnect
             | Self::UpstreamTls
             | Self::UpstreamReset
@@ -244,6 +251,7 @@ impl ErrorKind {
             | Self::UpstreamTimeout => Side::Upstream,
             Self::NoRoute
             | Self::NoTarget
+            | Self::UpstreamOverloaded
             | Self::Internal
             | Self::RateLimitUnavailable
             | Self::IpDenied

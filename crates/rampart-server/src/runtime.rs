@@ -167,7 +167,11 @@ pub fn compile(config: &Config) -> Result<Runtime, Diagnostics> {
     for (i, u) in raw.upstreams.iter().enumerate() {
         match UpstreamSet::from_config(u, &format!("upstreams[{i}]")) {
             Ok(set) => {
-                upstreams.insert(u.name.to_string(), Arc::new(set));
+                let set = Arc::new(set);
+                // Probes and re-admission run from now on (not from the first request); the
+                // service ends by itself once this runtime is dropped.
+                set.start_health();
+                upstreams.insert(u.name.to_string(), set);
             }
             Err(e) => errors.extend(e),
         }
@@ -373,7 +377,7 @@ fn compile_route(
                 format!("unknown upstream {:?}", u.get()),
             )
         })?;
-        Handler::Proxy(Arc::clone(set))
+        Handler::Proxy(Arc::clone(set), r.retry.clone().map(Arc::new))
     } else if let Some(redirect) = &r.redirect {
         Handler::Redirect(
             RedirectSpec::new(redirect).map_err(|m| err(redirect.to.span(), "redirect", m))?,

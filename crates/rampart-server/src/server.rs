@@ -174,6 +174,20 @@ impl ServerHandle {
         self.shared.runtime().tls_stats.snapshot()
     }
 
+    /// Each upstream of the running config (sorted by name) with its targets' health: state,
+    /// reason, in-flight requests, latency EWMA and totals.
+    #[must_use]
+    pub fn upstream_statuses(&self) -> Vec<(String, Vec<rampart_upstream::TargetStatus>)> {
+        let rt = self.shared.runtime();
+        let mut out: Vec<_> = rt
+            .upstreams
+            .iter()
+            .map(|(name, set)| (name.clone(), set.target_statuses()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Stops accepting, lets in-flight requests finish within the drain timeout, and waits for
     /// the workers to exit.
     pub fn shutdown(self) {

@@ -95,6 +95,17 @@ impl TestGateway {
             .unwrap_or_else(|| panic!("gateway is shut down"))
     }
 
+    /// The running server (reload, metrics, admin address).
+    ///
+    /// # Panics
+    /// After shutdown.
+    #[must_use]
+    pub fn handle(&self) -> &ServerHandle {
+        self.handle
+            .as_ref()
+            .unwrap_or_else(|| panic!("gateway is shut down"))
+    }
+
     /// Stops accepting, drains and joins the workers.
     pub fn shutdown(mut self) {
         if let Some(h) = self.handle.take() {

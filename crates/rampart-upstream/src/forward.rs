@@ -1,8 +1,7 @@
-//! Forwarding one request to an upstream: pick a target, reuse or open a connection, send,
-//! wait for the response head within the timeout, and retry where it is safe.
+//! One attempt at one target: reuse or open a connection, send, and wait for the response
+//! head within the timeout. The retry loop around it lives in [`crate::dispatch`].
 //!
-//! Retry rules: a failure to connect is retried once on another target (nothing was sent);
-//! a pooled keep-alive connection that turns out to be closed before the request was written
+//! A pooled keep-alive connection that turns out to be closed before the request was written
 //! is replaced by a fresh one transparently (the request comes back unsent).
 
 use std::pin::Pin;
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
-use http::{Method, Request, Response, Uri, Version, header};
+use http::{Request, Response, Uri, Version, header};
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use rampart_config::model::UpstreamProtocol;
@@ -37,6 +36,9 @@ pub struct Forwarded {
     pub retries: u8,
     /// Time from sending until the response head arrived.
     pub upstream_time: Duration,
+    /// The request as sent (its body spent), when the protocol gives it back: kept for a
+    /// retry on another target.
+    pub(crate) sent: Option<Request<Body>>,
 }
 
 /// Why forwarding failed, and where.
@@ -50,69 +52,12 @@ pub struct ForwardError {
     pub retries: u8,
 }
 
-/// Sends `req` (origin-form URI, `Host` set, hop-by-hop headers already removed) to a target of
-/// `set`, waiting at most `timeout` for the response head after the request body has been sent.
-/// With `upgrade`, a dedicated connection that may become a tunnel is used.
-///
-/// # Errors
-/// No target, connect failure or timeout (after the retry), reset, bad response, timeout, or a
-/// failing client body.
-pub async fn forward(
-    set: &UpstreamSet,
-    req: Request<Body>,
-    timeout: Duration,
-    upgrade: bool,
-) -> Result<Forwarded, ForwardError> {
-    let mut req = Some(req);
-    let mut skip = None;
-    let mut retries = 0u8;
-    loop {
-        let Some((index, target)) = set.next_target(skip) else {
-            return Err(ForwardError {
-                error: ErrorKind::NoTarget.into(),
-                target: None,
-                retries,
-            });
-        };
-        let Some(request) = req.take() else {
-            return Err(ForwardError {
-                error: ErrorKind::Internal.into(),
-                target: None,
-                retries,
-            });
-        };
-        match attempt(set, target, request, timeout, upgrade).await {
-            Ok(mut fwd) => {
-                fwd.retries = retries;
-                return Ok(fwd);
-            }
-            Err(Failure { error, unsent }) => {
-                let can_retry = error.retryable && retries == 0 && set.targets.len() > 1;
-                match unsent {
-                    Some(back) if can_retry => {
-                        tracing::debug!(upstream = %set.name, target = %target.label, error = %error, "retrying on another target");
-                        req = Some(back);
-                        skip = Some(index);
-                        retries += 1;
-                    }
-                    _ => {
-                        let target = Some(target.label.clone());
-                        return Err(ForwardError {
-                            error,
-                            target,
-                            retries,
-                        });
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// A failed attempt; `unsent` gives the request back when nothing of it reached the target.
-struct Failure {
-    error: ProxyError,
-    unsent: Option<Request<Body>>,
+pub(crate) struct Failure {
+    pub(crate) error: ProxyError,
+    pub(crate) unsent: Option<Request<Body>>,
+    /// The request given back after (part of) it was sent.
+    pub(crate) spent: Option<Request<Body>>,
 }
 
 impl Failure {
@@ -120,6 +65,7 @@ impl Failure {
         Self {
             error,
             unsent: Some(req),
+            spent: None,
         }
     }
 
@@ -127,11 +73,12 @@ impl Failure {
         Self {
             error,
             unsent: None,
+            spent: None,
         }
     }
 }
 
-async fn attempt(
+pub(crate) async fn attempt(
     set: &UpstreamSet,
     target: &Target,
     req: Request<Body>,
@@ -197,7 +144,7 @@ async fn attempt_h1(
         max_idle: set.max_idle_per_target,
         idle_timeout: set.idle_timeout,
     };
-    let replayable = req.body().is_end_stream() && is_idempotent(req.method());
+    let replayable = req.body().is_end_stream() && crate::retry::is_idempotent(req.method());
     // A connection opened with a client's PROXY header belongs to that request alone.
     let preface = set
         .proxy_protocol
@@ -225,21 +172,21 @@ async fn attempt_h1(
                     target: target.label.clone(),
                     retries: 0,
                     upstream_time,
+                    sent: Some(req),
                 });
             }
             // A kept-alive connection the upstream closed just as it was reused: the request
             // carried no body and is idempotent, so it is safe to send again on a new one.
             Err(ExchangeError::Io(_)) if !fresh && replayable && conn.buf.is_empty() => {}
-            Err(e) => return Err(Failure::sent(exchange_error(e, target, conn.uses))),
+            Err(e) => {
+                return Err(Failure {
+                    error: exchange_error(e, target, conn.uses),
+                    unsent: None,
+                    spent: Some(req),
+                });
+            }
         }
     }
-}
-
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
 }
 
 /// The response for the client; a bodiless one hands the connection back at once. `may_pool`
@@ -336,7 +283,11 @@ async fn attempt_h2(
             if unsent.is_some() {
                 error = error.retryable();
             }
-            Err(Failure { error, unsent })
+            Err(Failure {
+                error,
+                unsent,
+                spent: None,
+            })
         }
     }
 }
@@ -350,6 +301,7 @@ fn finish(resp: Response<Incoming>, target: &Target, started: Instant) -> Forwar
         target: target.label.clone(),
         retries: 0,
         upstream_time,
+        sent: None,
     }
 }
 

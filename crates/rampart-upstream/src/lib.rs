@@ -1,19 +1,28 @@
-//! Rampart's upstream layer: compiled upstream sets and their targets, target selection,
-//! per-worker connection pools (HTTP/1.1 keep-alive and HTTP/2 multiplexing), connecting with
-//! timeouts, and forwarding a request with the retry rules.
+//! Rampart's upstream layer: compiled upstream sets and their targets, load balancing
+//! ([`balance`]), active and passive health with outlier and gray-failure ejection
+//! ([`health`]), retries with a budget, circuit breaking, per-worker connection pools
+//! (HTTP/1.1 keep-alive and HTTP/2 multiplexing), connecting with timeouts, and forwarding a
+//! request under those rules.
 //!
 //! Depends on `rampart-core` and `rampart-config` only; it knows nothing of listeners, routes
 //! or stages.
 
+pub mod balance;
+mod breaker;
 mod connect;
+mod dispatch;
 mod error;
 mod forward;
 mod h1;
+pub mod health;
 mod io;
 mod pool;
 pub mod proxy_header;
+mod retry;
 mod set;
 pub mod tls;
 
-pub use forward::{ForwardError, Forwarded, forward};
+pub use dispatch::{ForwardOpts, forward, forward_with};
+pub use forward::{ForwardError, Forwarded};
+pub use health::{State as TargetState, TargetStatus};
 pub use set::{Target, UpstreamSet, UpstreamTlsRt};

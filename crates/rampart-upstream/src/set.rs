@@ -1,14 +1,26 @@
-//! [`UpstreamSet`]: a compiled `[[upstreams]]` entry with its targets and round-robin state.
+//! [`UpstreamSet`]: a compiled `[[upstreams]]` entry with its targets, balancer, health state,
+//! retry rules and circuit breaker.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use http::HeaderValue;
-use rampart_config::model::{ProxyProtocolVersion, Upstream, UpstreamProtocol, UpstreamTls};
+use http::{HeaderMap, HeaderValue, Uri};
+use rampart_config::model::{
+    Balance, ProxyProtocolVersion, Upstream, UpstreamProtocol, UpstreamTls,
+};
 use rampart_config::syntax::{self, Target as TargetSpec};
 use rampart_config::{ConfigError, Located};
+
+use crate::balance::sticky::Sticky;
+use crate::balance::{HashOn, Picker, View};
+use crate::breaker::Breaker;
+use crate::health::passive::{Health, OutlierRt};
+use crate::health::probe::HealthCheckRt;
+use crate::health::{TargetStats, TargetStatus};
+use crate::retry::RetryRt;
 
 /// One server of an upstream.
 #[derive(Debug)]
@@ -55,7 +67,27 @@ pub struct UpstreamSet {
     pub tls: Option<UpstreamTlsRt>,
     /// PROXY protocol header opening each connection; such connections are never pooled.
     pub proxy_protocol: Option<ProxyProtocolVersion>,
-    next: AtomicUsize,
+    /// `balance` as written.
+    pub balance: Balance,
+    /// Weight of each target, in target order.
+    weights: Box<[u32]>,
+    picker: Picker,
+    hash_on: Option<HashOn>,
+    pub(crate) sticky: Option<Sticky>,
+    pub(crate) health: Health,
+    pub(crate) health_check: Option<HealthCheckRt>,
+    pub(crate) retry: RetryRt,
+    pub(crate) breaker: Option<Breaker>,
+    health_started: AtomicBool,
+}
+
+/// What the balancer needs of a request.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PickKey {
+    /// Hash of the `hash_on` key.
+    pub(crate) hash: Option<u64>,
+    /// Target named by a valid sticky cookie.
+    pub(crate) sticky: Option<usize>,
 }
 
 /// An upstream's compiled TLS settings.
@@ -100,9 +132,39 @@ impl UpstreamSet {
                 )),
             }
         }
+        let hash_on = match u.hash_on.as_ref() {
+            Some(text) => match HashOn::parse(text) {
+                Ok(on) => Some(on),
+                Err(msg) => {
+                    errors.push(ConfigError::new(
+                        Some(text.span()),
+                        format!("{path}.hash_on"),
+                        msg,
+                    ));
+                    None
+                }
+            },
+            None if u.balance.is_hashing() => Some(HashOn::ClientIp),
+            None => None,
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
+        let labels: Vec<&str> = targets.iter().map(|t| &*t.label).collect();
+        let weights: Box<[u32]> = labels
+            .iter()
+            .map(|l| u.weights.get(*l).map_or(1, |w| **w).clamp(1, 1000))
+            .collect();
+        let sticky = u.sticky.as_ref().map(|s| {
+            Sticky::new(
+                &s.cookie,
+                &s.secret,
+                s.max_age.map(rampart_config::HumanDuration::get),
+                &labels,
+            )
+        });
+        let picker = Picker::new(u.balance, &labels, &weights);
+        let targets_len = targets.len();
         Ok(Self {
             name: Arc::from(u.name.as_str()),
             targets,
@@ -113,22 +175,88 @@ impl UpstreamSet {
             max_idle_per_target: u.max_idle_per_target,
             tls,
             proxy_protocol: u.proxy_protocol.as_ref().map(|v| *v.get()),
-            next: AtomicUsize::new(0),
+            balance: u.balance,
+            picker,
+            weights,
+            hash_on,
+            sticky,
+            health: Health::new(targets_len, OutlierRt::new(&u.outlier)),
+            health_check: u.health_check.as_ref().map(HealthCheckRt::new),
+            retry: RetryRt::new(&u.retry),
+            breaker: u.circuit_breaker.as_ref().map(Breaker::new),
+            health_started: AtomicBool::new(false),
         })
     }
 
-    /// The next target in round-robin order, skipping the one at index `skip` when there is
-    /// another.
-    pub fn next_target(&self, skip: Option<usize>) -> Option<(usize, &Target)> {
-        let n = self.targets.len();
-        if n == 0 {
-            return None;
+    /// Picks a target for a request, skipping the ones it already `tried`.
+    pub(crate) fn pick(&self, key: PickKey, tried: &[usize]) -> Option<usize> {
+        let view = self.view(tried);
+        if let Some(i) = key.sticky
+            && view.usable(i)
+        {
+            return Some(i);
         }
-        let mut i = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        if skip == Some(i) && n > 1 {
-            i = (i + 1) % n;
+        self.picker.pick(&view, key.hash)
+    }
+
+    /// The balancer's view of the targets now.
+    pub(crate) fn view<'a>(&'a self, tried: &'a [usize]) -> View<'a> {
+        View {
+            stats: &self.health.stats,
+            weights: &self.weights,
+            all: self.health.panicking(),
+            tried,
+            max_in_flight: self.breaker.as_ref().map_or(u32::MAX, |b| b.per_target),
         }
-        Some((i, &self.targets[i]))
+    }
+
+    /// The balancing key of a request (empty when the algorithm needs none).
+    pub(crate) fn pick_key(
+        &self,
+        uri: &Uri,
+        headers: &HeaderMap,
+        client_ip: Option<IpAddr>,
+    ) -> PickKey {
+        PickKey {
+            hash: self
+                .hash_on
+                .as_ref()
+                .and_then(|on| on.key(uri, headers, client_ip)),
+            sticky: self.sticky.as_ref().and_then(|s| s.target(headers)),
+        }
+    }
+
+    /// Live stats of target `i`.
+    pub(crate) fn stats(&self, i: usize) -> &TargetStats {
+        &self.health.stats[i]
+    }
+
+    /// Each target's state, reason, in-flight count, latency EWMA and totals (for the admin
+    /// API and metrics). Reads atomics only.
+    #[must_use]
+    pub fn target_statuses(&self) -> Vec<TargetStatus> {
+        self.targets
+            .iter()
+            .zip(self.health.stats.iter())
+            .map(|(t, s)| TargetStatus::read(&t.label, s))
+            .collect()
+    }
+
+    /// Whether requests currently spread over all targets because too many are out.
+    #[must_use]
+    pub fn in_panic_mode(&self) -> bool {
+        self.health.panicking()
+    }
+
+    /// Starts the background health service of this set (re-admission, slow start, gray
+    /// failure detection, active probes). Idempotent; the service stops once the set is
+    /// dropped. Call it when a runtime goes live; [`crate::forward`] also starts it on first use.
+    pub fn start_health(self: &Arc<Self>) {
+        if !self.health_started.load(Ordering::Relaxed)
+            && !self.health_started.swap(true, Ordering::AcqRel)
+        {
+            crate::health::service::start(self);
+        }
     }
 }
 
@@ -168,9 +296,9 @@ fn pool_key(spec: &TargetSpec, protocol: UpstreamProtocol, tls: Option<&str>) ->
 mod tests {
     use super::*;
 
-    fn set(targets: &[&str]) -> UpstreamSet {
+    fn set_with(targets: &[&str], extra: &str) -> UpstreamSet {
         let text = format!(
-            "name = \"u\"\ntargets = [{}]\n",
+            "name = \"u\"\ntargets = [{}]\n{extra}\n",
             targets
                 .iter()
                 .map(|t| format!("{t:?}"))
@@ -181,19 +309,78 @@ mod tests {
         UpstreamSet::from_config(&u, "upstreams[0]").unwrap()
     }
 
+    fn set(targets: &[&str]) -> UpstreamSet {
+        set_with(targets, "")
+    }
+
     #[test]
     fn round_robin_visits_every_target_in_turn() {
-        let s = set(&["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]);
-        let picks: Vec<usize> = (0..6).map(|_| s.next_target(None).unwrap().0).collect();
+        let s = set_with(
+            &["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"],
+            "balance = \"round_robin\"",
+        );
+        let picks: Vec<usize> = (0..6)
+            .map(|_| s.pick(PickKey::default(), &[]).unwrap())
+            .collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
     }
 
     #[test]
-    fn a_retry_skips_the_failed_target() {
+    fn a_retry_skips_the_tried_targets() {
         let s = set(&["127.0.0.1:1", "127.0.0.1:2"]);
-        assert_eq!(s.next_target(None).unwrap().0, 0);
-        // Round robin would pick 1 now; a retry after 1 failed must not.
-        assert_eq!(s.next_target(Some(1)).unwrap().0, 0);
+        for _ in 0..50 {
+            assert_eq!(s.pick(PickKey::default(), &[1]), Some(0));
+        }
+        assert_eq!(s.pick(PickKey::default(), &[0, 1]), None);
+    }
+
+    #[test]
+    fn weights_and_hash_keys_come_from_config() {
+        let s = set_with(
+            &["127.0.0.1:1", "127.0.0.1:2"],
+            "balance = \"maglev\"\nhash_on = \"header:x-user\"\nweights = { \"127.0.0.1:2\" = 3 }",
+        );
+        assert_eq!(&*s.weights, &[1, 3]);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-user", HeaderValue::from_static("alice"));
+        let key = s.pick_key(&Uri::from_static("/"), &headers, None);
+        assert!(key.hash.is_some());
+        let first = s.pick(key, &[]);
+        assert!(
+            (0..20).all(|_| s.pick(key, &[]) == first),
+            "the same key, the same target"
+        );
+    }
+
+    #[test]
+    fn a_bad_hash_key_is_reported_at_its_span() {
+        let u: Upstream = toml::from_str(
+            "name = \"u\"\ntargets = [\"127.0.0.1:1\"]\nbalance = \"ring_hash\"\nhash_on = \"query:x\"",
+        )
+        .unwrap();
+        let errors = UpstreamSet::from_config(&u, "upstreams[0]").unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(format!("{errors:?}").contains("hash_on"));
+    }
+
+    #[test]
+    fn statuses_report_every_target() {
+        let s = set(&["127.0.0.1:1", "127.0.0.1:2"]);
+        let st = s.target_statuses();
+        assert_eq!(st.len(), 2);
+        assert_eq!(st[1].target, "127.0.0.1:2");
+        let json = serde_json::to_value(&st[0]).unwrap();
+        assert_eq!(json["state"], "healthy");
+        assert!(json["reason"].is_null());
+        for key in [
+            "since_seconds",
+            "in_flight",
+            "ewma_ms",
+            "requests",
+            "failures",
+        ] {
+            assert!(json.get(key).is_some(), "{key}");
+        }
     }
 
     #[test]

@@ -886,7 +886,7 @@ async fn round_robin_alternates_between_two_targets() {
     let config = format!(
         "{}{}[[routes]]\nname = \"all\"\nupstream = \"pair\"\n",
         listener("public", ""),
-        upstream("pair", &[a.addr(), b.addr()], "")
+        upstream("pair", &[a.addr(), b.addr()], "balance = \"round_robin\"")
     );
     let gw = TestGateway::builder(config).start();
     let client = client();

@@ -3,6 +3,7 @@
 //! These are the "raw" structs of the pipeline raw → validated → compiled. Values that later
 //! checks may need to point at are [`Located`].
 
+mod balance;
 mod headers;
 mod listener;
 mod ratelimit;
@@ -12,6 +13,10 @@ mod settings;
 mod tls;
 mod upstream;
 
+pub use balance::{
+    Balance, CircuitBreaker, HealthCheck, HealthCheckKind, Outlier, Retry, RouteRetry, Sticky,
+    Weights,
+};
 pub use headers::{Cors, HeaderEdits, OriginPattern, SecurityHeaders, SecurityHsts};
 pub use listener::{ForwardedPolicy, Listener};
 pub use ratelimit::{

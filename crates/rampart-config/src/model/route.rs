@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::model::balance::RouteRetry;
 use crate::model::headers::{Cors, HeaderEdits, SecurityHeaders};
 use crate::model::security::AccessRules;
 use crate::model::tls::ClientCertRequirement;
@@ -73,6 +74,9 @@ pub struct Route {
     /// Overrides the upstream's `request_timeout` for this route.
     #[serde(default)]
     pub timeout: Option<HumanDuration>,
+    /// Retry overrides for this route (`max_retries`, `non_idempotent`, `per_try_timeout`).
+    #[serde(default)]
+    pub retry: Option<RouteRetry>,
     /// Who may use this route: IP networks, countries, autonomous systems (403 otherwise).
     #[serde(default)]
     pub access: Option<AccessRules>,

@@ -4,6 +4,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::Located;
+use crate::model::balance::{
+    Balance, CircuitBreaker, HealthCheck, Outlier, Retry, Sticky, Weights,
+};
 use crate::model::tls::UpstreamTls;
 use crate::units::HumanDuration;
 
@@ -61,6 +64,31 @@ pub struct Upstream {
     /// such connections serve one client only. `http1` upstreams and TLS passthrough.
     #[serde(default)]
     pub proxy_protocol: Option<Located<ProxyProtocolVersion>>,
+    /// Load-balancing algorithm.
+    #[serde(default)]
+    pub balance: Balance,
+    /// Request key of `ring_hash` and `maglev`: `client_ip`, `path`, `header:NAME` or
+    /// `cookie:NAME`.
+    #[serde(default)]
+    pub hash_on: Option<Located<String>>,
+    /// Target weights (`"host:port" = n`); unlisted targets weigh 1.
+    #[serde(default)]
+    pub weights: Weights,
+    /// Cookie-based sticky sessions.
+    #[serde(default)]
+    pub sticky: Option<Sticky>,
+    /// Active health checks.
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
+    /// Passive health: outlier and gray-failure ejection.
+    #[serde(default)]
+    pub outlier: Outlier,
+    /// Retry rules.
+    #[serde(default)]
+    pub retry: Retry,
+    /// Limits on requests in flight, with a wait queue.
+    #[serde(default)]
+    pub circuit_breaker: Option<CircuitBreaker>,
 }
 
 const fn default_connect_timeout() -> HumanDuration {

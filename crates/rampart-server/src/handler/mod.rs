@@ -7,6 +7,7 @@ mod proxy;
 use std::sync::Arc;
 
 use http::{Request, Response};
+use rampart_config::model::RouteRetry;
 use rampart_core::{Body, ProxyError, RequestCtx};
 use rampart_upstream::UpstreamSet;
 
@@ -17,7 +18,7 @@ use crate::runtime::{ListenerRt, Runtime};
 /// What a route does with a request.
 pub(crate) enum Handler {
     /// Forward to an upstream.
-    Proxy(Arc<UpstreamSet>),
+    Proxy(Arc<UpstreamSet>, Option<Arc<RouteRetry>>),
     /// Answer with a redirect.
     Redirect(RedirectSpec),
     /// Answer with a fixed response.
@@ -30,7 +31,7 @@ impl Handler {
     /// One line for `rampart explain`.
     pub(crate) fn summary(&self) -> String {
         match self {
-            Self::Proxy(set) => {
+            Self::Proxy(set, _) => {
                 let targets: Vec<&str> = set.targets.iter().map(|t| t.label.as_ref()).collect();
                 let protocol = match set.protocol {
                     rampart_config::model::UpstreamProtocol::Http1 => "http1",
@@ -59,7 +60,9 @@ impl Handler {
         timeout: Option<std::time::Duration>,
     ) -> Result<Response<Body>, ProxyError> {
         match self {
-            Self::Proxy(set) => proxy::run(set, req, ctx, rt, listener, timeout).await,
+            Self::Proxy(set, retry) => {
+                proxy::run(set, retry.as_deref(), req, ctx, rt, listener, timeout).await
+            }
             Self::Redirect(r) => Ok(r.respond(&req, ctx)),
             Self::Respond(r) => Ok(r.respond()),
             Self::Echo => echo::run(req, ctx).await,

@@ -10,11 +10,11 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
-use rampart_config::model::ForwardedPolicy;
+use rampart_config::model::{ForwardedPolicy, RouteRetry};
 use rampart_core::headers::{connection_has, remove_hop_by_hop};
 use rampart_core::{Body, ProxyError, RequestCtx};
 use rampart_upstream::proxy_header::ClientConnection;
-use rampart_upstream::{UpstreamSet, forward};
+use rampart_upstream::{ForwardOpts, UpstreamSet, forward_with};
 
 use crate::runtime::{ListenerRt, Runtime, Settings};
 use crate::tunnel;
@@ -27,6 +27,7 @@ static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// Forwards `req` to `set` and returns the upstream's response (or a tunnel's 101).
 pub(super) async fn run(
     set: &Arc<UpstreamSet>,
+    route_retry: Option<&RouteRetry>,
     mut req: Request<Body>,
     ctx: &mut RequestCtx,
     rt: &Runtime,
@@ -42,7 +43,13 @@ pub(super) async fn run(
         req.extensions_mut().insert(client_connection(ctx));
     }
     let timeout = route_timeout.unwrap_or(set.request_timeout);
-    let fwd = match forward(set, req, timeout, upgrade).await {
+    let opts = ForwardOpts {
+        timeout,
+        upgrade,
+        client_ip: Some(ctx.client_ip),
+        route_retry,
+    };
+    let fwd = match forward_with(set, req, &opts).await {
         Ok(fwd) => fwd,
         Err(e) => {
             ctx.upstream_target = e.target;

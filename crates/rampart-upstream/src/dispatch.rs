@@ -1,0 +1,380 @@
+//! Forwarding one request under the upstream's rules: circuit breaker, balancer, per-try
+//! timeout, passive health accounting, retries on another target within the budget, and the
+//! sticky-session cookie.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, header};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use rampart_config::model::{RouteRetry, UpstreamProtocol};
+use rampart_core::{Body, ErrorKind, ProxyError};
+
+use crate::forward::{Failure, ForwardError, Forwarded, attempt};
+use crate::health::passive::Outcome;
+use crate::retry::Rules;
+use crate::set::{PickKey, UpstreamSet};
+
+/// Most attempts one request makes, whatever `max_retries` says.
+const MAX_ATTEMPTS: usize = 8;
+
+/// How to forward one request.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardOpts<'a> {
+    /// Time allowed for the response head after the request body was sent (per attempt, unless
+    /// a shorter `per_try_timeout` applies).
+    pub timeout: Duration,
+    /// The request asks to switch protocols: use a dedicated connection, never retry after
+    /// sending.
+    pub upgrade: bool,
+    /// The client's IP, for `hash_on = "client_ip"`.
+    pub client_ip: Option<IpAddr>,
+    /// The route's retry overrides.
+    pub route_retry: Option<&'a RouteRetry>,
+}
+
+/// Sends `req` (origin-form URI, `Host` set, hop-by-hop headers already removed) to a target of
+/// `set`, waiting at most `timeout` for the response head after the request body has been sent.
+/// With `upgrade`, a dedicated connection that may become a tunnel is used.
+///
+/// # Errors
+/// See [`forward_with`].
+pub async fn forward(
+    set: &Arc<UpstreamSet>,
+    req: Request<Body>,
+    timeout: Duration,
+    upgrade: bool,
+) -> Result<Forwarded, ForwardError> {
+    let opts = ForwardOpts {
+        timeout,
+        upgrade,
+        client_ip: None,
+        route_retry: None,
+    };
+    forward_with(set, req, &opts).await
+}
+
+/// Forwards `req` to a target of `set` chosen by its balancer, retrying on other targets where
+/// the rules allow (see [`crate::retry`]).
+///
+/// # Errors
+/// No usable target (503 at once), circuit breaker full (503 with `Retry-After`), connect
+/// failure or timeout on every target tried, reset, bad response, timeout, or a failing client
+/// body.
+pub async fn forward_with(
+    set: &Arc<UpstreamSet>,
+    req: Request<Body>,
+    opts: &ForwardOpts<'_>,
+) -> Result<Forwarded, ForwardError> {
+    set.start_health();
+    let _slot = match &set.breaker {
+        Some(b) => Some(b.admit(&set.name).await.map_err(|error| ForwardError {
+            error,
+            target: None,
+            retries: 0,
+        })?),
+        None => None,
+    };
+    let key = set.pick_key(req.uri(), req.headers(), opts.client_ip);
+    let rules = set.retry.rules(req.method(), opts.route_retry);
+    let timeout = rules
+        .per_try_timeout
+        .map_or(opts.timeout, |t| t.min(opts.timeout));
+    let replay_wanted = !opts.upgrade
+        && rules.replay_allowed
+        && rules.max_retries > 0
+        && set.retry.retries_responses();
+    if replay_wanted {
+        set.retry.deposit();
+    }
+    let (req, body) = match buffer_for_replay(req, replay_wanted, set.retry.buffer_body).await {
+        Ok(r) => r,
+        Err(error) => {
+            return Err(ForwardError {
+                error,
+                target: None,
+                retries: 0,
+            });
+        }
+    };
+    let mut run = Run {
+        set,
+        key,
+        rules,
+        body,
+        tried: [0; MAX_ATTEMPTS],
+        attempts: 0,
+    };
+    let mut fwd = run.attempts(req, timeout, opts.upgrade).await?;
+    if let Some(sticky) = &set.sticky
+        && key.sticky != run.last()
+        && let Some(cookie) = run.last().and_then(|i| sticky.set_cookie(i))
+    {
+        fwd.response
+            .headers_mut()
+            .append(header::SET_COOKIE, cookie);
+    }
+    fwd.sent = None;
+    Ok(fwd)
+}
+
+/// Collects a small request body so it can be sent again; larger or unknown-length bodies
+/// stream through and make the request non-replayable (`None`).
+async fn buffer_for_replay(
+    req: Request<Body>,
+    wanted: bool,
+    limit: u64,
+) -> Result<(Request<Body>, Option<Bytes>), ProxyError> {
+    if req.body().is_end_stream() {
+        return Ok((req, Some(Bytes::new())));
+    }
+    let fits = req.body().size_hint().upper().is_some_and(|n| n <= limit);
+    if !wanted || !fits {
+        return Ok((req, None));
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|e| {
+            let kind = rampart_core::body_error::client_body_reason(&*e)
+                .unwrap_or(ErrorKind::ClientBodyError);
+            ProxyError::new(kind, format!("request body: {e}"))
+        })?
+        .to_bytes();
+    Ok((
+        Request::from_parts(parts, Body::full(bytes.clone())),
+        Some(bytes),
+    ))
+}
+
+/// The state of one request's attempts.
+struct Run<'a> {
+    set: &'a UpstreamSet,
+    key: PickKey,
+    rules: Rules,
+    /// The whole body when it can be replayed.
+    body: Option<Bytes>,
+    tried: [usize; MAX_ATTEMPTS],
+    attempts: usize,
+}
+
+/// Counts a request in flight on a target while it waits for the response head.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicU32);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What to do after an attempt (a short-lived value on the stack: boxing it would allocate per
+/// request).
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Done(Result<Forwarded, ForwardError>),
+    /// Send this request to that target.
+    Retry(Request<Body>, usize),
+}
+
+impl Run<'_> {
+    fn last(&self) -> Option<usize> {
+        self.attempts.checked_sub(1).map(|i| self.tried[i])
+    }
+
+    fn retries(&self) -> u8 {
+        u8::try_from(self.attempts.saturating_sub(1)).unwrap_or(u8::MAX)
+    }
+
+    async fn attempts(
+        &mut self,
+        mut req: Request<Body>,
+        timeout: Duration,
+        upgrade: bool,
+    ) -> Result<Forwarded, ForwardError> {
+        let set = self.set;
+        let mut target = set.pick(self.key, &[]);
+        loop {
+            let Some(i) = target.take() else {
+                return Err(self.no_target());
+            };
+            self.tried[self.attempts] = i;
+            self.attempts += 1;
+            let stats = set.stats(i);
+            stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            let guard = InFlight(&stats.in_flight);
+            // HTTP/2 consumes the request: keep a copy of its head when it may be replayed.
+            let copy = (set.protocol != UpstreamProtocol::Http1 && self.replayable())
+                .then(|| copy_head(&req));
+            let result = attempt(set, &set.targets[i], req, timeout, upgrade).await;
+            drop(guard);
+            let next = match result {
+                Ok(mut fwd) => {
+                    fwd.sent = fwd.sent.take().or(copy);
+                    self.after_response(i, fwd)
+                }
+                Err(mut failure) => {
+                    failure.spent = failure.spent.take().or(copy);
+                    self.after_failure(i, failure, timeout)
+                }
+            };
+            match next {
+                Next::Done(result) => return result,
+                Next::Retry(again, next) => {
+                    req = again;
+                    target = Some(next);
+                }
+            }
+        }
+    }
+
+    /// Every target is out (and not in panic mode) or at its limit: a fast 503.
+    fn no_target(&self) -> ForwardError {
+        ForwardError {
+            error: ProxyError::new(
+                ErrorKind::NoTarget,
+                format!("{}: no target available", self.set.name),
+            ),
+            target: None,
+            retries: self.retries(),
+        }
+    }
+
+    /// Whether the request could be sent again after reaching a target.
+    fn replayable(&self) -> bool {
+        self.rules.replay_allowed && self.rules.max_retries > 0 && self.body.is_some()
+    }
+
+    /// The target of another attempt, if one is allowed and a target not tried yet is usable
+    /// (otherwise the current answer or error stands).
+    fn next_target(&self, max_retries: u8) -> Option<usize> {
+        if self.attempts >= MAX_ATTEMPTS || self.attempts > usize::from(max_retries) {
+            return None;
+        }
+        self.set.pick(self.key, &self.tried[..self.attempts])
+    }
+
+    fn after_response(&mut self, i: usize, mut fwd: Forwarded) -> Next {
+        let set = self.set;
+        let status = fwd.response.status().as_u16();
+        let outcome = if status >= 500 {
+            Outcome::ServerError
+        } else {
+            Outcome::Success
+        };
+        let micros = u64::try_from(fwd.upstream_time.as_micros()).unwrap_or(u64::MAX);
+        set.stats(i).observe_latency(micros);
+        set.health
+            .record(&set.name, &set.targets[i].label, i, outcome);
+        fwd.retries = self.retries();
+        if set.retry.retries_status(status)
+            && let Some((again, next)) = self.replay(fwd.sent.take(), "status")
+        {
+            tracing::debug!(upstream = %set.name, target = %set.targets[i].label, status, "retrying on another target");
+            return Next::Retry(again, next);
+        }
+        Next::Done(Ok(fwd))
+    }
+
+    fn after_failure(&mut self, i: usize, failure: Failure, timeout: Duration) -> Next {
+        let set = self.set;
+        let Failure {
+            error,
+            unsent,
+            spent,
+        } = failure;
+        let outcome = match error.kind {
+            ErrorKind::UpstreamConnect
+            | ErrorKind::UpstreamConnectTimeout
+            | ErrorKind::UpstreamTls => Some(Outcome::ConnectError),
+            ErrorKind::UpstreamTimeout => {
+                let micros = u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX);
+                set.stats(i).observe_latency(micros);
+                Some(Outcome::Timeout)
+            }
+            ErrorKind::UpstreamReset => Some(Outcome::Timeout),
+            ErrorKind::UpstreamBadResponse => Some(Outcome::ServerError),
+            // The client's body failed: not the target's fault.
+            _ => None,
+        };
+        let label = &set.targets[i].label;
+        if let Some(outcome) = outcome {
+            set.health.record(&set.name, label, i, outcome);
+        }
+        // Nothing was sent: always worth another target (at least one retry).
+        if let Some(back) = unsent
+            && error.retryable
+            && let Some(next) = self.next_target(self.rules.max_retries.max(1))
+        {
+            tracing::debug!(upstream = %set.name, target = %label, error = %error, "connect failed; retrying on another target");
+            return Next::Retry(back, next);
+        }
+        let resettable = matches!(
+            error.kind,
+            ErrorKind::UpstreamReset | ErrorKind::UpstreamTimeout
+        );
+        if resettable
+            && set.retry.on_reset
+            && let Some((again, next)) = self.replay(spent, "reset")
+        {
+            tracing::debug!(upstream = %set.name, target = %label, error = %error, "retrying on another target");
+            return Next::Retry(again, next);
+        }
+        // Every target is down (health says so) and this one failed too: the upstream has no
+        // usable target, which is a 503, answered as fast as the connect failed.
+        let error = if outcome == Some(Outcome::ConnectError) && set.health.all_out() {
+            ProxyError::new(
+                ErrorKind::NoTarget,
+                format!("{}: every target is down; last: {error}", set.name),
+            )
+        } else {
+            error
+        };
+        Next::Done(Err(ForwardError {
+            error,
+            target: Some(label.clone()),
+            retries: self.retries(),
+        }))
+    }
+
+    /// The request again, with its buffered body, when a retry after sending is allowed: the
+    /// method may be repeated, the body was buffered, attempts remain, and the budget has a
+    /// token. `sent` is the request given back by the attempt (HTTP/1.1).
+    fn replay(
+        &self,
+        sent: Option<Request<Body>>,
+        why: &'static str,
+    ) -> Option<(Request<Body>, usize)> {
+        if !self.rules.replay_allowed {
+            return None;
+        }
+        let body = self.body.clone()?;
+        let mut req = sent?;
+        let next = self.next_target(self.rules.max_retries)?;
+        if !self.set.retry.withdraw() {
+            tracing::debug!(upstream = %self.set.name, why, "retry budget spent");
+            return None;
+        }
+        *req.body_mut() = Body::full(body);
+        if req.headers().contains_key(header::CONTENT_LENGTH) || !req.body().is_end_stream() {
+            let len = req.body().size_hint().exact().unwrap_or(0);
+            req.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        Some((req, next))
+    }
+}
+
+/// A copy of a request's head (method, target, version, headers) with no body.
+fn copy_head(req: &Request<Body>) -> Request<Body> {
+    let mut copy = Request::new(Body::Empty);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
+}
