@@ -2,6 +2,7 @@
 //! paths, path templates, upstream targets.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 /// An upstream target as written in config, after parsing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -10,6 +11,8 @@ pub enum Target {
     Addr(SocketAddr),
     /// A DNS name and port, resolved when connecting.
     Host(String, u16),
+    /// A Unix domain socket (`unix:/run/app.sock`).
+    Unix(PathBuf),
 }
 
 /// True for RFC 9110 tokens (method names, header names).
@@ -34,7 +37,10 @@ pub fn is_header_value(s: &str) -> bool {
     s.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
-/// Parses `host:port`, `1.2.3.4:port` or `[::1]:port`.
+/// Longest Unix socket path (`sun_path` holds 108 bytes with the terminating NUL).
+const MAX_UNIX_PATH: usize = 107;
+
+/// Parses `host:port`, `1.2.3.4:port`, `[::1]:port` or `unix:/absolute/path`.
 ///
 /// # Errors
 /// Explains what is wrong with `text`.
@@ -44,6 +50,14 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
             "invalid target {text:?}: expected \"host:port\", \"10.0.0.1:8080\" or \"[::1]:8080\""
         )
     };
+    if let Some(path) = text.strip_prefix("unix:") {
+        if !path.starts_with('/') || path.len() > MAX_UNIX_PATH || path.contains('\0') {
+            return Err(format!(
+                "invalid target {text:?}: a Unix socket is \"unix:/absolute/path\" of at most {MAX_UNIX_PATH} bytes"
+            ));
+        }
+        return Ok(Target::Unix(PathBuf::from(path)));
+    }
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return if addr.port() == 0 {
             Err(format!("invalid target {text:?}: port 0"))
@@ -240,6 +254,18 @@ mod tests {
             parse_target("App.internal:3000"),
             Ok(Target::Host("app.internal".into(), 3000))
         );
+    }
+
+    #[test]
+    fn unix_socket_targets_need_an_absolute_short_path() {
+        assert_eq!(
+            parse_target("unix:/run/app.sock"),
+            Ok(Target::Unix(PathBuf::from("/run/app.sock")))
+        );
+        for bad in ["unix:", "unix:run/app.sock", "unix:/a\0b"] {
+            assert!(parse_target(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_target(&format!("unix:/{}", "a".repeat(MAX_UNIX_PATH))).is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub(crate) fn validate(raw: &RawConfig, positions: &Positions) -> Vec<ConfigErro
         v.outlier(&path, u);
         v.retry(&path, u);
         v.circuit_breaker(&path, u);
+        v.unix_targets(&path, u);
     }
     for (i, r) in raw.routes.iter().enumerate() {
         if let Some(retry) = &r.retry
@@ -200,6 +201,22 @@ impl Checks {
                 format!("{path}.retry.per_try_timeout"),
                 "must be greater than 0s",
             );
+        }
+    }
+
+    /// TLS is not spoken over Unix sockets (the socket's permissions are the protection).
+    fn unix_targets(&mut self, path: &str, u: &Upstream) {
+        if !u.tls.as_ref().is_some_and(|t| t.enabled) {
+            return;
+        }
+        for (i, t) in u.targets.iter().enumerate() {
+            if t.starts_with("unix:") {
+                self.at(
+                    t,
+                    format!("{path}.targets[{i}]"),
+                    "TLS is not used over Unix sockets: put this target in an upstream without `[upstreams.tls]`",
+                );
+            }
         }
     }
 

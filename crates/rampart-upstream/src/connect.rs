@@ -9,7 +9,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rampart_config::syntax::Target as TargetSpec;
 use rampart_core::{ErrorKind, ProxyError};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use crate::io::UpstreamIo;
 use crate::pool::H2Sender;
@@ -37,6 +37,9 @@ async fn tcp_inner(target: &Target) -> Result<(TcpStream, SocketAddr), ProxyErro
             .await
             .map_err(|e| connect_error(target, &format!("resolve: {e}")))?
             .collect(),
+        TargetSpec::Unix(_) => {
+            return Err(connect_error(target, "a Unix socket has no TCP address"));
+        }
     };
     let mut last = None;
     for addr in addrs {
@@ -71,6 +74,14 @@ pub(crate) async fn stream(
     preface: Option<&[u8]>,
 ) -> Result<UpstreamIo, ProxyError> {
     let timeout = set.connect_timeout;
+    if let TargetSpec::Unix(path) = &target.spec {
+        // Validation refuses TLS for Unix socket targets.
+        let mut unix = unix(target, path, timeout).await?;
+        if let Some(preface) = preface {
+            write_preface(&mut unix, preface, target, timeout).await?;
+        }
+        return Ok(UpstreamIo::Unix(unix));
+    }
     let started = std::time::Instant::now();
     let (mut tcp, _) = tcp(target, timeout).await?;
     if let Some(preface) = preface {
@@ -100,9 +111,26 @@ pub(crate) async fn stream(
     }
 }
 
+/// Connects to the Unix socket at `path` within `timeout`.
+pub(crate) async fn unix(
+    target: &Target,
+    path: &std::path::Path,
+    timeout: Duration,
+) -> Result<UnixStream, ProxyError> {
+    match tokio::time::timeout(timeout, UnixStream::connect(path)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(connect_error(target, &format!("connect: {e}"))),
+        Err(_) => Err(ProxyError::new(
+            ErrorKind::UpstreamConnectTimeout,
+            format!("connect to {} timed out after {timeout:?}", target.label),
+        )
+        .retryable()),
+    }
+}
+
 /// Writes the PROXY protocol header: the first bytes of the connection.
 async fn write_preface(
-    tcp: &mut TcpStream,
+    tcp: &mut (impl tokio::io::AsyncWrite + Unpin),
     preface: &[u8],
     target: &Target,
     timeout: Duration,

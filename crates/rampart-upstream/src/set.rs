@@ -42,6 +42,7 @@ impl Target {
         match &self.spec {
             TargetSpec::Addr(addr) => addr.ip().to_string(),
             TargetSpec::Host(host, _) => host.clone(),
+            TargetSpec::Unix(_) => "localhost".to_owned(),
         }
     }
 }

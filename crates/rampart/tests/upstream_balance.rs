@@ -332,3 +332,77 @@ async fn active_http_checks_take_a_failing_target_out() {
         "probes reached the live target too"
     );
 }
+
+/// An HTTP/1.1 origin on a Unix socket that answers `unix <method> <path> <body length>`.
+async fn unix_origin(path: &std::path::Path) -> tokio::task::JoinHandle<()> {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::UnixListener::bind(path).unwrap();
+    tokio::spawn(async move {
+        // Connections live in this set: aborting the task closes them too.
+        let mut conns = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            conns.spawn(async move {
+                let service = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let (parts, body) = req.into_parts();
+                        let len = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes().len())
+                            .unwrap_or(0);
+                        let text = format!("unix {} {} {len}", parts.method, parts.uri.path());
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(text)),
+                        ))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_targets_are_proxied_and_probed() {
+    let dir = std::env::temp_dir().join(format!("rampart-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("app.sock");
+    let _ = std::fs::remove_file(&sock);
+    let origin = unix_origin(&sock).await;
+    let text = format!(
+        "[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\n[[upstreams]]\nname = \"u\"\ntargets = [\"unix:{}\"]\n[upstreams.health_check]\nkind = \"tcp\"\ninterval = \"100ms\"\n\n[[routes]]\nname = \"all\"\nupstream = \"u\"\n",
+        sock.display()
+    );
+    let gw = TestGateway::builder(text).start();
+    let client = client();
+    for i in 0..3 {
+        let resp = within(
+            client
+                .post(gw.url("public", &format!("/sock/{i}")))
+                .body("hello")
+                .send(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), format!("unix POST /sock/{i} 5"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let st = &gw.handle().upstream_statuses()[0].1[0];
+    assert_eq!(st.state.as_str(), "healthy");
+    assert_eq!(st.requests, 3);
+    // The socket goes away: a 502, not a hang.
+    origin.abort();
+    std::fs::remove_file(&sock).unwrap();
+    let resp = within(client.get(gw.url("public", "/gone")).send())
+        .await
+        .unwrap();
+    assert!(
+        matches!(resp.status().as_u16(), 502 | 503),
+        "{}",
+        resp.status()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -9,6 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use rampart_config::model::{HealthCheck, HealthCheckKind};
+use rampart_config::syntax::Target as TargetSpec;
 use rampart_core::Body;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -129,10 +130,16 @@ fn mark_passing(set: &Arc<UpstreamSet>, i: usize) {
 
 async fn probe(set: &UpstreamSet, target: &Target, check: &HealthCheckRt) -> Result<(), String> {
     match check.kind {
-        HealthCheckKind::Tcp => crate::connect::tcp(target, check.timeout)
-            .await
-            .map(drop)
-            .map_err(|e| e.detail.into_owned()),
+        HealthCheckKind::Tcp => match &target.spec {
+            TargetSpec::Unix(path) => crate::connect::unix(target, path, check.timeout)
+                .await
+                .map(drop)
+                .map_err(|e| e.detail.into_owned()),
+            _ => crate::connect::tcp(target, check.timeout)
+                .await
+                .map(drop)
+                .map_err(|e| e.detail.into_owned()),
+        },
         HealthCheckKind::Http => probe_http(set, target, check).await,
         HealthCheckKind::Grpc => probe_grpc(set, target, check).await,
     }
@@ -146,7 +153,11 @@ async fn probe_http(
     let mut io = crate::connect::stream(target, set, None)
         .await
         .map_err(|e| e.detail.into_owned())?;
-    let host = check.host.as_deref().unwrap_or(&target.label);
+    let host = match (&check.host, &target.spec) {
+        (Some(host), _) => host.as_str(),
+        (None, TargetSpec::Unix(_)) => "localhost",
+        (None, _) => &target.label,
+    };
     let request = format!(
         "{} {} HTTP/1.1\r\nhost: {host}\r\nuser-agent: rampart-health-check\r\nconnection: close\r\n\r\n",
         check.method, check.path
