@@ -17,6 +17,7 @@ pub mod units;
 mod validate;
 mod validate_balance;
 mod validate_gates;
+mod validate_observability;
 mod validate_security;
 mod validate_tls;
 
@@ -30,6 +31,7 @@ pub use located::Located;
 pub use model::RawConfig;
 pub use pattern::Pattern;
 pub use units::{ByteSize, HumanDuration};
+pub use validate_observability::split_endpoint;
 pub use validate_tls::normalize_fingerprint;
 
 /// The config Rampart runs when started without one (`rampart config default` prints it).
@@ -95,6 +97,7 @@ pub fn load_str_with_env(
     ));
     errors.extend(validate_security::validate(&parsed.raw, &parsed.positions));
     errors.extend(validate_balance::validate(&parsed.raw, &parsed.positions));
+    errors.extend(validate_observability::validate(&parsed.raw));
     errors.extend(validate_tls::validate(
         &parsed.raw,
         &parsed.incomplete,

@@ -97,6 +97,8 @@ fn deserialize_sections(
             "routes" => (raw.routes, positions.routes) = deserialize_list(value, name, errors),
             "rate_limits" => set(&mut raw.rate_limits, deserialize(value, name, errors)),
             "redis" => raw.redis = deserialize(value, name, errors),
+            "tracing" => set(&mut raw.tracing, deserialize(value, name, errors)),
+            "audit_log" => set(&mut raw.audit_log, deserialize(value, name, errors)),
             other => errors.push(unknown_key(key.span(), "", other, SECTIONS)),
         }
         if errors.len() > before

@@ -7,6 +7,7 @@
 //! `rampart-filters`; nothing depends on it but the binary, the admin API and the test kit.
 
 mod access_log;
+pub mod audit;
 mod client_body;
 mod conn;
 mod conn_io;
@@ -17,6 +18,7 @@ mod handler;
 mod head_scan;
 mod listener;
 mod normalize;
+pub mod otel;
 mod pipeline;
 mod proxy_header;
 mod route_gates;

@@ -50,6 +50,7 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
         ctx: Box::new(ctx),
         status: CLIENT_CLOSED_REQUEST,
         log: conn.shared.access_log.clone(),
+        tracer: conn.shared.tracer.clone(),
         state: conn.state.clone(),
         done: false,
     };
@@ -57,6 +58,9 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
     let mut req = Request::from_parts(parts, Body::Incoming(body));
     let listener = &rt.listeners[conn.listener_index.min(rt.listeners.len() - 1)];
     identify(&mut req, ctx, listener);
+    if let Some(tracer) = &conn.shared.tracer {
+        tracer.sample(&mut ctx.trace);
+    }
     crate::gates::identify_client(&req, ctx, &listener.gates, &rt.gates);
     let accept = req.headers().get(header::ACCEPT).cloned();
     let mut resp = match process(&rt, listener, req, ctx, &conn, accept.as_ref()).await {
@@ -72,6 +76,9 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
     {
         resp.headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    if let Some(audit) = &conn.shared.audit {
+        audit.security(ctx);
     }
     finish.status = resp.status().as_u16();
     resp.map(|inner| ResponseBody::new(inner, finish))
@@ -363,6 +370,8 @@ pub(crate) struct Finish {
     ctx: Box<RequestCtx>,
     status: u16,
     log: Option<Arc<AccessLog>>,
+    /// The OTLP span pipeline, when `[tracing]` is enabled.
+    tracer: Option<Arc<crate::otel::Tracer>>,
     state: Arc<ConnState>,
     done: bool,
 }
@@ -371,6 +380,9 @@ impl Finish {
     fn complete(&mut self, bytes_sent: u64, completed: bool) {
         if std::mem::replace(&mut self.done, true) {
             return;
+        }
+        if let Some(tracer) = &self.tracer {
+            tracer.finish(&self.ctx, self.status);
         }
         if let Some(log) = &self.log {
             log.record(

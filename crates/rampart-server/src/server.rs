@@ -13,12 +13,17 @@ use rampart_config::{Config, Diagnostics};
 use tokio::sync::watch;
 
 use crate::access_log::AccessLog;
+use crate::audit::{AuditLog, ChangeSummary, Trigger};
 use crate::runtime::{Runtime, compile};
 
 /// State shared by all workers: the current runtime snapshot and process-wide services.
 pub(crate) struct Shared {
     runtime: ArcSwap<Runtime>,
     pub(crate) access_log: Option<Arc<AccessLog>>,
+    /// Configuration changes and security decisions (`[audit_log]`), when enabled.
+    pub(crate) audit: Option<Arc<AuditLog>>,
+    /// Request spans exported over OTLP (`[tracing]`), when enabled.
+    pub(crate) tracer: Option<Arc<crate::otel::Tracer>>,
     draining: AtomicBool,
     /// Open-connection counts for the global and per-IP caps (kept across reloads).
     pub(crate) conn_limits: Arc<crate::conn_limits::ConnLimits>,
@@ -93,9 +98,13 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
             )
         })?
         .map(Arc::new);
+    let audit = open_audit_log(config)?;
+    let tracer = crate::otel::Tracer::start(&raw.tracing)?.map(Arc::new);
     let shared = Arc::new(Shared {
         runtime: ArcSwap::from_pointee(runtime),
         access_log,
+        audit,
+        tracer,
         draining: AtomicBool::new(false),
         conn_limits: Arc::default(),
     });
@@ -127,7 +136,32 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
     })
 }
 
+/// Opens the audit log and records the startup configuration as generation 1.
+fn open_audit_log(config: &Config) -> io::Result<Option<Arc<AuditLog>>> {
+    let raw = config.raw();
+    let audit = AuditLog::open(&raw.audit_log)
+        .map_err(|e| io::Error::new(e.kind(), format!("audit log {:?}: {e}", raw.audit_log.path)))?
+        .map(Arc::new);
+    if let Some(audit) = &audit {
+        audit.config_change(Trigger::Startup, 1, &ChangeSummary::between(None, raw));
+    }
+    Ok(audit)
+}
+
 impl ServerHandle {
+    /// The audit log, when `[audit_log]` enables it: the reload and upgrade paths record each
+    /// configuration change there with [`AuditLog::config_change`].
+    #[must_use]
+    pub fn audit_log(&self) -> Option<&Arc<AuditLog>> {
+        self.shared.audit.as_ref()
+    }
+
+    /// The OTLP span pipeline, when `[tracing]` enables it.
+    #[must_use]
+    pub fn tracer(&self) -> Option<&Arc<crate::otel::Tracer>> {
+        self.shared.tracer.as_ref()
+    }
+
     /// Each listener's name and bound address (the real port when the config said port 0).
     #[must_use]
     pub fn listeners(&self) -> &[(String, SocketAddr)] {
@@ -202,5 +236,8 @@ impl ServerHandle {
             }
         }
         tracing::debug!(drain_timeout = ?self.drain_timeout, "all workers stopped");
+        if let Some(tracer) = &self.shared.tracer {
+            tracer.flush();
+        }
     }
 }

@@ -13,6 +13,8 @@ Examples:
                                               forward everything, no config file
   rampart explain -c rampart.toml GET http://api.example.com/users/7 -H 'x-env: prod'
                                               show which route takes a request, and why
+  rampart doctor -c rampart.toml              check ports, certificates, upstreams, limits
+  rampart top --admin http://127.0.0.1:9901   live dashboard of a running Rampart
   rampart config default > rampart.toml       start a config from the embedded default
   rampart config schema > rampart.schema.json JSON Schema for editor completion";
 
@@ -48,6 +50,17 @@ pub(crate) enum Command {
         after_help = "Examples:\n  rampart explain -c rampart.toml GET http://api.example.com/v1/users\n  rampart explain -c rampart.toml POST /upload -H 'host: files.example.com' --all"
     )]
     Explain(ExplainArgs),
+    /// Check the machine and a config: fd limit, ports, certificates, upstreams, kernel settings.
+    /// Exit 0 when nothing is worse than info, 2 on warnings, 1 on errors.
+    #[command(
+        after_help = "Examples:\n  rampart doctor -c rampart.toml\n  rampart doctor -c rampart.toml --format json | jq '.findings[] | select(.severity != \"ok\")'"
+    )]
+    Doctor(DoctorArgs),
+    /// Live dashboard of a running Rampart, read from its admin API (q quits).
+    #[command(
+        after_help = "Examples:\n  rampart top\n  rampart top --admin http://10.0.0.5:9901 --token \"$ADMIN_TOKEN\"\n\nKeys: q quit, tab or ←/→ switch pane (routes, upstreams, listeners), ↑/↓ select."
+    )]
+    Top(TopArgs),
     /// Print the embedded default config or the config's JSON Schema.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -65,6 +78,38 @@ pub(crate) struct RequiredConfig {
     /// Config file (TOML).
     #[arg(short, long, value_name = "FILE")]
     pub(crate) config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TopArgs {
+    /// Admin API base URL (the `[admin]` listener).
+    #[arg(long, default_value = "http://127.0.0.1:9901", value_name = "URL")]
+    pub(crate) admin: String,
+    /// Bearer token of the admin API (default: $RAMPART_ADMIN_TOKEN).
+    #[arg(long, value_name = "TOKEN")]
+    pub(crate) token: Option<String>,
+    /// Refresh interval in milliseconds (at least 100).
+    #[arg(long = "interval", default_value_t = 1000, value_name = "MS")]
+    pub(crate) interval_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    /// Config file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) config: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub(crate) format: Format,
+}
+
+/// Output format of reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// Lines for people.
+    Text,
+    /// One JSON document.
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,11 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Check(args)) => Ok(check(&args.config)),
         Some(Command::Proxy(args)) => run(&proxy_config(&args)?, level, false),
         Some(Command::Explain(args)) => explain(&args),
+        Some(Command::Top(args)) => crate::top::run(&args),
+        Some(Command::Doctor(args)) => Ok(crate::doctor::run(
+            &args.config,
+            args.format == crate::cli::Format::Json,
+        )),
         Some(Command::Config(ConfigCommand::Default)) => {
             print!("{DEFAULT_CONFIG}");
             Ok(ExitCode::SUCCESS)

@@ -3,7 +3,9 @@
 
 mod cli;
 mod commands;
+mod doctor;
 mod logging;
+mod top;
 
 use std::process::ExitCode;
 

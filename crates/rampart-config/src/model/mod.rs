@@ -6,6 +6,7 @@
 mod balance;
 mod headers;
 mod listener;
+mod observability;
 mod ratelimit;
 mod route;
 mod security;
@@ -19,6 +20,7 @@ pub use balance::{
 };
 pub use headers::{Cors, HeaderEdits, OriginPattern, SecurityHeaders, SecurityHsts};
 pub use listener::{ForwardedPolicy, Listener};
+pub use observability::{AuditLogSection, OtlpProtocol, TracingSection};
 pub use ratelimit::{
     KeyPart, MissingKey, RateLimitFallback, RateLimitPolicy, RateLimitStore, RedisFailure,
     RedisSection,
@@ -88,6 +90,12 @@ pub struct RawConfig {
     /// The Redis server shared by `store = "redis"` rate-limit policies.
     #[serde(default)]
     pub redis: Option<RedisSection>,
+    /// Request spans exported to an OpenTelemetry collector over OTLP.
+    #[serde(default)]
+    pub tracing: TracingSection,
+    /// Configuration changes and security decisions, one JSON line each.
+    #[serde(default)]
+    pub audit_log: AuditLogSection,
 }
 
 /// The top-level sections a config file may contain.
@@ -105,4 +113,6 @@ pub const SECTIONS: &[&str] = &[
     "routes",
     "rate_limits",
     "redis",
+    "tracing",
+    "audit_log",
 ];

@@ -1,0 +1,182 @@
+//! The audit log: the startup configuration as a `config_change` line, security refusals as
+//! one `security_decision` line per reason and interval plus a counted `security_summary`,
+//! nothing per request, nothing for refusals that are not security decisions, and nothing in
+//! the access log.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rampart_testkit::{RecordingOrigin, TestGateway, reqwest};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("rampart-audit-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn lines(path: &PathBuf) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Waits (bounded) until the audit log holds a line matching `pred`.
+async fn wait_for(path: &PathBuf, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let all = lines(path);
+        if all.iter().any(&pred) || Instant::now() > deadline {
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn status(client: &reqwest::Client, url: String) -> u16 {
+    client.get(url).send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_and_security_decisions_are_audited_once_per_interval() {
+    let dir = TempDir::new();
+    let audit = dir.0.join("audit.log");
+    let origin = RecordingOrigin::start().await.unwrap();
+    let gw = TestGateway::builder(format!(
+        r#"
+[audit_log]
+enabled = true
+path = {audit:?}
+security_interval = "1s"
+
+[[listeners]]
+name = "web"
+bind = "127.0.0.1:0"
+
+[[upstreams]]
+name = "app"
+targets = ["{origin}"]
+
+[[routes]]
+name = "open"
+path_prefix = "/open"
+upstream = "app"
+
+[[routes]]
+name = "closed"
+path_prefix = "/closed"
+upstream = "app"
+access = {{ deny = ["127.0.0.0/8"] }}
+"#,
+        audit = audit.display().to_string(),
+        origin = origin.addr(),
+    ))
+    .access_log()
+    .start();
+    let client = reqwest::Client::new();
+    for _ in 0..5 {
+        assert_eq!(status(&client, gw.url("web", "/closed/x")).await, 403);
+    }
+    for _ in 0..3 {
+        assert_eq!(status(&client, gw.url("web", "/open/x")).await, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(status(&client, gw.url("web", "/nowhere")).await, 404);
+    }
+    let all = wait_for(&audit, |l| l["event"] == "security_summary").await;
+    let startup = &all[0];
+    assert_eq!(startup["event"], "config_change", "{all:#?}");
+    assert_eq!(startup["trigger"], "startup");
+    assert_eq!(startup["generation"], 1);
+    assert_eq!(
+        startup["changes"]["routes"]["added"],
+        serde_json::json!(["open", "closed"])
+    );
+    assert_eq!(
+        startup["changes"]["listeners"]["added"],
+        serde_json::json!(["web"])
+    );
+    assert_eq!(
+        startup["changes"]["upstreams"]["added"],
+        serde_json::json!(["app"])
+    );
+    let decisions: Vec<_> = all
+        .iter()
+        .filter(|l| l["event"] == "security_decision")
+        .collect();
+    assert_eq!(decisions.len(), 1, "one line for five refusals: {all:#?}");
+    assert_eq!(decisions[0]["reason"], "ip_denied");
+    assert_eq!(decisions[0]["status"], 403);
+    assert_eq!(decisions[0]["example"]["route"], "closed");
+    assert_eq!(decisions[0]["example"]["client_ip"], "127.0.0.1");
+    let summary = all
+        .iter()
+        .find(|l| l["event"] == "security_summary")
+        .unwrap();
+    assert_eq!(summary["reason"], "ip_denied");
+    assert_eq!(summary["count"], 5, "{all:#?}");
+    assert!(
+        !all.iter().any(|l| l.to_string().contains("no_route")),
+        "a 404 is not a security decision: {all:#?}"
+    );
+    // Only the open route's requests reached the upstream.
+    let requests = origin.wait_for_requests(3, WAIT).await;
+    assert_eq!(requests.len(), 3);
+    assert!(requests.iter().all(|r| r.starts_with(b"GET /open/x ")));
+    // A new interval reports the reason again.
+    assert_eq!(status(&client, gw.url("web", "/closed/y")).await, 403);
+    let all = wait_for(&audit, |l| {
+        l["event"] == "security_decision"
+            && l["example"]["request_id"] != decisions[0]["example"]["request_id"]
+    })
+    .await;
+    assert_eq!(
+        all.iter()
+            .filter(|l| l["event"] == "security_decision")
+            .count(),
+        2,
+        "{all:#?}"
+    );
+    // The access log has one line per request and no audit lines.
+    let access = gw.access_log_json(11);
+    assert_eq!(access.len(), 11);
+    assert!(access.iter().all(|l| l.get("event").is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_audit_log_writes_nothing() {
+    let dir = TempDir::new();
+    let audit = dir.0.join("audit.log");
+    let origin = RecordingOrigin::start().await.unwrap();
+    let gw = TestGateway::builder(format!(
+        "[audit_log]\nenabled = false\npath = {:?}\n\n[[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\naccess = {{ deny = [\"127.0.0.0/8\"] }}\n\n[[upstreams]]\nname = \"app\"\ntargets = [\"{}\"]\n\n[[routes]]\nname = \"all\"\nupstream = \"app\"\n",
+        audit.display().to_string(),
+        origin.addr()
+    ))
+    .start();
+    let client = reqwest::Client::new();
+    assert_eq!(status(&client, gw.url("web", "/")).await, 403);
+    gw.shutdown();
+    assert!(!audit.exists(), "no file is created when disabled");
+    assert_eq!(origin.requests().len(), 0);
+}

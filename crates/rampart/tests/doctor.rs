@@ -1,0 +1,347 @@
+//! `rampart doctor` on real configs: a port another socket holds, an expired certificate, a
+//! leaf without its chain, an unreachable upstream, a config that does not load, and a clean
+//! config whose exit code follows its worst finding. Every run is bounded in time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rampart_testkit::{HttpOrigin, TestPki, free_port_closed};
+use serde_json::Value;
+
+/// Bound on one doctor run (DNS and connect checks are bounded at 3 s each inside).
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("rampart-doctor-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `rampart doctor -c CONFIG [args]`; returns the exit code and stdout.
+fn doctor(config: &PathBuf, args: &[&str]) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .arg("doctor")
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            return (
+                status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("rampart doctor did not finish within {RUN_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn doctor_json(config: &PathBuf) -> (i32, Value) {
+    let (code, out) = doctor(config, &["--format", "json"]);
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(report["exit_code"], code, "{report:#}");
+    (code, report)
+}
+
+fn findings<'a>(report: &'a Value, check: &str) -> Vec<&'a Value> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == check)
+        .collect()
+}
+
+/// A config with small caps and backlog so that the machine's own limits do not add warnings.
+fn config(listeners: &str, target: &str) -> String {
+    format!(
+        "[limits]\nmax_connections = 100\n\n{listeners}\n[[upstreams]]\nname = \"app\"\ntargets = [\"{target}\"]\n\n[[routes]]\nname = \"all\"\nupstream = \"app\"\n"
+    )
+}
+
+fn listener(name: &str, bind: &str) -> String {
+    format!("[[listeners]]\nname = \"{name}\"\nbind = \"{bind}\"\nbacklog = 64\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_already_bound_is_an_error_and_exits_1() {
+    let origin = HttpOrigin::start().await.unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = TempDir::new();
+    let path = dir.file(
+        "taken.toml",
+        &config(
+            &(listener("web", &addr.to_string()) + &listener("spare", "127.0.0.1:0")),
+            &origin.addr().to_string(),
+        ),
+    );
+    let (code, report) = tokio::task::spawn_blocking(move || doctor_json(&path))
+        .await
+        .unwrap();
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["worst"], "error");
+    let ports = findings(&report, "port");
+    assert_eq!(ports.len(), 2, "{report:#}");
+    let web = ports
+        .iter()
+        .find(|f| f["subject"].as_str().unwrap().contains("web"))
+        .unwrap();
+    assert_eq!(web["severity"], "error", "{web}");
+    assert!(
+        web["message"].as_str().unwrap().contains("already in use"),
+        "{web}"
+    );
+    assert!(web["fix"].as_str().unwrap().contains("ss -ltnp"), "{web}");
+    let spare = ports
+        .iter()
+        .find(|f| f["subject"].as_str().unwrap().contains("spare"))
+        .unwrap();
+    assert_eq!(spare["severity"], "ok", "{spare}");
+    // The reachable upstream is fine.
+    let up = findings(&report, "upstream");
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0]["severity"], "ok", "{report:#}");
+    drop(taken);
+}
+
+#[test]
+fn text_output_names_severity_and_fix() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = TempDir::new();
+    let path = dir.file(
+        "taken.toml",
+        &config(
+            &listener("web", &taken.local_addr().unwrap().to_string()),
+            &free_port_closed().unwrap().to_string(),
+        ),
+    );
+    let (code, out) = doctor(&path, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("[error  ] port listener web"), "{out}");
+    assert!(out.contains("fix: find the owner"), "{out}");
+    assert!(out.contains("Rampart will not start"), "{out}");
+}
+
+#[test]
+fn an_expired_certificate_is_an_error_and_a_leaf_without_chain_a_warning() {
+    let pki = TestPki::new();
+    let expired = pki.expired("old", &["old.example"]);
+    let valid = pki.server("new", &["new.example"]);
+    let dir = TempDir::new();
+    let tls = |name: &str, files: &rampart_testkit::CertFiles| {
+        format!(
+            "{}\n[[listeners.tls.certificates]]\ncert = {:?}\nkey = {:?}\n",
+            listener(name, "127.0.0.1:0"),
+            files.cert,
+            files.key
+        )
+    };
+    let path = dir.file(
+        "certs.toml",
+        &config(
+            &(tls("old", &expired) + &tls("new", &valid)),
+            &free_port_closed().unwrap().to_string(),
+        ),
+    );
+    let (code, report) = doctor_json(&path);
+    assert_eq!(code, 1, "{report:#}");
+    let certs = findings(&report, "certificate");
+    let old: Vec<_> = certs
+        .iter()
+        .filter(|f| f["subject"].as_str().unwrap().contains(&expired.cert))
+        .collect();
+    assert!(
+        old.iter().any(|f| f["severity"] == "error" && f["message"].as_str().unwrap().contains("expired")),
+        "{report:#}"
+    );
+    let new: Vec<_> = certs
+        .iter()
+        .filter(|f| f["subject"].as_str().unwrap().contains(&valid.cert))
+        .collect();
+    // Valid for a year or so, key matches, but the CA-issued leaf comes without its issuer.
+    assert!(
+        new.iter()
+            .any(|f| f["severity"] == "ok" && f["message"].as_str().unwrap().contains("valid for")),
+        "{report:#}"
+    );
+    assert!(
+        new.iter()
+            .any(|f| f["severity"] == "ok" && f["message"].as_str().unwrap().contains("matches")),
+        "{report:#}"
+    );
+    assert!(
+        new.iter().any(|f| f["severity"] == "warning"
+            && f["message"].as_str().unwrap().contains("only the leaf")),
+        "{report:#}"
+    );
+    assert!(new.iter().all(|f| f["severity"] != "error"), "{report:#}");
+    // The config itself refuses the expired certificate too.
+    assert_eq!(findings(&report, "config")[0]["severity"], "error");
+}
+
+#[test]
+fn a_key_that_does_not_match_its_certificate_is_an_error() {
+    let pki = TestPki::new();
+    let files = pki.wrong_key("mismatch", &["m.example"]);
+    let dir = TempDir::new();
+    let path = dir.file(
+        "key.toml",
+        &config(
+            &format!(
+                "{}\n[[listeners.tls.certificates]]\ncert = {:?}\nkey = {:?}\n",
+                listener("tls", "127.0.0.1:0"),
+                files.cert,
+                files.key
+            ),
+            &free_port_closed().unwrap().to_string(),
+        ),
+    );
+    let (code, report) = doctor_json(&path);
+    assert_eq!(code, 1, "{report:#}");
+    assert!(
+        findings(&report, "certificate")
+            .iter()
+            .any(|f| f["severity"] == "error"
+                && f["message"].as_str().unwrap().contains("does not belong")),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn an_unreachable_upstream_is_a_warning() {
+    let closed = free_port_closed().unwrap();
+    let dir = TempDir::new();
+    let path = dir.file(
+        "down.toml",
+        &config(&listener("web", "127.0.0.1:0"), &closed.to_string()),
+    );
+    let (code, report) = doctor_json(&path);
+    let up = findings(&report, "upstream");
+    assert_eq!(up.len(), 1, "{report:#}");
+    assert_eq!(up[0]["severity"], "warning", "{report:#}");
+    assert!(
+        up[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect"),
+        "{report:#}"
+    );
+    assert!(
+        up[0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains(&closed.to_string())
+    );
+    // Nothing else is an error here, so the exit code is the warnings' 2.
+    assert_eq!(report["worst"], "warning", "{report:#}");
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn an_upstream_name_that_does_not_resolve_is_a_warning() {
+    let dir = TempDir::new();
+    let path = dir.file(
+        "dns.toml",
+        &config(&listener("web", "127.0.0.1:0"), "no-such-host.invalid:80"),
+    );
+    let (code, report) = doctor_json(&path);
+    let up = findings(&report, "upstream");
+    assert_eq!(up[0]["severity"], "warning", "{report:#}");
+    assert!(
+        up[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not resolve")
+            || up[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("DNS lookup took"),
+        "{report:#}"
+    );
+    assert_eq!(code, 2, "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_config_exits_with_the_code_of_its_worst_finding() {
+    let origin = HttpOrigin::start().await.unwrap();
+    let dir = TempDir::new();
+    let path = dir.file(
+        "ok.toml",
+        &config(&listener("web", "127.0.0.1:0"), &origin.addr().to_string()),
+    );
+    let (code, report) = tokio::task::spawn_blocking(move || doctor_json(&path))
+        .await
+        .unwrap();
+    for check in ["config", "port", "upstream", "fd_limit"] {
+        let found = findings(&report, check);
+        assert!(!found.is_empty(), "no {check} finding: {report:#}");
+        assert!(
+            found.iter().all(|f| f["severity"] == "ok"),
+            "{check}: {report:#}"
+        );
+    }
+    // Kernel settings depend on the machine; the exit code must follow whatever they say.
+    let worst = report["worst"].as_str().unwrap();
+    let expected = match worst {
+        "ok" | "info" => 0,
+        "warning" => 2,
+        _ => 1,
+    };
+    assert_eq!(code, expected, "{report:#}");
+    assert_ne!(worst, "error", "{report:#}");
+}
+
+#[test]
+fn a_config_that_does_not_load_is_an_error() {
+    let dir = TempDir::new();
+    let path = dir.file(
+        "bad.toml",
+        "[[listeners]]\nname = \"web\"\nbind = \"not an address\"\n",
+    );
+    let (code, report) = doctor_json(&path);
+    assert_eq!(code, 1);
+    let config = findings(&report, "config");
+    assert_eq!(config.len(), 1);
+    assert_eq!(config[0]["severity"], "error");
+    assert!(
+        config[0]["message"].as_str().unwrap().contains("bad.toml"),
+        "{report:#}"
+    );
+}
