@@ -99,6 +99,8 @@ fn deserialize_sections(
             "redis" => raw.redis = deserialize(value, name, errors),
             "tracing" => set(&mut raw.tracing, deserialize(value, name, errors)),
             "audit_log" => set(&mut raw.audit_log, deserialize(value, name, errors)),
+            "admin" => raw.admin = deserialize(value, name, errors),
+            "reload" => set(&mut raw.reload, deserialize(value, name, errors)),
             other => errors.push(unknown_key(key.span(), "", other, SECTIONS)),
         }
         if errors.len() > before

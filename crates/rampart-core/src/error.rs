@@ -133,6 +133,13 @@ impl ErrorKind {
         }
     }
 
+    /// A small dense number per reason (declaration order, stable within one build), for
+    /// per-reason counter tables that must not hash or lock on the request path.
+    #[must_use]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// Stable snake_case code, used in error bodies, logs and metric labels.
     #[must_use]
     pub const fn code(self) -> &'static str {

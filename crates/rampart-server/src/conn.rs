@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::access_log::Outcome;
 use crate::conn_io::{ConnState, HeaderTimeout, TimedIo};
+use crate::runtime::Runtime;
 use crate::server::Shared;
 use crate::tls::Accepted;
 
@@ -26,6 +27,29 @@ pub(crate) struct ConnCtx {
     pub(crate) shared: Arc<Shared>,
     pub(crate) listener_index: usize,
     pub(crate) state: Arc<ConnState>,
+    /// The connection in `rampart_connections_active`.
+    pub(crate) gauge: crate::metrics::ConnGauge,
+    /// The snapshot the connection started on: its listener index is valid there, and its
+    /// requests use it if a reload removed the listener.
+    pub(crate) start: Arc<Runtime>,
+}
+
+impl ConnCtx {
+    /// The snapshot a new request runs on and the index of the connection's listener in it.
+    pub(crate) fn runtime(&self) -> (Arc<Runtime>, usize) {
+        let rt = self.shared.runtime();
+        if rt.layout == self.start.layout {
+            return (rt, self.listener_index);
+        }
+        match rt
+            .listeners
+            .iter()
+            .position(|l| l.name == self.info.listener)
+        {
+            Some(i) => (rt, i),
+            None => (Arc::clone(&self.start), self.listener_index),
+        }
+    }
 }
 
 /// hyper's own limits sit above Rampart's so that Rampart answers limit violations itself (with
@@ -39,14 +63,13 @@ const HYPER_INLINE_HEADERS: usize = 100;
 pub(crate) async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
-    listener_index: usize,
+    (rt, listener_index): (Arc<Runtime>, usize),
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) {
     let _guard = crate::worker::track_connection();
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
-    let rt = shared.runtime();
     let Some(listener) = rt.listeners.get(listener_index) else {
         return;
     };
@@ -65,39 +88,50 @@ pub(crate) async fn serve(
         }
     }
     if let Some(p) = listener.passthrough.clone() {
+        let _gauge = listener.metrics.connection(crate::metrics::TCP);
         let stats = Arc::clone(&rt.tls_stats);
         drop(rt);
         p.serve(stream, (info.peer, info.local), &stats).await;
         return;
     }
     let Some(tls) = listener.tls.clone() else {
-        drop(rt);
         return serve_http(
             stream,
             Arc::new(info),
             None,
-            listener_index,
+            (rt, listener_index),
             shared,
             shutdown,
         )
         .await;
     };
     let timeout = rt.settings.header_read_timeout;
-    drop(rt);
     match tls.accept(stream, timeout).await {
         Ok((Accepted::Tls(s), facts)) => {
             let info = Arc::new(info.with_tls(Arc::new(facts)));
-            serve_http(*s, info, None, listener_index, shared, shutdown).await;
+            serve_http(*s, info, None, (rt, listener_index), shared, shutdown).await;
         }
         Ok((Accepted::Early(s), facts)) => {
             let info = Arc::new(info.with_tls(Arc::new(facts)));
             let done = s.handshake_done();
-            serve_http(*s, info, Some(done), listener_index, shared, shutdown).await;
+            let rt = (rt, listener_index);
+            serve_http(*s, info, Some(done), rt, shared, shutdown).await;
         }
         Err(e) => {
             tracing::debug!(peer = %peer, listener = %tls.name, error = %e, "TLS handshake failed");
         }
     }
+}
+
+/// Wakes a draining connection's loop when its next request arrives.
+#[derive(Default)]
+struct NextRequest {
+    armed: AtomicBool,
+    arrived: tokio::sync::Notify,
+}
+
+fn gauge_is_h2(ctx: &ConnCtx) -> bool {
+    ctx.gauge.protocol() == crate::metrics::H2
 }
 
 /// Marks a request dispatched before the TLS handshake completed (it came in early data).
@@ -110,20 +144,20 @@ async fn serve_http<S>(
     stream: S,
     info: Arc<ConnInfo>,
     handshake_done: Option<Arc<AtomicBool>>,
-    listener_index: usize,
+    (rt, listener_index): (Arc<Runtime>, usize),
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let rt = shared.runtime();
     let Some(listener) = rt.listeners.get(listener_index) else {
         return;
     };
     let state = Arc::new(ConnState::default());
     let settings = &rt.settings;
+    let gauge = listener.metrics.connection(crate::metrics::HTTP1);
     let io = TimedIo::new(
-        stream,
+        crate::metrics::io::Counted::new(stream, Arc::clone(&listener.metrics)),
         state.clone(),
         settings.header_read_timeout,
         settings.keepalive_timeout,
@@ -162,9 +196,22 @@ async fn serve_http<S>(
         shared: shared.clone(),
         listener_index,
         state: state.clone(),
+        gauge,
+        start: Arc::clone(&rt),
     });
+    let header_timeout = rt.settings.header_read_timeout;
+    let loop_ctx = ctx.clone();
     drop(rt);
+    // When the listener stops accepting (reload, upgrade, shutdown), an HTTP/1 connection is
+    // not closed while idle: a client may be sending its next request at that very moment and
+    // would see the connection reset. It is closed after answering its next request (with
+    // `Connection: close`), or once no request came within the header read timeout.
+    let next_request = Arc::new(NextRequest::default());
+    let on_request = next_request.clone();
     let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        if on_request.armed.load(Ordering::Relaxed) {
+            on_request.arrived.notify_one();
+        }
         // Decided when hyper dispatches the request: before the handshake completed, the
         // request can only have come in early data (and may be a replay).
         if let Some(done) = &handshake_done
@@ -177,22 +224,45 @@ async fn serve_http<S>(
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let mut closing = *shutdown.borrow();
-    if closing {
-        conn.as_mut().graceful_shutdown();
+    let mut closing = false;
+    let mut deadline = None;
+    if *shutdown.borrow() {
+        next_request.armed.store(true, Ordering::Relaxed);
+        deadline = Some(tokio::time::Instant::now() + header_timeout);
     }
     let result = loop {
+        let close_now = async {
+            match deadline {
+                Some(d) => {
+                    tokio::select! {
+                        () = next_request.arrived.notified() => {}
+                        () = tokio::time::sleep_until(d) => {}
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             result = conn.as_mut() => break result,
             () = state.idle.notified(), if !closing => {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            changed = shutdown.changed(), if !closing => {
+            changed = shutdown.changed(), if !closing && deadline.is_none() => {
                 if changed.is_err() || *shutdown.borrow() {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
+                    if gauge_is_h2(&loop_ctx) {
+                        // HTTP/2 closes without a race: GOAWAY names the last stream served.
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    } else {
+                        next_request.armed.store(true, Ordering::Relaxed);
+                        deadline = Some(tokio::time::Instant::now() + header_timeout);
+                    }
                 }
+            }
+            () = close_now, if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
             }
         }
     };

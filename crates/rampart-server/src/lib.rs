@@ -7,20 +7,25 @@
 //! `rampart-filters`; nothing depends on it but the binary, the admin API and the test kit.
 
 mod access_log;
+mod admin;
 pub mod audit;
 mod client_body;
 mod conn;
 mod conn_io;
 mod conn_limits;
+mod config_watch;
+mod control;
 mod explain;
 mod gates;
 mod handler;
 mod head_scan;
 mod listener;
+mod metrics;
 mod normalize;
 pub mod otel;
 mod pipeline;
 mod proxy_header;
+mod reuse;
 mod route_gates;
 mod runtime;
 mod sanity;
@@ -33,5 +38,6 @@ mod worker;
 pub use access_log::AccessLog;
 pub use explain::{ExplainReport, explain};
 pub use runtime::{CompiledRoute, Runtime, compile};
-pub use server::{ServerHandle, StartError, start};
+pub use control::ReloadReport;
+pub use server::{ADMIN_SOCKET, ServerHandle, StartError, StartOptions, start, start_with};
 pub use tls::stats::{HandshakeFailure, TlsStats, TlsStatsSnapshot};

@@ -35,7 +35,7 @@ static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// the access log line.
 pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Response<ResponseBody> {
     conn.state.request_started();
-    let rt = conn.shared.runtime();
+    let (rt, listener_index) = conn.runtime();
     let (parts, body) = req.into_parts();
     let ctx = RequestCtx::new(
         conn.info.clone(),
@@ -46,6 +46,9 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
     // Created before anything is awaited: if this future is dropped before it answers (the
     // client reset its HTTP/2 stream or closed the connection), dropping `finish` still writes
     // the log line and tells the connection the request is over.
+    if parts.version == Version::HTTP_2 {
+        conn.gauge.switch(crate::metrics::HTTP1, crate::metrics::H2);
+    }
     let mut finish = Finish {
         ctx: Box::new(ctx),
         status: CLIENT_CLOSED_REQUEST,
@@ -53,17 +56,22 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
         tracer: conn.shared.tracer.clone(),
         state: conn.state.clone(),
         done: false,
+        rt,
+        listener: listener_index,
+        route: None,
     };
+    let rt: &Runtime = &finish.rt;
     let ctx = &mut *finish.ctx;
     let mut req = Request::from_parts(parts, Body::Incoming(body));
-    let listener = &rt.listeners[conn.listener_index.min(rt.listeners.len() - 1)];
+    let listener = &rt.listeners[listener_index];
     identify(&mut req, ctx, listener);
     if let Some(tracer) = &conn.shared.tracer {
         tracer.sample(&mut ctx.trace);
     }
     crate::gates::identify_client(&req, ctx, &listener.gates, &rt.gates);
     let accept = req.headers().get(header::ACCEPT).cloned();
-    let mut resp = match process(&rt, listener, req, ctx, &conn, accept.as_ref()).await {
+    let route_slot = &mut finish.route;
+    let mut resp = match process(rt, listener, req, ctx, &conn, accept.as_ref(), route_slot).await {
         Ok(resp) => resp,
         Err(err) => reject(&err, ctx, accept.as_ref()),
     };
@@ -132,6 +140,7 @@ async fn process(
     ctx: &mut RequestCtx,
     conn: &ConnCtx,
     accept: Option<&HeaderValue>,
+    route_slot: &mut Option<Arc<CompiledRoute>>,
 ) -> Result<Response<Body>, ProxyError> {
     let head_flags = conn.state.take_head_flags();
     if listener.health_endpoints
@@ -170,12 +179,12 @@ async fn process(
     let Some(found) = listener.router.lookup(&view) else {
         return Err(ProxyError::new(ErrorKind::NoRoute, "no route matches"));
     };
-    let route = Arc::clone(found.value);
+    let route: &CompiledRoute = route_slot.insert(Arc::clone(found.value));
     ctx.route = Some(route.name.clone());
     // Every response of a matched route, the handler's, a stage's answer or an error, goes
     // back through all of the route's response stages (security headers, CORS, header edits):
     // this is the one place where that happens.
-    let mut resp = match run_route(&route, rt, listener, req, ctx).await {
+    let mut resp = match run_route(route, rt, listener, req, ctx).await {
         Ok(resp) => resp,
         Err(err) => reject(&err, ctx, accept),
     };
@@ -374,6 +383,11 @@ pub(crate) struct Finish {
     tracer: Option<Arc<crate::otel::Tracer>>,
     state: Arc<ConnState>,
     done: bool,
+    /// The snapshot the request ran on, the index of its listener there, and its route: what
+    /// the request's metrics count into.
+    rt: Arc<Runtime>,
+    listener: usize,
+    route: Option<Arc<CompiledRoute>>,
 }
 
 impl Finish {
@@ -381,6 +395,14 @@ impl Finish {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
+        crate::metrics::record(
+            &self.rt.metrics,
+            self.route.as_deref().map(|r| &r.metrics),
+            self.rt.listeners.get(self.listener).map(|l| &*l.no_route),
+            self.listener,
+            &self.ctx,
+            self.status,
+        );
         if let Some(tracer) = &self.tracer {
             tracer.finish(&self.ctx, self.status);
         }

@@ -66,6 +66,23 @@ impl RateLimiters {
             Err(errors)
         }
     }
+
+    /// Keeps `old`'s limiter (and so its buckets) for every policy `unchanged` says kept its
+    /// config.
+    pub(crate) fn keep_from(mut self, old: &Self, unchanged: impl Fn(&str) -> bool) -> Self {
+        for (name, limiter) in &mut self.by_name {
+            let Some(kept) = old.by_name.get(name).filter(|_| unchanged(name)) else {
+                continue;
+            };
+            for a in &mut self.all_routes {
+                if Arc::ptr_eq(a, limiter) {
+                    *a = Arc::clone(kept);
+                }
+            }
+            *limiter = Arc::clone(kept);
+        }
+        self
+    }
 }
 
 fn rate(

@@ -17,6 +17,7 @@ use rampart_upstream::UpstreamSet;
 
 use crate::gates::{GlobalGates, ListenerGates};
 use crate::handler::{Handler, RedirectSpec, RespondSpec};
+use crate::metrics::{ListenerMetrics, Registry, RequestCounts, RouteMetrics};
 use crate::route_gates::{self, RateLimiters};
 use crate::tls::TlsListener;
 use crate::tls::passthrough::PassthroughRt;
@@ -32,6 +33,17 @@ pub struct Runtime {
     pub(crate) gates: GlobalGates,
     /// TLS counters shared by every TLS listener of this runtime.
     pub(crate) tls_stats: Arc<TlsStats>,
+    /// The compiled rate-limit policies (their buckets are kept by a reload that keeps them).
+    pub(crate) limiters: RateLimiters,
+    /// Every compiled route, in config order (for the admin API).
+    pub(crate) routes: Vec<Arc<CompiledRoute>>,
+    /// The process's metrics (kept across reloads).
+    pub(crate) metrics: Arc<Registry>,
+    /// Config generation: 1 at start, +1 per applied reload (0 for `check` and `explain`).
+    pub(crate) generation: u64,
+    /// Identifies the listener list by names and order: a connection's cached listener index
+    /// is valid in any runtime with the same layout.
+    pub(crate) layout: u64,
 }
 
 /// One listener's settings and the router of the routes it serves.
@@ -55,6 +67,10 @@ pub(crate) struct ListenerRt {
     pub(crate) passthrough: Option<Arc<PassthroughRt>>,
     /// Header names carrying the client certificate upstream (client copies are removed).
     pub(crate) client_cert_headers: Arc<[HeaderName; 3]>,
+    /// Bytes and open connections of this listener (kept across reloads).
+    pub(crate) metrics: Arc<ListenerMetrics>,
+    /// Requests answered without a route (fast path, refusals before routing, 404).
+    pub(crate) no_route: Arc<RequestCounts>,
 }
 
 /// Process-wide request settings.
@@ -93,6 +109,8 @@ pub struct CompiledRoute {
     pub(crate) stages: Vec<Box<dyn Stage>>,
     pub(crate) handler: Handler,
     pub(crate) timeout: Option<Duration>,
+    /// What the route's requests count into.
+    pub(crate) metrics: RouteMetrics,
 }
 
 impl CompiledRoute {
@@ -161,10 +179,25 @@ impl Runtime {
 /// Problems only compiling can find (for example two routes whose path templates conflict),
 /// rendered against the config text.
 pub fn compile(config: &Config) -> Result<Runtime, Diagnostics> {
+    compile_with(config, &Arc::new(Registry::default()), None)
+}
+
+/// [`compile`] for a running server: counts into `metrics`, and keeps the stateful parts of
+/// `previous` (upstream sets with their health state, rate-limit buckets, TLS listeners with
+/// their session caches) wherever their config did not change.
+pub(crate) fn compile_with(
+    config: &Config,
+    metrics: &Arc<Registry>,
+    previous: Option<&Runtime>,
+) -> Result<Runtime, Diagnostics> {
     let raw = config.raw();
     let mut errors: Vec<ConfigError> = Vec::new();
     let mut upstreams = HashMap::new();
     for (i, u) in raw.upstreams.iter().enumerate() {
+        if let Some(kept) = previous.and_then(|p| crate::reuse::upstream(p, u)) {
+            upstreams.insert(u.name.to_string(), kept);
+            continue;
+        }
         match UpstreamSet::from_config(u, &format!("upstreams[{i}]")) {
             Ok(set) => {
                 let set = Arc::new(set);
@@ -180,18 +213,42 @@ pub fn compile(config: &Config) -> Result<Runtime, Diagnostics> {
         errors.extend(e);
         RateLimiters::default()
     });
+    let limiters = match previous {
+        Some(p) => crate::reuse::rate_limiters(limiters, raw, p.config.raw(), &p.limiters),
+        None => limiters,
+    };
+    let listener_names: Vec<&str> = raw.listeners.iter().map(|l| l.name.as_str()).collect();
     let mut routes = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.iter().enumerate() {
         let path = format!("routes[{i}]");
-        match compile_route(r, &path, config, &upstreams, &limiters) {
+        let serves: Vec<(&str, bool)> = listener_names
+            .iter()
+            .map(|l| {
+                (
+                    *l,
+                    r.listeners.is_empty() || r.listeners.iter().any(|n| n.as_str() == *l),
+                )
+            })
+            .collect();
+        let route_metrics =
+            metrics.route(&r.name, r.upstream.as_deref().map(String::as_str), &serves);
+        match compile_route(r, &path, config, &upstreams, &limiters, route_metrics) {
             Ok(route) => routes.push((r, path, Arc::new(route))),
             Err(e) => errors.extend(e),
         }
     }
-    let tls_stats = Arc::new(TlsStats::default());
+    let tls_stats = Arc::clone(&metrics.tls);
     let mut listeners = Vec::with_capacity(raw.listeners.len());
     for (i, l) in raw.listeners.iter().enumerate() {
-        match listener_runtime(l, &routes, raw, &format!("listeners[{i}]"), &tls_stats) {
+        let kept_tls = previous.and_then(|p| crate::reuse::tls_listener(p, l));
+        match listener_runtime(
+            l,
+            &routes,
+            raw,
+            &format!("listeners[{i}]"),
+            &tls_stats,
+            kept_tls,
+        ) {
             Ok(rt) => listeners.push(rt),
             Err(e) => errors.extend(e),
         }
@@ -210,14 +267,30 @@ pub fn compile(config: &Config) -> Result<Runtime, Diagnostics> {
     let Some(gates) = gates else {
         return Err(config.diagnostics(errors));
     };
+    for l in &mut listeners {
+        l.metrics = metrics.listener(&l.name);
+        l.no_route = metrics.requests(&l.name, "", "");
+    }
     Ok(Runtime {
+        routes: routes.iter().map(|(_, _, c)| Arc::clone(c)).collect(),
         config: config.clone(),
+        layout: layout(&listener_names),
         listeners,
         upstreams,
         settings: settings(config),
         gates,
         tls_stats,
+        metrics: Arc::clone(metrics),
+        generation: 0,
+        limiters,
     })
+}
+
+fn layout(names: &[&str]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    names.hash(&mut h);
+    h.finish()
 }
 
 fn settings(config: &Config) -> Settings {
@@ -249,10 +322,12 @@ fn listener_runtime(
     raw: &rampart_config::RawConfig,
     path: &str,
     tls_stats: &Arc<TlsStats>,
+    kept_tls: Option<Arc<TlsListener>>,
 ) -> Result<ListenerRt, Vec<ConfigError>> {
     let mut entries = Vec::new();
     let mut errors = Vec::new();
     let tls = match &l.tls {
+        Some(_) if kept_tls.is_some() => kept_tls,
         Some(t) => match TlsListener::compile(l, t, &format!("{path}.tls"), tls_stats) {
             Ok(t) => Some(Arc::new(t)),
             Err(e) => {
@@ -313,6 +388,8 @@ fn listener_runtime(
         redirect_https,
         passthrough,
         client_cert_headers,
+        metrics: Arc::default(),
+        no_route: Arc::default(),
     })
 }
 
@@ -322,6 +399,7 @@ fn compile_route(
     config: &Config,
     upstreams: &HashMap<String, Arc<UpstreamSet>>,
     limiters: &RateLimiters,
+    metrics: RouteMetrics,
 ) -> Result<CompiledRoute, Vec<ConfigError>> {
     let err = |span, key: &str, msg: String| {
         vec![ConfigError::new(Some(span), format!("{path}.{key}"), msg)]
@@ -394,5 +472,6 @@ fn compile_route(
         stages,
         handler,
         timeout: r.timeout.map(rampart_config::HumanDuration::get),
+        metrics,
     })
 }

@@ -14,7 +14,8 @@ use tokio::sync::watch;
 
 use crate::access_log::AccessLog;
 use crate::audit::{AuditLog, ChangeSummary, Trigger};
-use crate::runtime::{Runtime, compile};
+use crate::control::{Control, ReloadReport};
+use crate::runtime::{Runtime, compile_with};
 
 /// State shared by all workers: the current runtime snapshot and process-wide services.
 pub(crate) struct Shared {
@@ -39,6 +40,32 @@ impl Shared {
     pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
+
+    /// Marks the server as draining: `/readyz` answers 503 from now on.
+    pub(crate) fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Puts `rt` in service: new connections and requests use it, running ones finish on
+    /// theirs.
+    pub(crate) fn swap(&self, rt: Arc<Runtime>) {
+        self.runtime.store(rt);
+    }
+}
+
+/// The name the admin API's socket travels under in [`StartOptions::inherited`] (listener
+/// names cannot start with `@`).
+pub const ADMIN_SOCKET: &str = "@admin";
+
+/// How to start: where the config came from (for reloads) and sockets inherited from the
+/// process being upgraded.
+#[derive(Debug, Default)]
+pub struct StartOptions {
+    /// The config file, reloaded on SIGHUP, `POST /reload` and (with `[reload] watch`) when it
+    /// changes.
+    pub config_path: Option<std::path::PathBuf>,
+    /// Listening sockets by listener name, handed over by the previous binary.
+    pub inherited: Vec<(String, Vec<std::net::TcpListener>)>,
 }
 
 /// Why the server could not start.
@@ -54,13 +81,15 @@ pub enum StartError {
 
 /// A running Rampart data plane.
 pub struct ServerHandle {
-    listeners: Vec<(String, SocketAddr)>,
     shutdown: watch::Sender<bool>,
     workers: Vec<JoinHandle<io::Result<()>>>,
     shared: Arc<Shared>,
     drain_timeout: Duration,
-    /// Watches certificate files; dropped on shutdown.
-    tls_watcher: Option<crate::tls::reload::Watcher>,
+    control: Arc<Control>,
+    /// The admin API listener, when `[admin]` is configured.
+    admin: Option<crate::admin::AdminServer>,
+    /// Watches the config file, when `[reload] watch` is on.
+    _config_watcher: Option<crate::config_watch::ConfigWatcher>,
 }
 
 /// Compiles `config`, binds its listeners and starts its workers.
@@ -69,26 +98,52 @@ pub struct ServerHandle {
 /// A config that does not compile, a listener that cannot be bound (port taken, permission),
 /// an access log file that cannot be opened.
 pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
-    let runtime = compile(config)?;
+    start_with(config, StartOptions::default())
+}
+
+/// [`start`] with a config file to reload from and sockets inherited on upgrade.
+///
+/// # Errors
+/// As [`start`].
+pub fn start_with(config: &Config, mut options: StartOptions) -> Result<ServerHandle, StartError> {
+    let upgraded = !options.inherited.is_empty();
+    let metrics = Arc::new(crate::metrics::Registry::default());
+    let mut runtime = compile_with(config, &metrics, None)?;
+    runtime.generation = 1;
+    metrics.set_generation(1);
     let raw = config.raw();
     let workers = match raw.server.workers {
         0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         n => n,
     };
-    let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> =
+    let mut per_worker: Vec<Vec<(Arc<str>, std::net::TcpListener)>> =
         (0..workers).map(|_| Vec::new()).collect();
     let mut listeners = Vec::with_capacity(runtime.listeners.len());
-    for (index, l) in runtime.listeners.iter().enumerate() {
-        let sockets = crate::listener::bind_all(l.bind, workers, l.backlog)?;
-        let bound = sockets
+    for l in &runtime.listeners {
+        let inherited = options
+            .inherited
+            .iter()
+            .position(|(n, _)| **n == *l.name)
+            .map(|i| options.inherited.swap_remove(i).1);
+        let sockets = match inherited {
+            Some(s) if !s.is_empty() => s,
+            _ => crate::listener::bind_all(l.bind, workers, l.backlog)?,
+        };
+        let addr = sockets
             .first()
             .map(std::net::TcpListener::local_addr)
             .transpose()?
             .unwrap_or(l.bind);
-        listeners.push((l.name.to_string(), bound));
-        for (w, socket) in sockets.into_iter().enumerate() {
-            per_worker[w].push((index, socket));
+        // Every socket is served (several per worker when the old binary had more workers).
+        for (i, socket) in sockets.iter().enumerate() {
+            per_worker[i % workers].push((l.name.clone(), socket.try_clone()?));
         }
+        listeners.push(crate::control::BoundListener {
+            name: l.name.clone(),
+            bind: l.bind,
+            addr,
+            sockets,
+        });
     }
     let access_log = AccessLog::open(&raw.access_log)
         .map_err(|e| {
@@ -98,7 +153,12 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
             )
         })?
         .map(Arc::new);
-    let audit = open_audit_log(config)?;
+    let trigger = if upgraded {
+        Trigger::Upgrade
+    } else {
+        Trigger::Startup
+    };
+    let audit = open_audit_log(config, trigger)?;
     let tracer = crate::otel::Tracer::start(&raw.tracing)?.map(Arc::new);
     let shared = Arc::new(Shared {
         runtime: ArcSwap::from_pointee(runtime),
@@ -108,42 +168,72 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
         draining: AtomicBool::new(false),
         conn_limits: Arc::default(),
     });
-    let tls_listeners: Vec<_> = shared
-        .runtime()
-        .listeners
-        .iter()
-        .filter_map(|l| l.tls.clone())
-        .collect();
-    let tls_watcher = crate::tls::reload::spawn(tls_listeners);
+    let tls_watcher = crate::tls::reload::spawn(crate::control::tls_listeners(&shared.runtime()));
     let (shutdown, _) = watch::channel(false);
     let drain_timeout = raw.server.drain_timeout.get();
     let mut handles = Vec::with_capacity(workers);
+    let mut senders = Vec::with_capacity(workers);
     for (index, sockets) in per_worker.into_iter().enumerate() {
         let shared = shared.clone();
         let rx = shutdown.subscribe();
+        let (tx, cmds) = tokio::sync::mpsc::unbounded_channel();
+        senders.push(tx);
         let handle = std::thread::Builder::new()
             .name(format!("rampart-worker-{index}"))
-            .spawn(move || crate::worker::run(index, sockets, shared, rx, drain_timeout))?;
+            .spawn(move || crate::worker::run(index, sockets, shared, rx, drain_timeout, cmds))?;
         handles.push(handle);
     }
+    let control = Arc::new(Control {
+        shared: shared.clone(),
+        metrics,
+        workers: senders,
+        config_path: options.config_path.clone(),
+        started: std::time::Instant::now(),
+        state: std::sync::Mutex::new(crate::control::ControlState {
+            listeners,
+            tls_watcher,
+        }),
+        upgrade: watch::channel(0).0,
+    });
+    let admin_socket = options
+        .inherited
+        .iter()
+        .position(|(n, _)| n == ADMIN_SOCKET)
+        .and_then(|i| options.inherited.swap_remove(i).1.into_iter().next());
+    let admin = match &raw.admin {
+        Some(a) if a.enabled => Some(crate::admin::AdminServer::start(
+            a,
+            control.clone(),
+            admin_socket,
+        )?),
+        _ => None,
+    };
+    let config_watcher = match (&options.config_path, &raw.reload) {
+        (Some(path), r) if r.watch => {
+            crate::config_watch::ConfigWatcher::spawn(path, r.debounce.get(), &control)
+        }
+        _ => None,
+    };
     Ok(ServerHandle {
-        listeners,
         shutdown,
         workers: handles,
         shared,
         drain_timeout,
-        tls_watcher,
+        control,
+        admin,
+        _config_watcher: config_watcher,
     })
 }
 
-/// Opens the audit log and records the startup configuration as generation 1.
-fn open_audit_log(config: &Config) -> io::Result<Option<Arc<AuditLog>>> {
+/// Opens the audit log and records the configuration started with (at startup or by an upgrade)
+/// as generation 1.
+fn open_audit_log(config: &Config, trigger: Trigger) -> io::Result<Option<Arc<AuditLog>>> {
     let raw = config.raw();
     let audit = AuditLog::open(&raw.audit_log)
         .map_err(|e| io::Error::new(e.kind(), format!("audit log {:?}: {e}", raw.audit_log.path)))?
         .map(Arc::new);
     if let Some(audit) = &audit {
-        audit.config_change(Trigger::Startup, 1, &ChangeSummary::between(None, raw));
+        audit.config_change(trigger, 1, &ChangeSummary::between(None, raw));
     }
     Ok(audit)
 }
@@ -164,17 +254,89 @@ impl ServerHandle {
 
     /// Each listener's name and bound address (the real port when the config said port 0).
     #[must_use]
-    pub fn listeners(&self) -> &[(String, SocketAddr)] {
-        &self.listeners
+    pub fn listeners(&self) -> Vec<(String, SocketAddr)> {
+        self.control.listener_addrs()
     }
 
     /// The bound address of the listener called `name`.
     #[must_use]
     pub fn addr(&self, name: &str) -> Option<SocketAddr> {
-        self.listeners
-            .iter()
+        self.listeners()
+            .into_iter()
             .find(|(n, _)| n == name)
-            .map(|(_, a)| *a)
+            .map(|(_, a)| a)
+    }
+
+    /// The bound address of the admin API, when `[admin]` is configured.
+    #[must_use]
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(crate::admin::AdminServer::addr)
+    }
+
+    /// Reloads the config file the server was started with (SIGHUP). On error the running
+    /// config stays in service and the error is returned (and logged and counted).
+    ///
+    /// # Errors
+    /// The file does not load, validate or compile, or a new listener cannot be bound.
+    pub fn reload(&self, trigger: crate::audit::Trigger) -> Result<ReloadReport, String> {
+        self.control.reload_file(trigger)
+    }
+
+    /// Reloads from config text (as [`Self::reload`]).
+    ///
+    /// # Errors
+    /// As [`Self::reload`].
+    pub fn reload_str(&self, text: &str) -> Result<ReloadReport, String> {
+        self.control
+            .reload_str(text, crate::audit::Trigger::AdminApi)
+    }
+
+    /// The generation of the config in service (1 at start).
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.shared.runtime().generation
+    }
+
+    /// The metrics in the Prometheus text format (what `GET /metrics` serves).
+    #[must_use]
+    pub fn metrics_text(&self) -> String {
+        crate::metrics::expo::encode(&self.control.metrics, &self.shared.runtime())
+    }
+
+    /// Duplicates of every listening socket by listener name, for handing to a new binary.
+    ///
+    /// # Errors
+    /// A socket cannot be duplicated (out of file descriptors).
+    pub fn listening_sockets(&self) -> io::Result<Vec<(String, Vec<std::net::TcpListener>)>> {
+        let mut out = self
+            .control
+            .state()
+            .listeners
+            .iter()
+            .map(|b| {
+                let dups = b
+                    .sockets
+                    .iter()
+                    .map(std::net::TcpListener::try_clone)
+                    .collect::<io::Result<Vec<_>>>()?;
+                Ok((b.name.to_string(), dups))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        if let Some(admin) = &self.admin {
+            out.push((ADMIN_SOCKET.to_owned(), vec![admin.socket.try_clone()?]));
+        }
+        Ok(out)
+    }
+
+    /// Changes each time `POST /upgrade` asks for a binary upgrade.
+    #[must_use]
+    pub fn upgrade_requests(&self) -> watch::Receiver<u64> {
+        self.control.upgrade.subscribe()
+    }
+
+    /// Marks the server as draining (`/readyz` answers 503) ahead of a shutdown.
+    pub fn drain(&self) {
+        self.shared.set_draining();
     }
 
     /// Number of worker threads.
@@ -226,7 +388,14 @@ impl ServerHandle {
     /// the workers to exit.
     pub fn shutdown(self) {
         self.shared.draining.store(true, Ordering::Relaxed);
-        drop(self.tls_watcher);
+        drop(self.admin);
+        {
+            let mut state = self.control.state();
+            state.tls_watcher = None;
+            // Close our copies of the listening sockets with the accept loops, so nothing
+            // queues on a socket no one will accept from (a successor keeps its own copies).
+            state.listeners.clear();
+        }
         let _ = self.shutdown.send(true);
         for worker in self.workers {
             match worker.join() {

@@ -2,13 +2,15 @@
 //! (one per listener, `SO_REUSEPORT`), its own connection pools and no shared locks.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
+use crate::runtime::Runtime;
 use crate::server::Shared;
 
 /// Counts a worker's open connections and tunnels, so shutdown can wait for them.
@@ -45,13 +47,28 @@ pub(crate) fn track_connection() -> TrackGuard {
     })
 }
 
+/// What the control plane asks of a running worker.
+pub(crate) enum WorkerCmd {
+    /// Start accepting on a new listening socket of listener `name`.
+    Add(Arc<str>, std::net::TcpListener),
+    /// Stop accepting for listener `name` and close its connections gracefully.
+    Remove(Arc<str>),
+}
+
+/// One listener's accept loops in this worker and the signal that closes its connections.
+struct Accepting {
+    close: watch::Sender<bool>,
+    loops: Vec<tokio::task::JoinHandle<()>>,
+}
+
 /// Runs one worker until shutdown and drain (blocking; call on the worker's own thread).
 pub(crate) fn run(
     index: usize,
-    sockets: Vec<(usize, std::net::TcpListener)>,
+    sockets: Vec<(Arc<str>, std::net::TcpListener)>,
     shared: Arc<Shared>,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
     drain_timeout: Duration,
+    mut cmds: mpsc::UnboundedReceiver<WorkerCmd>,
 ) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -59,18 +76,45 @@ pub(crate) fn run(
     let tracker = Arc::new(Tracker::default());
     TRACKER.with_borrow_mut(|t| *t = Some(tracker.clone()));
     runtime.block_on(async move {
-        let mut accept_loops = Vec::with_capacity(sockets.len());
-        for (listener_index, socket) in sockets {
-            let listener = TcpListener::from_std(socket)?;
-            accept_loops.push(tokio::spawn(accept_loop(
-                listener,
-                listener_index,
-                shared.clone(),
-                shutdown.clone(),
-            )));
+        let mut accepting: HashMap<Arc<str>, Accepting> = HashMap::new();
+        for (name, socket) in sockets {
+            add(&mut accepting, name, socket, &shared)?;
         }
-        for task in accept_loops {
-            let _ = task.await;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    Some(WorkerCmd::Add(name, socket)) => {
+                        if let Err(e) = add(&mut accepting, name.clone(), socket, &shared) {
+                            tracing::error!(worker = index, listener = %name, error = %e, "cannot accept on new listener");
+                        }
+                    }
+                    Some(WorkerCmd::Remove(name)) => {
+                        if let Some(a) = accepting.remove(&name) {
+                            let _ = a.close.send(true);
+                            for l in a.loops {
+                                let _ = l.await;
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        for a in accepting.values() {
+            let _ = a.close.send(true);
+        }
+        for (_, a) in accepting {
+            for l in a.loops {
+                let _ = l.await;
+            }
         }
         // Listening sockets are closed now; give open connections time to finish.
         let drained = tokio::time::timeout(drain_timeout, wait_idle(&tracker))
@@ -93,6 +137,27 @@ pub(crate) fn run(
     Ok(())
 }
 
+/// Starts an accept loop for `socket` of listener `name`.
+fn add(
+    accepting: &mut HashMap<Arc<str>, Accepting>,
+    name: Arc<str>,
+    socket: std::net::TcpListener,
+    shared: &Arc<Shared>,
+) -> std::io::Result<()> {
+    let listener = TcpListener::from_std(socket)?;
+    let entry = accepting.entry(name.clone()).or_insert_with(|| Accepting {
+        close: watch::channel(false).0,
+        loops: Vec::new(),
+    });
+    entry.loops.push(tokio::spawn(accept_loop(
+        listener,
+        name,
+        shared.clone(),
+        entry.close.subscribe(),
+    )));
+    Ok(())
+}
+
 async fn wait_idle(tracker: &Tracker) {
     loop {
         let notified = tracker.zero.notified();
@@ -105,22 +170,23 @@ async fn wait_idle(tracker: &Tracker) {
 
 /// The connection caps, checked before a connection costs anything. Trusted proxies and PROXY
 /// protocol sources count towards the global cap only (many clients share their address).
+/// Also finds the listener in the current snapshot (gone: the connection is closed).
 fn admit(
     shared: &Arc<Shared>,
-    listener_index: usize,
+    name: &str,
     peer: std::net::SocketAddr,
-) -> Option<crate::conn_limits::ConnPermit> {
+) -> Option<(crate::conn_limits::ConnPermit, Arc<Runtime>, usize)> {
     let rt = shared.runtime();
+    let index = rt.listeners.iter().position(|l| &*l.name == name)?;
     let gates = &rt.gates;
     let ip = peer.ip();
-    let exempt = rt.listeners.get(listener_index).is_some_and(|l| {
-        l.gates.trusted.contains(ip)
-            || l.gates
-                .proxy_protocol
-                .as_ref()
-                .is_some_and(|p| p.contains(ip))
-    });
-    shared
+    let l = &rt.listeners[index];
+    let exempt = l.gates.trusted.contains(ip)
+        || l.gates
+            .proxy_protocol
+            .as_ref()
+            .is_some_and(|p| p.contains(ip));
+    let permit = shared
         .conn_limits
         .try_acquire(
             ip,
@@ -128,28 +194,29 @@ fn admit(
             gates.max_connections_per_ip,
             exempt,
         )
-        .ok()
+        .ok()?;
+    Some((permit, rt, index))
 }
 
 async fn accept_loop(
     listener: TcpListener,
-    listener_index: usize,
+    name: Arc<str>,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    mut close: watch::Receiver<bool>,
 ) {
     loop {
-        if *shutdown.borrow() {
+        if *close.borrow() {
             return;
         }
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Some(permit) = admit(&shared, listener_index, peer) else {
+                    let Some((permit, rt, index)) = admit(&shared, &name, peer) else {
                         // Over a connection cap: close at once, before any byte is read.
                         drop(stream);
                         continue;
                     };
-                    let serve = crate::conn::serve(stream, peer, listener_index, shared.clone(), shutdown.clone());
+                    let serve = crate::conn::serve(stream, peer, (rt, index), shared.clone(), close.clone());
                     tokio::spawn(async move {
                         let _permit = permit;
                         serve.await;
@@ -161,7 +228,7 @@ async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             },
-            changed = shutdown.changed() => {
+            changed = close.changed() => {
                 if changed.is_err() {
                     return;
                 }

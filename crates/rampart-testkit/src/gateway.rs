@@ -106,6 +106,19 @@ impl TestGateway {
             .unwrap_or_else(|| panic!("gateway is shut down"))
     }
 
+    /// `http://ADMIN{path}` on the admin API (needs `[admin]` in the config).
+    ///
+    /// # Panics
+    /// When the config has no admin API.
+    #[must_use]
+    pub fn admin_url(&self, path: &str) -> String {
+        let addr = self
+            .handle()
+            .admin_addr()
+            .unwrap_or_else(|| panic!("no [admin] section"));
+        format!("http://{addr}{path}")
+    }
+
     /// Stops accepting, drains and joins the workers.
     pub fn shutdown(mut self) {
         if let Some(h) = self.handle.take() {

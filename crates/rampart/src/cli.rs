@@ -14,6 +14,7 @@ Examples:
   rampart explain -c rampart.toml GET http://api.example.com/users/7 -H 'x-env: prod'
                                               show which route takes a request, and why
   rampart doctor -c rampart.toml              check ports, certificates, upstreams, limits
+  rampart upgrade --pid 1234                  replace the running binary without dropping a connection
   rampart top --admin http://127.0.0.1:9901   live dashboard of a running Rampart
   rampart config default > rampart.toml       start a config from the embedded default
   rampart config schema > rampart.schema.json JSON Schema for editor completion";
@@ -56,6 +57,12 @@ pub(crate) enum Command {
         after_help = "Examples:\n  rampart doctor -c rampart.toml\n  rampart doctor -c rampart.toml --format json | jq '.findings[] | select(.severity != \"ok\")'"
     )]
     Doctor(DoctorArgs),
+    /// Replace a running Rampart with the binary now at its path, without refusing a connection:
+    /// sends SIGUSR2 and waits until the old process has handed over and exited.
+    #[command(
+        after_help = "Examples:\n  cp rampart-new /usr/local/bin/rampart && rampart upgrade --pid $(pidof -s rampart)\n  curl -X POST http://127.0.0.1:9901/upgrade"
+    )]
+    Upgrade(UpgradeArgs),
     /// Live dashboard of a running Rampart, read from its admin API (q quits).
     #[command(
         after_help = "Examples:\n  rampart top\n  rampart top --admin http://10.0.0.5:9901 --token \"$ADMIN_TOKEN\"\n\nKeys: q quit, tab or ←/→ switch pane (routes, upstreams, listeners), ↑/↓ select."
@@ -110,6 +117,16 @@ pub(crate) enum Format {
     Text,
     /// One JSON document.
     Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpgradeArgs {
+    /// Process ID of the running Rampart.
+    #[arg(long)]
+    pub(crate) pid: i32,
+    /// Seconds to wait for the old process to exit.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) timeout: u64,
 }
 
 #[derive(Debug, Args)]

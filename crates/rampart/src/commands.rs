@@ -3,25 +3,35 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use rampart_config::{Config, DEFAULT_CONFIG, Diagnostics};
 
 use crate::cli::{Cli, Command, ConfigCommand, ExplainArgs, ProxyArgs};
-use crate::logging;
+use crate::serve::run;
 
 /// Runs the command the user asked for.
 pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let level = cli.log_level.as_deref();
     match cli.command {
-        None => run(&load(None)?, level, true),
+        None => run(&load(None)?, level, true, None),
         Some(Command::Run(args)) => {
             let embedded = args.config.is_none();
-            run(&load(args.config.as_deref())?, level, embedded)
+            let config = load(args.config.as_deref())?;
+            run(&config, level, embedded, args.config)
+        }
+        Some(Command::Upgrade(args)) => {
+            crate::upgrade::signal_and_wait(args.pid, Duration::from_secs(args.timeout))?;
+            println!(
+                "process {} handed over to its successor and exited",
+                args.pid
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Some(Command::Check(args)) => Ok(check(&args.config)),
-        Some(Command::Proxy(args)) => run(&proxy_config(&args)?, level, false),
+        Some(Command::Proxy(args)) => run(&proxy_config(&args)?, level, false, None),
         Some(Command::Explain(args)) => explain(&args),
         Some(Command::Top(args)) => crate::top::run(&args),
         Some(Command::Doctor(args)) => Ok(crate::doctor::run(
@@ -43,7 +53,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// A config problem is printed as the diagnostics themselves, not wrapped in another message.
-struct Refused(Diagnostics);
+pub(crate) struct Refused(pub(crate) Diagnostics);
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,70 +75,6 @@ fn load(path: Option<&Path>) -> anyhow::Result<Config> {
         None => rampart_config::load_default(),
     };
     loaded.map_err(|d| anyhow!(Refused(d)))
-}
-
-fn run(config: &Config, level: Option<&str>, embedded: bool) -> anyhow::Result<ExitCode> {
-    logging::init(level, &config.raw().log)?;
-    // Handled from before the first socket is bound: a supervisor may send SIGTERM as soon as
-    // the service says it listens, and that must drain and exit 0, not kill the process.
-    let signals = Signals::install()?;
-    let handle = rampart_server::start(config).map_err(|e| match e {
-        rampart_server::StartError::Config(d) => anyhow!(Refused(d)),
-        rampart_server::StartError::Io(e) => anyhow!("cannot start: {e}"),
-    })?;
-    for (name, addr) in handle.listeners() {
-        tracing::info!(listener = %name, "listening on http://{addr}");
-    }
-    tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
-        workers = handle.workers(),
-        config = %config.source().origin,
-        "rampart started"
-    );
-    if embedded && let Some((_, addr)) = handle.listeners().first() {
-        eprintln!(
-            "\nRampart is running on its embedded default config. Try:\n  curl http://{addr}/echo\n  curl http://{addr}/proxy/hello\n  curl http://{addr}/healthz\nPrint the config with `rampart config default`; stop with Ctrl-C.\n"
-        );
-    }
-    let signal = signals.wait();
-    tracing::info!(
-        signal,
-        "shutting down: no new connections, draining in-flight requests"
-    );
-    handle.shutdown();
-    tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
-}
-
-/// SIGTERM and SIGINT, caught (and remembered if they arrive early) once installed.
-struct Signals {
-    rt: tokio::runtime::Runtime,
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> anyhow::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let context = rt.enter();
-        let term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-        let int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-        drop(context);
-        Ok(Self { rt, term, int })
-    }
-
-    /// Blocks until SIGTERM or SIGINT (returns at once if one already arrived).
-    fn wait(mut self) -> &'static str {
-        self.rt.block_on(async {
-            tokio::select! {
-                _ = self.term.recv() => "SIGTERM",
-                _ = self.int.recv() => "SIGINT",
-            }
-        })
-    }
 }
 
 fn check(path: &Path) -> ExitCode {

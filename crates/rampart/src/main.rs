@@ -6,6 +6,8 @@ mod commands;
 mod doctor;
 mod logging;
 mod top;
+mod serve;
+mod upgrade;
 
 use std::process::ExitCode;
 

@@ -7,6 +7,7 @@ mod balance;
 mod headers;
 mod listener;
 mod observability;
+mod ops;
 mod ratelimit;
 mod route;
 mod security;
@@ -20,6 +21,7 @@ pub use balance::{
 };
 pub use headers::{Cors, HeaderEdits, OriginPattern, SecurityHeaders, SecurityHsts};
 pub use listener::{ForwardedPolicy, Listener};
+pub use ops::{AdminSection, ReloadSection};
 pub use observability::{AuditLogSection, OtlpProtocol, TracingSection};
 pub use ratelimit::{
     KeyPart, MissingKey, RateLimitFallback, RateLimitPolicy, RateLimitStore, RedisFailure,
@@ -96,6 +98,12 @@ pub struct RawConfig {
     /// Configuration changes and security decisions, one JSON line each.
     #[serde(default)]
     pub audit_log: AuditLogSection,
+    /// The admin API listener; absent: no admin API.
+    #[serde(default)]
+    pub admin: Option<AdminSection>,
+    /// How config changes are picked up while running.
+    #[serde(default)]
+    pub reload: ReloadSection,
 }
 
 /// The top-level sections a config file may contain.
@@ -115,4 +123,6 @@ pub const SECTIONS: &[&str] = &[
     "redis",
     "tracing",
     "audit_log",
+    "admin",
+    "reload",
 ];

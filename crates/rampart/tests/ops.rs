@@ -1,0 +1,292 @@
+//! Operations, in process: Prometheus metrics, the admin API (status, routes, upstreams,
+//! redacted config, drain, bearer token) and hot reload (bad configs refused with the old one
+//! serving, listeners added and removed, rate-limit state and WebSocket tunnels kept).
+//!
+//! Every wait is bounded; nothing asserts on wall-clock durations.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rampart_testkit::reqwest;
+use rampart_testkit::tokio_tungstenite::connect_async;
+use rampart_testkit::tokio_tungstenite::tungstenite::Message;
+use rampart_testkit::{HttpOrigin, TestGateway, WsOrigin};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn within<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(WAIT, f).await.expect("timed out")
+}
+
+fn config(origin: &str, extra_route: &str, admin: &str) -> String {
+    format!(
+        "[server]\nworkers = 2\ndrain_timeout = \"5s\"\n\n[access_log]\nenabled = false\n\n{admin}\n\
+         [[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\nhealth_endpoints = true\n\n\
+         [[upstreams]]\nname = \"origin\"\ntargets = [\"{origin}\"]\n\n\
+         [[rate_limits]]\nname = \"tight\"\nrequests = 2\nper = \"1m\"\nkey = [\"client_ip\"]\n\n\
+         [[routes]]\nname = \"api\"\npath_prefix = \"/api\"\nupstream = \"origin\"\n\n\
+         [[routes]]\nname = \"limited\"\npath = \"/limited\"\nrate_limits = [\"tight\"]\nrespond = {{ status = 200, body = \"ok\" }}\n\n\
+         {extra_route}"
+    )
+}
+
+const ADMIN: &str = "[admin]\nlisten = \"127.0.0.1:0\"\n";
+
+async fn get(url: &str) -> (u16, String) {
+    let resp = within(reqwest::get(url)).await.unwrap();
+    let status = resp.status().as_u16();
+    (status, within(resp.text()).await.unwrap())
+}
+
+/// The value of the sample line that starts with `series` (name and labels), if any.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_latency_bytes_and_rejections_by_config_names() {
+    let origin = HttpOrigin::start().await.unwrap();
+    let gw = TestGateway::builder(config(&origin.addr().to_string(), "", ADMIN)).start();
+    for _ in 0..3 {
+        assert_eq!(get(&gw.url("public", "/api/x?secret=1")).await.0, 200);
+    }
+    assert_eq!(get(&gw.url("public", "/nothing/here")).await.0, 404);
+    assert_eq!(get(&gw.url("public", "/healthz")).await.0, 200);
+    let (status, text) = get(&gw.admin_url("/metrics")).await;
+    assert_eq!(status, 200);
+    let ok = sample(
+        &text,
+        "rampart_requests_total{listener=\"public\",route=\"api\",upstream=\"origin\",method=\"GET\",status_class=\"2xx\"}",
+    );
+    assert_eq!(ok, Some(3.0), "{text}");
+    let unrouted = sample(
+        &text,
+        "rampart_requests_total{listener=\"public\",route=\"\",upstream=\"\",method=\"GET\",status_class=\"4xx\"}",
+    );
+    assert_eq!(unrouted, Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "rampart_rejections_total{reason=\"no_route\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "rampart_request_duration_seconds_count{route=\"api\"}"
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "rampart_upstream_duration_seconds_count{upstream=\"origin\"}"
+        ),
+        Some(3.0)
+    );
+    assert!(sample(&text, "rampart_received_bytes_total{listener=\"public\"}").unwrap() > 0.0);
+    assert!(sample(&text, "rampart_sent_bytes_total{listener=\"public\"}").unwrap() > 0.0);
+    assert_eq!(sample(&text, "rampart_config_generation"), Some(1.0));
+    assert!(text.contains("# TYPE rampart_request_duration_seconds histogram"));
+    assert!(text.contains("rampart_upstream_target_healthy{upstream=\"origin\","));
+    assert!(sample(&text, "process_resident_memory_bytes").unwrap() > 0.0);
+    // Raw paths and query strings never become labels.
+    assert!(
+        !text.contains("/nothing") && !text.contains("secret=1"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_reports_status_routes_upstreams_and_redacted_config() {
+    let origin = HttpOrigin::start().await.unwrap();
+    let admin = "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"${RAMPART_OPS_TEST_UNSET_TOKEN:-s3cret-admin-token}\"\n";
+    let gw = TestGateway::builder(config(&origin.addr().to_string(), "", admin)).start();
+    let client = reqwest::Client::new();
+    let unauth = within(client.get(gw.admin_url("/status")).send())
+        .await
+        .unwrap();
+    assert_eq!(unauth.status(), 401);
+    let wrong = within(
+        client
+            .get(gw.admin_url("/status"))
+            .bearer_auth("s3cret-admin-tokem")
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let fetch = |path: &'static str| {
+        let req = client
+            .get(gw.admin_url(path))
+            .bearer_auth("s3cret-admin-token");
+        async move {
+            let resp = within(req.send()).await.unwrap();
+            assert_eq!(resp.status(), 200, "{path}");
+            serde_json::from_str::<Value>(&within(resp.text()).await.unwrap()).unwrap()
+        }
+    };
+    let status = fetch("/status").await;
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status["generation"], 1);
+    assert_eq!(status["workers"], 2);
+    assert_eq!(status["draining"], false);
+    assert_eq!(status["listeners"][0]["name"], "public");
+    assert_eq!(
+        status["listeners"][0]["address"],
+        gw.addr("public").to_string()
+    );
+    let routes = fetch("/routes").await;
+    let names: Vec<&str> = routes["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["api", "limited"]);
+    assert!(
+        routes["routes"][1]["stages"].to_string().contains("rate"),
+        "{routes}"
+    );
+    let upstreams = fetch("/upstreams").await;
+    assert_eq!(upstreams["upstreams"][0]["name"], "origin");
+    assert_eq!(
+        upstreams["upstreams"][0]["targets"][0]["target"],
+        origin.addr().to_string()
+    );
+    assert!(upstreams["upstreams"][0]["targets"][0]["state"].is_string());
+    let config = fetch("/config").await;
+    assert_eq!(config["admin"]["token"], "<redacted>");
+    assert!(!config.to_string().contains("s3cret-admin-token"));
+    assert_eq!(config["routes"][0]["name"], "api");
+    // Drain: /readyz on the data plane turns 503, /healthz stays 200.
+    assert_eq!(get(&gw.url("public", "/readyz")).await.0, 200);
+    let drained = within(
+        client
+            .post(gw.admin_url("/drain"))
+            .bearer_auth("s3cret-admin-token")
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(drained.status(), 200);
+    assert_eq!(get(&gw.url("public", "/readyz")).await.0, 503);
+    assert_eq!(get(&gw.url("public", "/healthz")).await.0, 200);
+    assert_eq!(fetch("/status").await["draining"], true);
+    let missing = within(
+        client
+            .get(gw.admin_url("/nope"))
+            .bearer_auth("s3cret-admin-token")
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_reload_keeps_the_running_config_and_is_reported() {
+    let origin = HttpOrigin::start().await.unwrap();
+    let gw = TestGateway::builder(config(&origin.addr().to_string(), "", ADMIN)).start();
+    let err = gw
+        .handle()
+        .reload_str("[[routes]]\nname = \"x\"\nupstream = \"missing\"\n")
+        .unwrap_err();
+    assert!(err.contains("missing"), "{err}");
+    let err = gw.handle().reload_str("this is not toml").unwrap_err();
+    assert!(!err.is_empty());
+    assert_eq!(gw.handle().generation(), 1);
+    assert_eq!(get(&gw.url("public", "/api/still")).await.0, 200);
+    let text = gw.handle().metrics_text();
+    assert_eq!(
+        sample(&text, "rampart_config_reloads_total{result=\"failure\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&text, "rampart_config_reloads_total{result=\"success\"}"),
+        Some(0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_binds_and_closes_listeners_and_keeps_counters_state_and_tunnels() {
+    let origin = HttpOrigin::start().await.unwrap();
+    let ws = WsOrigin::start().await.unwrap();
+    let ws_route = format!(
+        "[[upstreams]]\nname = \"ws\"\ntargets = [\"{}\"]\n\n[[routes]]\nname = \"chat\"\npath = \"/chat\"\nupstream = \"ws\"\n\n",
+        ws.addr()
+    );
+    let base = config(&origin.addr().to_string(), &ws_route, ADMIN);
+    let gw = TestGateway::builder(base.clone()).start();
+    let (mut chat, _) = within(connect_async(format!("ws://{}/chat", gw.addr("public"))))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(get(&gw.url("public", "/limited")).await.0, 200);
+    }
+    assert_eq!(get(&gw.url("public", "/api/a")).await.0, 200);
+
+    // Generation 2: one more route and one more listener.
+    let extra = format!(
+        "{ws_route}[[listeners]]\nname = \"extra\"\nbind = \"127.0.0.1:0\"\n\n\
+         [[routes]]\nname = \"added\"\npath = \"/added\"\nrespond = {{ status = 200, body = \"new\" }}\n"
+    );
+    let report = gw
+        .handle()
+        .reload_str(&config(&origin.addr().to_string(), &extra, ADMIN))
+        .unwrap();
+    assert_eq!(report.generation, 2);
+    assert_eq!(report.listeners_added, ["extra"]);
+    let extra_addr = gw.addr("extra");
+    assert_eq!(
+        get(&format!("http://{extra_addr}/added")).await,
+        (200, "new".into())
+    );
+    assert_eq!(get(&gw.url("public", "/added")).await.0, 200);
+    // The rate-limit policy did not change: its bucket is the one already spent.
+    assert_eq!(get(&gw.url("public", "/limited")).await.0, 429);
+    // The WebSocket opened before the reload still works.
+    within(chat.send(Message::text("after reload")))
+        .await
+        .unwrap();
+    let echoed = within(chat.next()).await.unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "after reload");
+
+    // Generation 3: back to the first config; the extra listener is closed.
+    let report = gw.handle().reload_str(&base).unwrap();
+    assert_eq!(report.listeners_removed, ["extra"]);
+    assert!(gw.handle().addr("extra").is_none());
+    let mut refused = false;
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(extra_addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "the removed listener still accepts");
+    assert_eq!(get(&gw.url("public", "/added")).await.0, 404);
+    // Counters of kept names went on counting across both reloads.
+    assert_eq!(get(&gw.url("public", "/api/b")).await.0, 200);
+    let text = gw.handle().metrics_text();
+    assert_eq!(
+        sample(
+            &text,
+            "rampart_requests_total{listener=\"public\",route=\"api\",upstream=\"origin\",method=\"GET\",status_class=\"2xx\"}"
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "rampart_config_generation"), Some(3.0));
+    assert_eq!(
+        sample(&text, "rampart_config_reloads_total{result=\"success\"}"),
+        Some(2.0)
+    );
+    within(chat.send(Message::text("still"))).await.unwrap();
+    let echoed = within(chat.next()).await.unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "still");
+}
