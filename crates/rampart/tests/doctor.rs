@@ -345,3 +345,39 @@ fn a_config_that_does_not_load_is_an_error() {
         "{report:#}"
     );
 }
+
+#[test]
+fn unix_socket_targets_are_connected_to() {
+    let dir = TempDir::new();
+    let live = dir.0.join("live.sock");
+    let _listening = std::os::unix::net::UnixListener::bind(&live).unwrap();
+    let dead = dir.0.join("dead.sock");
+    let path = dir.file(
+        "unix.toml",
+        &format!(
+            "[limits]\nmax_connections = 100\n\n{}\n[[upstreams]]\nname = \"app\"\ntargets = [\"unix:{}\", \"unix:{}\"]\n\n[[routes]]\nname = \"all\"\nupstream = \"app\"\n",
+            listener("web", "127.0.0.1:0"),
+            live.display(),
+            dead.display()
+        ),
+    );
+    let (code, report) = doctor_json(&path);
+    let up = findings(&report, "upstream");
+    assert_eq!(up.len(), 2, "{report:#}");
+    assert_eq!(up[0]["severity"], "ok", "{report:#}");
+    assert!(
+        up[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("accepts connections")
+    );
+    assert_eq!(up[1]["severity"], "warning", "{report:#}");
+    assert!(
+        up[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect"),
+        "{report:#}"
+    );
+    assert_eq!(code, 2, "{report:#}");
+}

@@ -129,6 +129,9 @@ pub(super) fn upstreams(raw: &RawConfig) -> Vec<Finding> {
 
 async fn probe(upstream: &str, target: &str) -> Finding {
     let subject = format!("upstream {upstream} target {target}");
+    if let Some(path) = target.strip_prefix("unix:") {
+        return probe_unix(subject, path).await;
+    }
     let addrs = match tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host(target)).await {
         Ok(Ok(addrs)) => addrs.collect::<Vec<SocketAddr>>(),
         Ok(Err(e)) => {
@@ -171,5 +174,20 @@ async fn probe(upstream: &str, target: &str) -> Finding {
             format!("{first}: no answer within {}s", CONNECT_TIMEOUT.as_secs()),
         )
         .fix("a firewall may drop the packets; requests routed here will time out"),
+    }
+}
+
+/// A Unix socket target: does something accept connections on it?
+async fn probe_unix(subject: String, path: &str) -> Finding {
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::UnixStream::connect(path)).await {
+        Ok(Ok(_)) => Finding::new("upstream", Severity::Ok, subject, format!("{path} accepts connections")),
+        Ok(Err(e)) => Finding::new("upstream", Severity::Warning, subject, format!("{path}: cannot connect: {e}"))
+            .fix("start the service that owns the socket, and check that Rampart's user may open it; requests routed here will fail with 502"),
+        Err(_) => Finding::new(
+            "upstream",
+            Severity::Warning,
+            subject,
+            format!("{path}: no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+        ),
     }
 }
