@@ -4,10 +4,24 @@ use http::HeaderValue;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn hex_into(out: &mut [u8], mut value: u128) {
-    for byte in out.iter_mut().rev() {
-        *byte = HEX[(value & 0xf) as usize];
-        value >>= 4;
+/// Two hex digits per byte value: one table load per byte instead of a shift and a load per
+/// digit (request IDs and `traceparent` are formatted on every request).
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [HEX[i >> 4], HEX[i & 0xf]];
+        i += 1;
+    }
+    table
+};
+
+/// Writes the low `out.len() / 2` bytes of `value` as lowercase hex (`out.len()` is even).
+fn hex_into(out: &mut [u8], value: u128) {
+    let bytes = value.to_be_bytes();
+    let skip = bytes.len().saturating_sub(out.len() / 2);
+    for (pair, byte) in out.chunks_exact_mut(2).zip(&bytes[skip..]) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
     }
 }
 

@@ -116,21 +116,37 @@ fn reject(err: &ProxyError, ctx: &mut RequestCtx, accept: Option<&HeaderValue>) 
 
 /// Request ID and trace context, plus the headers the access log wants.
 fn identify(req: &mut Request<Body>, ctx: &mut RequestCtx, listener: &ListenerRt) {
-    let headers = req.headers();
-    ctx.request_id = match headers.get(&X_REQUEST_ID) {
+    // One pass over the fields instead of a hash lookup per header (they are few, and the
+    // comparisons of standard names are integer compares).
+    let (mut id, mut traceparent, mut host, mut agent, mut referer) =
+        (None, None, None, None, None);
+    for (name, value) in req.headers() {
+        if *name == header::HOST {
+            host = host.or(Some(value));
+        } else if *name == header::USER_AGENT {
+            agent = agent.or(Some(value));
+        } else if *name == header::REFERER {
+            referer = referer.or(Some(value));
+        } else if *name == X_REQUEST_ID {
+            id = id.or(Some(value));
+        } else if *name == TRACEPARENT {
+            traceparent = traceparent.or(Some(value));
+        }
+    }
+    ctx.request_id = match id {
         Some(id) if listener.trust_request_id && is_valid_request_id(id) => id.clone(),
         _ => new_request_id(),
     };
-    ctx.trace = TraceContext::continue_or_start(headers.get(&TRACEPARENT));
+    ctx.trace = TraceContext::continue_or_start(traceparent);
+    ctx.user_agent = agent.cloned();
+    ctx.referer = referer.cloned();
     // An absolute-form target or an HTTP/2 `:authority` is the request's host; a `Host` header
     // beside it is ignored (RFC 9112 §3.2.2, RFC 9113 §8.3.1), as `rampart explain` does.
     ctx.host = req
         .uri()
         .authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        .or_else(|| headers.get(header::HOST).cloned());
-    ctx.user_agent = headers.get(header::USER_AGENT).cloned();
-    ctx.referer = headers.get(header::REFERER).cloned();
+        .or_else(|| host.cloned());
 }
 
 async fn process(
@@ -156,8 +172,11 @@ async fn process(
         return redirect_https(&req, ctx, *status, port);
     }
     // The connection's client certificate reaches upstreams only in headers Rampart sets.
-    for name in listener.client_cert_headers.iter() {
-        req.headers_mut().remove(name);
+    let cert_headers = &listener.client_cert_headers;
+    if req.headers().keys().any(|k| cert_headers.contains(k)) {
+        for name in cert_headers.iter() {
+            req.headers_mut().remove(name);
+        }
     }
     if let Some(tls) = &listener.tls {
         check_tls(&mut req, ctx, tls)?;

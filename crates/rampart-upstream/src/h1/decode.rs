@@ -67,7 +67,7 @@ pub(crate) fn parse_head(
             continue;
         }
         let (map, connection) = header_map(&head, fields)?;
-        let framing = body_framing(status, method, &map)?;
+        let framing = body_framing(status, method, &map, connection)?;
         let keep_alive = connection.keep_alive(version) && framing != ResponseFraming::UntilClose;
         return Ok(Some(Head {
             status,
@@ -156,11 +156,14 @@ fn parse_fields(
     )))
 }
 
-/// What the `Connection` header says, gathered while building the map.
+/// What the `Connection` header says, and which framing headers are present, gathered while
+/// building the map (so framing needs no lookup for the headers a response does not have).
 #[derive(Debug, Default, Clone, Copy)]
 struct ConnectionOptions {
     close: bool,
     keep_alive: bool,
+    transfer_encoding: bool,
+    content_length: bool,
 }
 
 impl ConnectionOptions {
@@ -193,6 +196,8 @@ fn header_map(
         if name.as_str() == "keep-alive" {
             continue;
         }
+        options.transfer_encoding |= name == header::TRANSFER_ENCODING;
+        options.content_length |= name == header::CONTENT_LENGTH;
         let value =
             HeaderValue::from_maybe_shared(raw).map_err(|_| BadResponse("invalid header value"))?;
         map.append(name, value);
@@ -228,6 +233,7 @@ fn body_framing(
     status: StatusCode,
     method: &Method,
     headers: &HeaderMap,
+    present: ConnectionOptions,
 ) -> Result<ResponseFraming, BadResponse> {
     if method == Method::HEAD
         || status == StatusCode::NO_CONTENT
@@ -235,9 +241,9 @@ fn body_framing(
     {
         return Ok(ResponseFraming::Empty);
     }
-    let te = headers.get_all(header::TRANSFER_ENCODING);
-    if te.iter().next().is_some() {
-        if headers.contains_key(header::CONTENT_LENGTH) {
+    if present.transfer_encoding {
+        let te = headers.get_all(header::TRANSFER_ENCODING);
+        if present.content_length {
             return Err(BadResponse("both Transfer-Encoding and Content-Length"));
         }
         let last = te
@@ -249,6 +255,9 @@ fn body_framing(
             Some(t) if t.eq_ignore_ascii_case(b"chunked") => ResponseFraming::Chunked,
             _ => ResponseFraming::UntilClose,
         });
+    }
+    if !present.content_length {
+        return Ok(ResponseFraming::UntilClose);
     }
     let mut length = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
