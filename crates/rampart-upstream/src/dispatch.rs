@@ -225,6 +225,7 @@ impl Run<'_> {
             match next {
                 Next::Done(result) => return result,
                 Next::Retry(again, next) => {
+                    set.retries_total.fetch_add(1, Ordering::Relaxed);
                     req = again;
                     target = Some(next);
                 }

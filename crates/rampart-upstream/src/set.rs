@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -80,6 +80,8 @@ pub struct UpstreamSet {
     pub(crate) retry: RetryRt,
     pub(crate) breaker: Option<Breaker>,
     health_started: AtomicBool,
+    /// Attempts beyond the first, all requests together.
+    pub(crate) retries_total: AtomicU64,
 }
 
 /// What the balancer needs of a request.
@@ -186,6 +188,7 @@ impl UpstreamSet {
             retry: RetryRt::new(&u.retry),
             breaker: u.circuit_breaker.as_ref().map(Breaker::new),
             health_started: AtomicBool::new(false),
+            retries_total: AtomicU64::new(0),
         })
     }
 
@@ -241,6 +244,13 @@ impl UpstreamSet {
             .zip(self.health.stats.iter())
             .map(|(t, s)| TargetStatus::read(&t.label, s))
             .collect()
+    }
+
+    /// Retries (attempts beyond the first) since the upstream was loaded, for
+    /// `rampart_upstream_retries_total`.
+    #[must_use]
+    pub fn retries_total(&self) -> u64 {
+        self.retries_total.load(Ordering::Relaxed)
     }
 
     /// Whether requests currently spread over all targets because too many are out.

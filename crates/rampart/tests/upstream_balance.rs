@@ -240,6 +240,17 @@ async fn a_503_is_retried_elsewhere_for_get_and_only_route_allowed_posts_with_sm
         3,
         "the GET and both small-body orders were retried: {lines:?}"
     );
+    let all = gw.handle().upstream_statuses();
+    let bad_status = all[0]
+        .1
+        .iter()
+        .find(|t| t.target == bad.addr().to_string())
+        .unwrap();
+    assert_eq!(bad_status.failures, 5, "every 503 counted as a failure");
+    assert!(
+        bad_status.taken_out.is_empty(),
+        "consecutive_5xx = 0 never ejects"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

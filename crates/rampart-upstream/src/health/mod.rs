@@ -155,6 +155,8 @@ pub struct TargetStats {
     pub(crate) eject_until_ms: AtomicU64,
     /// Share in thousandths of a full one (slow start ramps it up).
     pub(crate) share: AtomicU32,
+    /// Times the target was taken out, by [`Reason`] (indexed by its value).
+    pub(crate) taken_out: [AtomicU64; Reason::ALL.len()],
 }
 
 impl Default for TargetStats {
@@ -173,6 +175,7 @@ impl Default for TargetStats {
             ejections: AtomicU32::new(0),
             eject_until_ms: AtomicU64::new(0),
             share: AtomicU32::new(FULL_SHARE),
+            taken_out: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -215,7 +218,21 @@ impl TargetStats {
         }
         self.reason.store(reason as u8, Ordering::Relaxed);
         self.since_ms.store(now_ms(), Ordering::Relaxed);
+        if !to.takes_requests() {
+            self.taken_out[reason as usize].fetch_add(1, Ordering::Relaxed);
+        }
         true
+    }
+
+    /// How many times the target was taken out (ejected or marked unhealthy), by reason code;
+    /// reasons that never happened are left out.
+    pub fn taken_out(&self) -> Vec<(&'static str, u64)> {
+        Reason::ALL
+            .iter()
+            .zip(&self.taken_out)
+            .map(|(r, n)| (r.code(), n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     /// Folds one response-head latency into the EWMA (weight 1/4 for the new sample).
@@ -252,6 +269,9 @@ pub struct TargetStatus {
     /// Passive ejections counting towards the back-off (the next one lasts
     /// `base_ejection` × 2^this); forgotten after a healthy spell of `max_ejection`.
     pub ejections: u32,
+    /// Times taken out since the upstream was loaded, by reason (for
+    /// `rampart_upstream_ejections_total{reason}`); reasons with no event are left out.
+    pub taken_out: Vec<(&'static str, u64)>,
 }
 
 impl TargetStatus {
@@ -269,6 +289,7 @@ impl TargetStatus {
             requests: stats.requests.load(Ordering::Relaxed),
             failures: stats.failures.load(Ordering::Relaxed),
             ejections: stats.ejections.load(Ordering::Relaxed),
+            taken_out: stats.taken_out(),
         }
     }
 }

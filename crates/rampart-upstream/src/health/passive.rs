@@ -241,6 +241,7 @@ mod tests {
         h.record("u", "t0", 0, Outcome::ConnectError);
         assert_eq!(h.stats[0].state(), State::Ejected);
         assert_eq!(h.stats[0].reason(), Reason::ConsecutiveConnectErrors);
+        assert_eq!(h.stats[0].taken_out(), [("consecutive_connect_errors", 1)]);
         assert_eq!(h.stats[0].failures.load(Ordering::Relaxed), 5);
     }
 
