@@ -127,7 +127,25 @@ pub(crate) async fn serve(
 #[derive(Default)]
 struct NextRequest {
     armed: AtomicBool,
+    /// The connection has dispatched a request already.
+    served: AtomicBool,
     arrived: tokio::sync::Notify,
+}
+
+/// How long an idle keep-alive connection that served requests waits for its next one once
+/// draining: clients in the middle of sending send within this; idle ones are closed after it.
+const KEEPALIVE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl NextRequest {
+    /// How long to wait for the next request once draining: a connection that never sent one
+    /// gets the header read timeout, one that did gets [`KEEPALIVE_GRACE`] at most.
+    fn grace(&self, header_timeout: std::time::Duration) -> std::time::Duration {
+        if self.served.load(Ordering::Relaxed) {
+            header_timeout.min(KEEPALIVE_GRACE)
+        } else {
+            header_timeout
+        }
+    }
 }
 
 fn gauge_is_h2(ctx: &ConnCtx) -> bool {
@@ -209,6 +227,7 @@ async fn serve_http<S>(
     let next_request = Arc::new(NextRequest::default());
     let on_request = next_request.clone();
     let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        on_request.served.store(true, Ordering::Relaxed);
         if on_request.armed.load(Ordering::Relaxed) {
             on_request.arrived.notify_one();
         }
@@ -256,7 +275,7 @@ async fn serve_http<S>(
                         conn.as_mut().graceful_shutdown();
                     } else {
                         next_request.armed.store(true, Ordering::Relaxed);
-                        deadline = Some(tokio::time::Instant::now() + header_timeout);
+                        deadline = Some(tokio::time::Instant::now() + next_request.grace(header_timeout));
                     }
                 }
             }
