@@ -404,16 +404,21 @@ async fn unix_socket_targets_are_proxied_and_probed() {
     let st = &gw.handle().upstream_statuses()[0].1[0];
     assert_eq!(st.state.as_str(), "healthy");
     assert_eq!(st.requests, 3);
-    // The socket goes away: a 502, not a hang.
+    // The socket goes away: a 502 or 503, not a hang. (A connection task being cancelled may
+    // still answer one request already on its way, so up to three tries.)
     origin.abort();
+    let _ = origin.await;
     std::fs::remove_file(&sock).unwrap();
-    let resp = within(client.get(gw.url("public", "/gone")).send())
-        .await
-        .unwrap();
-    assert!(
-        matches!(resp.status().as_u16(), 502 | 503),
-        "{}",
-        resp.status()
-    );
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let resp = within(client.get(gw.url("public", "/gone")).send())
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+        if resp.status() != 200 {
+            break;
+        }
+    }
+    assert!(matches!(statuses.last(), Some(502 | 503)), "{statuses:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
