@@ -4,8 +4,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -29,25 +29,31 @@ pub(crate) struct ConnCtx {
     pub(crate) state: Arc<ConnState>,
     /// The connection in `rampart_connections_active`.
     pub(crate) gauge: crate::metrics::ConnGauge,
-    /// The snapshot the connection started on: its listener index is valid there, and its
-    /// requests use it if a reload removed the listener.
-    pub(crate) start: Arc<Runtime>,
+    /// The snapshot the connection started on (not kept alive by the connection): its
+    /// requests use it while it lives if a reload removed the listener.
+    pub(crate) start: Weak<Runtime>,
+    /// The listener layout of that snapshot: `listener_index` is valid in any runtime with it.
+    pub(crate) layout: u64,
 }
 
 impl ConnCtx {
     /// The snapshot a new request runs on and the index of the connection's listener in it.
-    pub(crate) fn runtime(&self) -> (Arc<Runtime>, usize) {
+    /// `None`: a reload removed the listener and the old snapshot is gone.
+    pub(crate) fn runtime(&self) -> (Arc<Runtime>, Option<usize>) {
         let rt = self.shared.runtime();
-        if rt.layout == self.start.layout {
-            return (rt, self.listener_index);
+        if rt.layout == self.layout {
+            return (rt, Some(self.listener_index));
         }
-        match rt
+        if let Some(i) = rt
             .listeners
             .iter()
             .position(|l| l.name == self.info.listener)
         {
-            Some(i) => (rt, i),
-            None => (Arc::clone(&self.start), self.listener_index),
+            return (rt, Some(i));
+        }
+        match self.start.upgrade() {
+            Some(old) => (old, Some(self.listener_index)),
+            None => (rt, None),
         }
     }
 }
@@ -215,7 +221,8 @@ async fn serve_http<S>(
         listener_index,
         state: state.clone(),
         gauge,
-        start: Arc::clone(&rt),
+        start: Arc::downgrade(&rt),
+        layout: rt.layout,
     });
     let header_timeout = rt.settings.header_read_timeout;
     let loop_ctx = ctx.clone();

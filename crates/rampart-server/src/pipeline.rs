@@ -57,13 +57,27 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
         state: conn.state.clone(),
         done: false,
         rt,
-        listener: listener_index,
+        listener: listener_index.unwrap_or(usize::MAX),
         route: None,
     };
     let rt: &Runtime = &finish.rt;
     let ctx = &mut *finish.ctx;
     let mut req = Request::from_parts(parts, Body::Incoming(body));
-    let listener = &rt.listeners[listener_index];
+    let Some(listener) = rt.listeners.get(finish.listener) else {
+        // A reload removed this connection's listener (the connection is being closed): no
+        // route of any other listener may answer it.
+        ctx.request_id = new_request_id();
+        let err = ProxyError::new(ErrorKind::NoRoute, "the listener was removed by a reload");
+        let mut resp = reject(&err, ctx, None);
+        resp.headers_mut()
+            .insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+        if ctx.version < Version::HTTP_2 {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        finish.status = resp.status().as_u16();
+        return resp.map(|inner| ResponseBody::new(inner, finish));
+    };
     identify(&mut req, ctx, listener);
     if let Some(tracer) = &conn.shared.tracer {
         tracer.sample(&mut ctx.trace);
