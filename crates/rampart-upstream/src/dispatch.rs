@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use rampart_config::model::{RouteRetry, UpstreamProtocol};
 use rampart_core::{Body, ErrorKind, ProxyError};
 
-use crate::forward::{Failure, ForwardError, Forwarded, attempt};
+use crate::forward::{Failure, ForwardError, Forwarded, Held, attempt};
 use crate::health::passive::Outcome;
 use crate::retry::Rules;
 use crate::set::{PickKey, UpstreamSet};
@@ -178,7 +178,7 @@ impl Drop for InFlight<'_> {
 enum Next {
     Done(Result<Forwarded, ForwardError>),
     /// Send this request to that target.
-    Retry(Request<Body>, usize),
+    Retry(Held, usize),
 }
 
 impl Run<'_> {
@@ -208,9 +208,12 @@ impl Run<'_> {
             stats.in_flight.fetch_add(1, Ordering::Relaxed);
             let guard = InFlight(&stats.in_flight);
             // HTTP/2 consumes the request: keep a copy of its head when it may be replayed.
-            let copy = (set.protocol != UpstreamProtocol::Http1 && self.replayable())
-                .then(|| copy_head(&req));
-            let result = attempt(set, &set.targets[i], req, timeout, upgrade).await;
+            let replayable = self.replayable();
+            let copy = (set.protocol != UpstreamProtocol::Http1 && replayable)
+                .then(|| Box::new(copy_head(&req)));
+            // HTTP/1.1 gives the request back only when a status could make it go again.
+            let keep_sent = replayable && set.retry.retries_responses();
+            let result = attempt(set, &set.targets[i], req, timeout, upgrade, keep_sent).await;
             drop(guard);
             let next = match result {
                 Ok(mut fwd) => {
@@ -226,7 +229,7 @@ impl Run<'_> {
                 Next::Done(result) => return result,
                 Next::Retry(again, next) => {
                     set.retries_total.fetch_add(1, Ordering::Relaxed);
-                    req = again;
+                    req = *again;
                     target = Some(next);
                 }
             }
@@ -345,11 +348,7 @@ impl Run<'_> {
     /// The request again, with its buffered body, when a retry after sending is allowed: the
     /// method may be repeated, the body was buffered, attempts remain, and the budget has a
     /// token. `sent` is the request given back by the attempt (HTTP/1.1).
-    fn replay(
-        &self,
-        sent: Option<Request<Body>>,
-        why: &'static str,
-    ) -> Option<(Request<Body>, usize)> {
+    fn replay(&self, sent: Option<Held>, why: &'static str) -> Option<(Held, usize)> {
         if !self.rules.replay_allowed {
             return None;
         }

@@ -38,8 +38,12 @@ pub struct Forwarded {
     pub upstream_time: Duration,
     /// The request as sent (its body spent), when the protocol gives it back: kept for a
     /// retry on another target.
-    pub(crate) sent: Option<Request<Body>>,
+    pub(crate) sent: Option<Held>,
 }
+
+/// A request kept for another attempt. Boxed: results holding it move several times per
+/// request, and a boxed request moves as one pointer.
+pub(crate) type Held = Box<Request<Body>>;
 
 /// Why forwarding failed, and where.
 #[derive(Debug)]
@@ -55,16 +59,16 @@ pub struct ForwardError {
 /// A failed attempt; `unsent` gives the request back when nothing of it reached the target.
 pub(crate) struct Failure {
     pub(crate) error: ProxyError,
-    pub(crate) unsent: Option<Request<Body>>,
+    pub(crate) unsent: Option<Held>,
     /// The request given back after (part of) it was sent.
-    pub(crate) spent: Option<Request<Body>>,
+    pub(crate) spent: Option<Held>,
 }
 
 impl Failure {
     fn unsent(error: ProxyError, req: Request<Body>) -> Self {
         Self {
             error,
-            unsent: Some(req),
+            unsent: Some(Box::new(req)),
             spent: None,
         }
     }
@@ -84,11 +88,12 @@ pub(crate) async fn attempt(
     req: Request<Body>,
     timeout: Duration,
     upgrade: bool,
+    keep_sent: bool,
 ) -> Result<Forwarded, Failure> {
     match set.protocol {
         _ if upgrade => attempt_upgrade(set, target, req, timeout).await,
         UpstreamProtocol::H2c | UpstreamProtocol::H2 => attempt_h2(set, target, req, timeout).await,
-        UpstreamProtocol::Http1 => attempt_h1(set, target, req, timeout).await,
+        UpstreamProtocol::Http1 => attempt_h1(set, target, req, timeout, keep_sent).await,
     }
 }
 
@@ -138,6 +143,7 @@ async fn attempt_h1(
     target: &Target,
     mut req: Request<Body>,
     timeout: Duration,
+    keep_sent: bool,
 ) -> Result<Forwarded, Failure> {
     let slot = PoolSlot {
         key: target.pool_key,
@@ -172,7 +178,7 @@ async fn attempt_h1(
                     target: target.label.clone(),
                     retries: 0,
                     upstream_time,
-                    sent: Some(req),
+                    sent: keep_sent.then(|| Box::new(req)),
                 });
             }
             // A kept-alive connection the upstream closed just as it was reused: the request
@@ -182,7 +188,7 @@ async fn attempt_h1(
                 return Err(Failure {
                     error: exchange_error(e, target, conn.uses),
                     unsent: None,
-                    spent: Some(req),
+                    spent: Some(Box::new(req)),
                 });
             }
         }
@@ -278,7 +284,7 @@ async fn attempt_h2(
         None => Err(timed_out(target, timeout)),
         Some(Ok(resp)) => Ok(finish(resp, target, started)),
         Some(Err(mut e)) => {
-            let unsent = e.take_message();
+            let unsent = e.take_message().map(Box::new);
             let mut error = classify(e.error(), &target.label);
             if unsent.is_some() {
                 error = error.retryable();
