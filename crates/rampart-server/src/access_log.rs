@@ -40,6 +40,16 @@ pub(crate) struct Outcome {
     pub completed: bool,
 }
 
+/// Where a log's lines go: `stdout`, `stderr`, or a file opened for appending (created when
+/// missing). The access and audit logs share it.
+pub(crate) fn open_sink(path: &str) -> io::Result<Box<dyn Write + Send>> {
+    Ok(match path {
+        "stdout" => Box::new(io::stdout()),
+        "stderr" => Box::new(io::stderr()),
+        path => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
+    })
+}
+
 impl AccessLog {
     /// Opens the log described by `cfg`, or `None` when it is disabled.
     ///
@@ -49,11 +59,7 @@ impl AccessLog {
         if !cfg.enabled {
             return Ok(None);
         }
-        let out: Box<dyn Write + Send> = match cfg.path.as_str() {
-            "stdout" => Box::new(io::stdout()),
-            "stderr" => Box::new(io::stderr()),
-            path => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
-        };
+        let out = open_sink(&cfg.path)?;
         let (tx, rx) = sync_channel(QUEUE);
         std::thread::Builder::new()
             .name("rampart-access-log".into())

@@ -9,7 +9,6 @@
 
 mod diff;
 
-use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -92,11 +91,7 @@ impl AuditLog {
         if !cfg.enabled {
             return Ok(None);
         }
-        let out: Box<dyn Write + Send> = match cfg.path.as_str() {
-            "stdout" => Box::new(io::stdout()),
-            "stderr" => Box::new(io::stderr()),
-            path => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
-        };
+        let out = crate::access_log::open_sink(&cfg.path)?;
         let (tx, rx) = sync_channel(QUEUE);
         let counters = Arc::new(Counters::default());
         let writer = Writer {

@@ -33,7 +33,12 @@ fn err<T>(at: Option<&Located<T>>, path: String, msg: String) -> Vec<ConfigError
     vec![ConfigError::new(at.map(Located::span), path, msg)]
 }
 
-fn read_certs(kind: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+/// Reads every PEM certificate in `path` (`kind` names the file in messages); the server's
+/// certificate and CA files are read the same way.
+///
+/// # Errors
+/// The file cannot be read, is not PEM, or holds no certificate.
+pub fn read_certs(kind: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let bytes =
         std::fs::read(path).map_err(|e| format!("{kind} file {path:?}: cannot read: {e}"))?;
     let certs = CertificateDer::pem_slice_iter(&bytes)

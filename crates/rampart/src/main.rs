@@ -5,8 +5,8 @@ mod cli;
 mod commands;
 mod doctor;
 mod logging;
-mod top;
 mod serve;
+mod top;
 mod upgrade;
 
 use std::process::ExitCode;

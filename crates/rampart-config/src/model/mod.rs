@@ -21,8 +21,8 @@ pub use balance::{
 };
 pub use headers::{Cors, HeaderEdits, OriginPattern, SecurityHeaders, SecurityHsts};
 pub use listener::{ForwardedPolicy, Listener};
-pub use ops::{AdminSection, ReloadSection};
 pub use observability::{AuditLogSection, OtlpProtocol, TracingSection};
+pub use ops::{AdminSection, ReloadSection};
 pub use ratelimit::{
     KeyPart, MissingKey, RateLimitFallback, RateLimitPolicy, RateLimitStore, RedisFailure,
     RedisSection,

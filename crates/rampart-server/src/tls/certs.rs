@@ -9,7 +9,7 @@ use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateRevocationListDer, PrivateKeyDer};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 /// A certificate chain with its key, ready to serve.
@@ -39,19 +39,8 @@ pub(crate) fn fmt_time(unix: i64) -> String {
     httpdate::fmt_http_date(t)
 }
 
-/// Reads every PEM certificate in `path` (`kind` names the file in messages).
-pub(crate) fn read_certs(kind: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes = read(kind, path)?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{kind} file {path:?}: invalid PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{kind} file {path:?}: no certificate found (expected PEM `BEGIN CERTIFICATE` blocks)"
-        ));
-    }
-    Ok(certs)
-}
+/// Reads every PEM certificate in `path` (shared with upstream TLS, so both report alike).
+pub(crate) use rampart_upstream::tls::read_certs;
 
 /// Validity window of a DER certificate: (not_before, not_after) in Unix seconds.
 pub(crate) fn validity(der: &[u8]) -> Result<(i64, i64), String> {
