@@ -9,6 +9,8 @@
 //! opened wait for that connection instead of opening their own.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http2;
@@ -86,6 +88,32 @@ struct Idle {
 struct Slot {
     idle: Vec<Idle>,
     h2: H2Slot,
+    /// This key's process-wide idle count, kept in step with `idle`.
+    gauge: Arc<AtomicUsize>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gauge.fetch_sub(self.idle.len(), Ordering::Relaxed);
+    }
+}
+
+/// Idle HTTP/1.1 connections per pool key, summed over workers (for metrics). Locked only when
+/// a worker first uses a key and when metrics are read, never per request.
+static IDLE_GAUGES: Mutex<Vec<Arc<AtomicUsize>>> = Mutex::new(Vec::new());
+
+fn idle_gauge(key: usize) -> Arc<AtomicUsize> {
+    let mut gauges = IDLE_GAUGES.lock().unwrap_or_else(PoisonError::into_inner);
+    if key >= gauges.len() {
+        gauges.resize_with(key + 1, Arc::default);
+    }
+    Arc::clone(&gauges[key])
+}
+
+/// Idle HTTP/1.1 connections kept for pool `key` by all workers now.
+pub(crate) fn idle_connections(key: usize) -> usize {
+    let gauges = IDLE_GAUGES.lock().unwrap_or_else(PoisonError::into_inner);
+    gauges.get(key).map_or(0, |g| g.load(Ordering::Relaxed))
 }
 
 #[derive(Default)]
@@ -97,7 +125,11 @@ struct WorkerPools {
 impl WorkerPools {
     fn slot(&mut self, key: usize) -> &mut Slot {
         if key >= self.slots.len() {
+            let from = self.slots.len();
             self.slots.resize_with(key + 1, Slot::default);
+            for (k, slot) in self.slots.iter_mut().enumerate().skip(from) {
+                slot.gauge = idle_gauge(k);
+            }
         }
         &mut self.slots[key]
     }
@@ -117,6 +149,7 @@ pub(crate) fn take_h1(key: usize) -> Option<H1Conn> {
         let slot = pools.slot(key);
         let now = Instant::now();
         while let Some(mut idle) = slot.idle.pop() {
+            slot.gauge.fetch_sub(1, Ordering::Relaxed);
             if idle.expires > now && idle.conn.is_reusable() {
                 return Some(idle.conn);
             }
@@ -136,6 +169,7 @@ pub(crate) fn release_h1(conn: H1Conn, to: PoolSlot) {
         if slot.idle.len() < to.max_idle {
             let expires = Instant::now() + to.idle_timeout;
             slot.idle.push(Idle { conn, expires });
+            slot.gauge.fetch_add(1, Ordering::Relaxed);
         }
     });
 }
@@ -171,8 +205,11 @@ async fn sweep_forever() {
         POOLS.with_borrow_mut(|pools| {
             let now = Instant::now();
             for slot in &mut pools.slots {
+                let before = slot.idle.len();
                 slot.idle
                     .retain_mut(|i| i.expires > now && i.conn.is_reusable());
+                slot.gauge
+                    .fetch_sub(before - slot.idle.len(), Ordering::Relaxed);
                 if matches!(&slot.h2, H2Slot::Ready(sender) if sender.is_closed()) {
                     slot.h2 = H2Slot::Empty;
                 }

@@ -253,6 +253,16 @@ impl UpstreamSet {
         self.retries_total.load(Ordering::Relaxed)
     }
 
+    /// Idle pooled HTTP/1.1 connections to this upstream's targets, over all workers, for
+    /// `rampart_upstream_pool_idle_connections`.
+    #[must_use]
+    pub fn idle_connections(&self) -> usize {
+        self.targets
+            .iter()
+            .map(|t| crate::pool::idle_connections(t.pool_key))
+            .sum()
+    }
+
     /// Whether requests currently spread over all targets because too many are out.
     #[must_use]
     pub fn in_panic_mode(&self) -> bool {

@@ -93,6 +93,12 @@ async fn metrics_count_requests_latency_bytes_and_rejections_by_config_names() {
     assert_eq!(sample(&text, "rampart_config_generation"), Some(1.0));
     assert!(text.contains("# TYPE rampart_request_duration_seconds histogram"));
     assert!(text.contains("rampart_upstream_target_healthy{upstream=\"origin\","));
+    // The keep-alive connection used above waits in a worker's pool.
+    let idle = sample(
+        &text,
+        "rampart_upstream_pool_idle_connections{upstream=\"origin\"}",
+    );
+    assert!(idle.is_some_and(|n| n >= 1.0), "{text}");
     assert!(sample(&text, "process_resident_memory_bytes").unwrap() > 0.0);
     // Raw paths and query strings never become labels.
     assert!(
@@ -289,4 +295,37 @@ async fn reload_binds_and_closes_listeners_and_keeps_counters_state_and_tunnels(
     within(chat.send(Message::text("still"))).await.unwrap();
     let echoed = within(chat.next()).await.unwrap().unwrap();
     assert_eq!(echoed.into_text().unwrap().as_str(), "still");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ejections_are_counted_by_target_and_reason() {
+    let origin = HttpOrigin::start().await.unwrap();
+    // A port nobody listens on any more: every connect to it is refused.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gw = TestGateway::builder(format!(
+        "[access_log]\nenabled = false\n\n{ADMIN}\n\
+         [[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\n\
+         [[upstreams]]\nname = \"origin\"\ntargets = [\"{}\", \"{dead}\"]\nbalance = \"round_robin\"\n\n\
+         [[routes]]\nname = \"api\"\nupstream = \"origin\"\n",
+        origin.addr()
+    ))
+    .start();
+    // Round robin sends every other request to the dead target first; each is retried on the
+    // live one, and the third refused connect in a row ejects the dead target.
+    for _ in 0..8 {
+        assert_eq!(get(&gw.url("public", "/x")).await.0, 200);
+    }
+    let (_, text) = get(&gw.admin_url("/metrics")).await;
+    let series = format!(
+        "rampart_upstream_ejections_total{{upstream=\"origin\",target=\"{dead}\",reason=\"consecutive_connect_errors\"}}"
+    );
+    assert_eq!(sample(&text, &series), Some(1.0), "{text}");
+    let live = format!(
+        "rampart_upstream_ejections_total{{upstream=\"origin\",target=\"{}\"",
+        origin.addr()
+    );
+    assert!(!text.contains(&live), "{text}");
 }

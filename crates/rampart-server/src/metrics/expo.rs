@@ -242,6 +242,39 @@ fn upstreams(out: &mut String, rt: &Runtime) {
             );
         }
     }
+    header(
+        out,
+        "rampart_upstream_ejections_total",
+        "counter",
+        "Times a target was taken out of rotation, by reason.",
+    );
+    for (name, targets) in &statuses {
+        for t in targets {
+            for (reason, count) in &t.taken_out {
+                let labels = [
+                    ("upstream", name.as_str()),
+                    ("target", t.target.as_str()),
+                    ("reason", *reason),
+                ];
+                sample(out, "rampart_upstream_ejections_total", &labels, count);
+            }
+        }
+    }
+    header(
+        out,
+        "rampart_upstream_pool_idle_connections",
+        "gauge",
+        "Idle pooled HTTP/1.1 connections to the upstream's targets, all workers.",
+    );
+    for name in &names {
+        let idle = rt.upstreams[*name].idle_connections();
+        sample(
+            out,
+            "rampart_upstream_pool_idle_connections",
+            &[("upstream", name.as_str())],
+            idle,
+        );
+    }
 }
 
 fn tls(out: &mut String, registry: &Registry) {
