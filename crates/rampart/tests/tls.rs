@@ -611,3 +611,60 @@ echo = true
     // The backend sees the client's own port, not the port of the passthrough's connection.
     assert_eq!(echo["client"]["port"], u64::from(client_port), "{echo}");
 }
+
+#[test]
+fn handshakes_are_exported_by_version_cipher_and_alpn() {
+    let pki = TestPki::new();
+    let a = pki.server("a", &["a.test"]);
+    let gw = TestGateway::builder(format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+
+[[listeners]]
+name = "https"
+bind = "127.0.0.1:0"
+[listeners.tls]
+[[listeners.tls.certificates]]
+cert = {:?}
+key = {:?}
+
+[[routes]]
+name = "echo"
+echo = true
+"#,
+        a.cert, a.key
+    ))
+    .start();
+    let mut config = pki.client_config(&[]);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let (resp, _) = https(
+        gw.addr("https"),
+        &Arc::new(config),
+        "a.test",
+        &get("a.test", "/"),
+    )
+    .unwrap();
+    assert_eq!(status(&resp), 200, "{resp}");
+    let url = gw.admin_url("/metrics");
+    let admin = url.trim_start_matches("http://").split('/').next().unwrap();
+    let mut stream = TcpStream::connect(admin).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("rampart_tls_handshakes_total{"))
+        .unwrap_or_else(|| panic!("no handshake series in {text}"));
+    assert!(
+        line.starts_with("rampart_tls_handshakes_total{version=\"TLSv1_3\",cipher=\"TLS13_")
+            && line.ends_with(",alpn=\"http/1.1\"} 1"),
+        "{line}"
+    );
+}

@@ -283,18 +283,13 @@ fn tls(out: &mut String, registry: &Registry) {
         out,
         "rampart_tls_handshakes_total",
         "counter",
-        "Completed TLS handshakes, by protocol version (listener, cipher and alpn are empty: counted separately).",
+        "Completed TLS handshakes, by protocol version, cipher suite and ALPN protocol.",
     );
-    for (version, n) in &s.handshakes_by_version {
+    for (version, cipher, alpn, n) in &s.handshakes {
         sample(
             out,
             "rampart_tls_handshakes_total",
-            &[
-                ("listener", ""),
-                ("version", version),
-                ("cipher", ""),
-                ("alpn", ""),
-            ],
+            &[("version", version), ("cipher", cipher), ("alpn", alpn)],
             n,
         );
     }
@@ -308,7 +303,7 @@ fn tls(out: &mut String, registry: &Registry) {
         sample(
             out,
             "rampart_tls_handshake_failures_total",
-            &[("listener", ""), ("reason", reason)],
+            &[("reason", reason)],
             n,
         );
     }
@@ -318,12 +313,7 @@ fn tls(out: &mut String, registry: &Registry) {
         "counter",
         "TLS handshakes that resumed a session.",
     );
-    sample(
-        out,
-        "rampart_tls_resumptions_total",
-        &[("listener", "")],
-        s.resumptions,
-    );
+    sample(out, "rampart_tls_resumptions_total", &[], s.resumptions);
     header(
         out,
         "rampart_tls_early_data_total",
@@ -333,13 +323,13 @@ fn tls(out: &mut String, registry: &Registry) {
     sample(
         out,
         "rampart_tls_early_data_total",
-        &[("listener", ""), ("result", "accepted")],
+        &[("result", "accepted")],
         s.early_data_accepted,
     );
     sample(
         out,
         "rampart_tls_early_data_total",
-        &[("listener", ""), ("result", "rejected")],
+        &[("result", "rejected")],
         s.early_data_rejected,
     );
     header(

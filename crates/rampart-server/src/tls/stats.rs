@@ -19,6 +19,12 @@ const CIPHERS: [CipherSuite; 9] = [
     CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 ];
 
+/// Protocol versions counted, as labelled.
+const VERSIONS: [&str; 2] = ["TLSv1_2", "TLSv1_3"];
+
+/// ALPN protocols counted, as labelled (`none`: no ALPN or another protocol).
+const ALPNS: [&str; 3] = ["h2", "http/1.1", "none"];
+
 /// Why a TLS handshake failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandshakeFailure {
@@ -106,6 +112,8 @@ pub struct TlsStats {
     alpn_h2: AtomicU64,
     alpn_http11: AtomicU64,
     alpn_none: AtomicU64,
+    /// Handshakes by version × cipher suite × ALPN (indexes as in `combo_index`).
+    combos: [[[AtomicU64; ALPNS.len()]; CIPHERS.len() + 1]; VERSIONS.len()],
     resumed: AtomicU64,
     early_data_accepted: AtomicU64,
     early_data_rejected: AtomicU64,
@@ -126,6 +134,9 @@ pub struct TlsStatsSnapshot {
     pub handshakes_by_cipher: Vec<(&'static str, u64)>,
     /// Completed handshakes by ALPN protocol (`h2`, `http/1.1`, `none`).
     pub handshakes_by_alpn: Vec<(&'static str, u64)>,
+    /// Completed handshakes by (version, cipher suite, ALPN); combinations never seen are
+    /// left out.
+    pub handshakes: Vec<(&'static str, &'static str, &'static str, u64)>,
     /// Handshakes that resumed a session (ticket or cache).
     pub resumptions: u64,
     /// Connections whose early data (0-RTT) was accepted.
@@ -159,19 +170,35 @@ impl TlsStats {
         alpn: Option<&[u8]>,
         resumed: bool,
     ) {
-        match version {
-            Some(ProtocolVersion::TLSv1_3) => inc(&self.tls13),
-            _ => inc(&self.tls12),
-        }
-        let i = cipher
+        let v = match version {
+            Some(ProtocolVersion::TLSv1_3) => {
+                inc(&self.tls13);
+                1
+            }
+            _ => {
+                inc(&self.tls12);
+                0
+            }
+        };
+        let c = cipher
             .and_then(|c| CIPHERS.iter().position(|k| *k == c))
             .unwrap_or(CIPHERS.len());
-        inc(&self.ciphers[i]);
-        match alpn {
-            Some(b"h2") => inc(&self.alpn_h2),
-            Some(b"http/1.1") => inc(&self.alpn_http11),
-            _ => inc(&self.alpn_none),
-        }
+        inc(&self.ciphers[c]);
+        let a = match alpn {
+            Some(b"h2") => {
+                inc(&self.alpn_h2);
+                0
+            }
+            Some(b"http/1.1") => {
+                inc(&self.alpn_http11);
+                1
+            }
+            _ => {
+                inc(&self.alpn_none);
+                2
+            }
+        };
+        inc(&self.combos[v][c][a]);
         if resumed {
             inc(&self.resumed);
         }
@@ -231,12 +258,24 @@ impl TlsStats {
             .map(|(c, n)| (c.as_str().unwrap_or("unknown"), get(n)))
             .collect();
         by_cipher.push(("other", get(&self.ciphers[CIPHERS.len()])));
+        let mut handshakes = Vec::new();
+        for (v, by_cipher_alpn) in self.combos.iter().enumerate() {
+            for (c, by_alpn) in by_cipher_alpn.iter().enumerate() {
+                for (a, n) in by_alpn.iter().enumerate() {
+                    let n = get(n);
+                    if n > 0 {
+                        handshakes.push((VERSIONS[v], by_cipher[c].0, ALPNS[a], n));
+                    }
+                }
+            }
+        }
         TlsStatsSnapshot {
             handshakes_by_version: vec![
                 ("TLSv1_2", get(&self.tls12)),
                 ("TLSv1_3", get(&self.tls13)),
             ],
             handshakes_by_cipher: by_cipher,
+            handshakes,
             handshakes_by_alpn: vec![
                 ("h2", get(&self.alpn_h2)),
                 ("http/1.1", get(&self.alpn_http11)),
@@ -273,5 +312,40 @@ impl TlsStatsSnapshot {
             .iter()
             .find(|(c, _)| *c == code)
             .map_or(0, |(_, n)| *n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshakes_are_cross_tabulated_by_version_cipher_and_alpn() {
+        let stats = TlsStats::default();
+        let tls13 = Some(ProtocolVersion::TLSv1_3);
+        let aes = Some(CipherSuite::TLS13_AES_128_GCM_SHA256);
+        stats.handshake(tls13, aes, Some(b"h2"), false);
+        stats.handshake(tls13, aes, Some(b"h2"), true);
+        stats.handshake(
+            Some(ProtocolVersion::TLSv1_2),
+            Some(CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384),
+            None,
+            false,
+        );
+        let snap = stats.snapshot();
+        assert_eq!(
+            snap.handshakes,
+            vec![
+                (
+                    "TLSv1_2",
+                    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+                    "none",
+                    1
+                ),
+                ("TLSv1_3", "TLS13_AES_128_GCM_SHA256", "h2", 2),
+            ]
+        );
+        assert_eq!(snap.handshakes(), 3);
+        assert_eq!(snap.resumptions, 1);
     }
 }
