@@ -106,13 +106,8 @@ impl HandshakeFailure {
 /// Process-wide TLS counters (one per running server).
 #[derive(Debug, Default)]
 pub struct TlsStats {
-    tls12: AtomicU64,
-    tls13: AtomicU64,
-    ciphers: [AtomicU64; CIPHERS.len() + 1],
-    alpn_h2: AtomicU64,
-    alpn_http11: AtomicU64,
-    alpn_none: AtomicU64,
-    /// Handshakes by version × cipher suite × ALPN (indexes as in `combo_index`).
+    /// Handshakes by version × cipher suite × ALPN (indexes into `VERSIONS`, `CIPHERS` with
+    /// one more for "other", and `ALPNS`); the per-dimension totals are sums of these.
     combos: [[[AtomicU64; ALPNS.len()]; CIPHERS.len() + 1]; VERSIONS.len()],
     resumed: AtomicU64,
     early_data_accepted: AtomicU64,
@@ -170,33 +165,14 @@ impl TlsStats {
         alpn: Option<&[u8]>,
         resumed: bool,
     ) {
-        let v = match version {
-            Some(ProtocolVersion::TLSv1_3) => {
-                inc(&self.tls13);
-                1
-            }
-            _ => {
-                inc(&self.tls12);
-                0
-            }
-        };
+        let v = usize::from(version == Some(ProtocolVersion::TLSv1_3));
         let c = cipher
             .and_then(|c| CIPHERS.iter().position(|k| *k == c))
             .unwrap_or(CIPHERS.len());
-        inc(&self.ciphers[c]);
         let a = match alpn {
-            Some(b"h2") => {
-                inc(&self.alpn_h2);
-                0
-            }
-            Some(b"http/1.1") => {
-                inc(&self.alpn_http11);
-                1
-            }
-            _ => {
-                inc(&self.alpn_none);
-                2
-            }
+            Some(b"h2") => 0,
+            Some(b"http/1.1") => 1,
+            _ => 2,
         };
         inc(&self.combos[v][c][a]);
         if resumed {
@@ -252,35 +228,34 @@ impl TlsStats {
     #[must_use]
     pub fn snapshot(&self) -> TlsStatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut by_cipher: Vec<(&'static str, u64)> = CIPHERS
-            .iter()
-            .zip(&self.ciphers)
-            .map(|(c, n)| (c.as_str().unwrap_or("unknown"), get(n)))
-            .collect();
-        by_cipher.push(("other", get(&self.ciphers[CIPHERS.len()])));
+        let cipher_name = |c: usize| {
+            CIPHERS
+                .get(c)
+                .map_or("other", |k| k.as_str().unwrap_or("unknown"))
+        };
+        let mut by_version = VERSIONS.map(|v| (v, 0));
+        let mut by_cipher: Vec<(&'static str, u64)> =
+            (0..=CIPHERS.len()).map(|c| (cipher_name(c), 0)).collect();
+        let mut by_alpn = ALPNS.map(|a| (a, 0));
         let mut handshakes = Vec::new();
         for (v, by_cipher_alpn) in self.combos.iter().enumerate() {
-            for (c, by_alpn) in by_cipher_alpn.iter().enumerate() {
-                for (a, n) in by_alpn.iter().enumerate() {
+            for (c, by_alpn_here) in by_cipher_alpn.iter().enumerate() {
+                for (a, n) in by_alpn_here.iter().enumerate() {
                     let n = get(n);
+                    by_version[v].1 += n;
+                    by_cipher[c].1 += n;
+                    by_alpn[a].1 += n;
                     if n > 0 {
-                        handshakes.push((VERSIONS[v], by_cipher[c].0, ALPNS[a], n));
+                        handshakes.push((VERSIONS[v], cipher_name(c), ALPNS[a], n));
                     }
                 }
             }
         }
         TlsStatsSnapshot {
-            handshakes_by_version: vec![
-                ("TLSv1_2", get(&self.tls12)),
-                ("TLSv1_3", get(&self.tls13)),
-            ],
+            handshakes_by_version: by_version.to_vec(),
             handshakes_by_cipher: by_cipher,
             handshakes,
-            handshakes_by_alpn: vec![
-                ("h2", get(&self.alpn_h2)),
-                ("http/1.1", get(&self.alpn_http11)),
-                ("none", get(&self.alpn_none)),
-            ],
+            handshakes_by_alpn: by_alpn.to_vec(),
             resumptions: get(&self.resumed),
             early_data_accepted: get(&self.early_data_accepted),
             early_data_rejected: get(&self.early_data_rejected),
@@ -346,6 +321,11 @@ mod tests {
             ]
         );
         assert_eq!(snap.handshakes(), 3);
+        assert_eq!(snap.handshakes_by_version, [("TLSv1_2", 1), ("TLSv1_3", 2)]);
+        assert_eq!(
+            snap.handshakes_by_alpn,
+            [("h2", 2), ("http/1.1", 0), ("none", 1)]
+        );
         assert_eq!(snap.resumptions, 1);
     }
 }
