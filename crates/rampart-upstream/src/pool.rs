@@ -84,7 +84,6 @@ struct Idle {
     expires: Instant,
 }
 
-#[derive(Default)]
 struct Slot {
     idle: Vec<Idle>,
     h2: H2Slot,
@@ -124,12 +123,12 @@ struct WorkerPools {
 
 impl WorkerPools {
     fn slot(&mut self, key: usize) -> &mut Slot {
-        if key >= self.slots.len() {
-            let from = self.slots.len();
-            self.slots.resize_with(key + 1, Slot::default);
-            for (k, slot) in self.slots.iter_mut().enumerate().skip(from) {
-                slot.gauge = idle_gauge(k);
-            }
+        while self.slots.len() <= key {
+            self.slots.push(Slot {
+                idle: Vec::new(),
+                h2: H2Slot::default(),
+                gauge: idle_gauge(self.slots.len()),
+            });
         }
         &mut self.slots[key]
     }

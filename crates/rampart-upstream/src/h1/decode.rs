@@ -66,9 +66,9 @@ pub(crate) fn parse_head(
         if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
             continue;
         }
-        let (map, connection) = header_map(&head, fields)?;
-        let framing = body_framing(status, method, &map, connection)?;
-        let keep_alive = connection.keep_alive(version) && framing != ResponseFraming::UntilClose;
+        let (map, facts) = header_map(&head, fields)?;
+        let framing = body_framing(status, method, &map, facts)?;
+        let keep_alive = facts.keep_alive(version) && framing != ResponseFraming::UntilClose;
         return Ok(Some(Head {
             status,
             version,
@@ -159,14 +159,14 @@ fn parse_fields(
 /// What the `Connection` header says, and which framing headers are present, gathered while
 /// building the map (so framing needs no lookup for the headers a response does not have).
 #[derive(Debug, Default, Clone, Copy)]
-struct ConnectionOptions {
+struct HeadFacts {
     close: bool,
     keep_alive: bool,
     transfer_encoding: bool,
     content_length: bool,
 }
 
-impl ConnectionOptions {
+impl HeadFacts {
     fn keep_alive(self, version: Version) -> bool {
         if version == Version::HTTP_10 {
             self.keep_alive && !self.close
@@ -180,33 +180,30 @@ impl ConnectionOptions {
 /// connection options (`close`, `keep-alive`): they are hop-by-hop and never reach the client,
 /// so leaving them out spares the later hop-by-hop pass (a `Connection` that names other
 /// headers is kept for that pass to act on).
-fn header_map(
-    head: &Bytes,
-    fields: &[Field],
-) -> Result<(HeaderMap, ConnectionOptions), BadResponse> {
+fn header_map(head: &Bytes, fields: &[Field]) -> Result<(HeaderMap, HeadFacts), BadResponse> {
     let mut map = HeaderMap::with_capacity(fields.len());
-    let mut options = ConnectionOptions::default();
+    let mut facts = HeadFacts::default();
     for f in fields {
         let name = HeaderName::from_bytes(&head[f.name.0..f.name.1])
             .map_err(|_| BadResponse("invalid header name"))?;
         let raw = head.slice(f.value.0..f.value.1);
-        if name == header::CONNECTION && only_options(&raw, &mut options) {
+        if name == header::CONNECTION && only_options(&raw, &mut facts) {
             continue;
         }
         if name.as_str() == "keep-alive" {
             continue;
         }
-        options.transfer_encoding |= name == header::TRANSFER_ENCODING;
-        options.content_length |= name == header::CONTENT_LENGTH;
+        facts.transfer_encoding |= name == header::TRANSFER_ENCODING;
+        facts.content_length |= name == header::CONTENT_LENGTH;
         let value =
             HeaderValue::from_maybe_shared(raw).map_err(|_| BadResponse("invalid header value"))?;
         map.append(name, value);
     }
-    Ok((map, options))
+    Ok((map, facts))
 }
 
 /// True when a `Connection` value lists only `close` / `keep-alive`, recording them.
-fn only_options(value: &[u8], options: &mut ConnectionOptions) -> bool {
+fn only_options(value: &[u8], options: &mut HeadFacts) -> bool {
     let mut only = true;
     for token in value
         .split(|b| *b == b',')
@@ -233,7 +230,7 @@ fn body_framing(
     status: StatusCode,
     method: &Method,
     headers: &HeaderMap,
-    present: ConnectionOptions,
+    present: HeadFacts,
 ) -> Result<ResponseFraming, BadResponse> {
     if method == Method::HEAD
         || status == StatusCode::NO_CONTENT
