@@ -378,13 +378,7 @@ async fn a_v2_upstream_learns_the_client_address_port_and_host() {
     // The receiving side is another Rampart that takes PROXY headers from 127.0.0.1.
     let origin = RecordingOrigin::start().await.unwrap();
     let back = gateway(origin.addr());
-    let front = TestGateway::builder(format!(
-        "[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\n\
-         [[upstreams]]\nname = \"back\"\ntargets = [\"{}\"]\nproxy_protocol = \"v2\"\n\n\
-         [[routes]]\nname = \"all\"\nupstream = \"back\"\n",
-        back.addr("public")
-    ))
-    .start();
+    let front = sender(back.addr("public"), "v2");
     let mut stream = connect_from(OTHER, front.addr("public")).await;
     let client = stream.local_addr().unwrap();
     stream.write_all(ECHO.as_bytes()).await.unwrap();

@@ -80,6 +80,30 @@ echo = true
     .start()
 }
 
+/// A gateway with one TLS listener `https` serving a certificate for `a.test` and an echo
+/// route; `top` goes before the listener, `listener_keys` into it.
+fn a_test_echo_gateway(pki: &TestPki, top: &str, listener_keys: &str) -> TestGateway {
+    let a = pki.server("a", &["a.test"]);
+    TestGateway::builder(format!(
+        r#"{top}
+[[listeners]]
+name = "https"
+bind = "127.0.0.1:0"
+{listener_keys}
+[listeners.tls]
+[[listeners.tls.certificates]]
+cert = {:?}
+key = {:?}
+
+[[routes]]
+name = "echo"
+echo = true
+"#,
+        a.cert, a.key
+    ))
+    .start()
+}
+
 fn leaf_dns(conn: &ClientConnection) -> String {
     let der = conn.peer_certificates().unwrap()[0].to_vec();
     String::from_utf8_lossy(&der).into_owned()
@@ -553,26 +577,8 @@ echo = true
 #[test]
 fn passthrough_opens_with_a_proxy_header_when_the_upstream_asks() {
     let pki = TestPki::new();
-    let a = pki.server("a", &["a.test"]);
     // The backend terminates TLS and takes PROXY headers from 127.0.0.1.
-    let backend = TestGateway::builder(format!(
-        r#"
-[[listeners]]
-name = "https"
-bind = "127.0.0.1:0"
-proxy_protocol = {{ from = ["127.0.0.1/32"] }}
-[listeners.tls]
-[[listeners.tls.certificates]]
-cert = {:?}
-key = {:?}
-
-[[routes]]
-name = "echo"
-echo = true
-"#,
-        a.cert, a.key
-    ))
-    .start();
+    let backend = a_test_echo_gateway(&pki, "", "proxy_protocol = { from = [\"127.0.0.1/32\"] }");
     let front = TestGateway::builder(format!(
         r#"
 [[listeners]]
@@ -615,27 +621,7 @@ echo = true
 #[test]
 fn handshakes_are_exported_by_version_cipher_and_alpn() {
     let pki = TestPki::new();
-    let a = pki.server("a", &["a.test"]);
-    let gw = TestGateway::builder(format!(
-        r#"
-[admin]
-listen = "127.0.0.1:0"
-
-[[listeners]]
-name = "https"
-bind = "127.0.0.1:0"
-[listeners.tls]
-[[listeners.tls.certificates]]
-cert = {:?}
-key = {:?}
-
-[[routes]]
-name = "echo"
-echo = true
-"#,
-        a.cert, a.key
-    ))
-    .start();
+    let gw = a_test_echo_gateway(&pki, "[admin]\nlisten = \"127.0.0.1:0\"\n", "");
     let mut config = pki.client_config(&[]);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let (resp, _) = https(
