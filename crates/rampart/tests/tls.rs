@@ -348,6 +348,13 @@ upstream = "origin"
     })
     .await
     .unwrap();
+    // The client sees the alert before the server's task has counted the failure: wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while gw.tls_stats().failures_for("client_certificate") < 2
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
         gw.tls_stats().failures_for("client_certificate") >= 2,
         "{:?}",
