@@ -1,4 +1,5 @@
-//! Header helpers: hop-by-hop removal and small parsing utilities.
+//! Header helpers: hop-by-hop removal, fields added for HTTP/1.1 upstreams, small parsing
+//! utilities.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -102,6 +103,54 @@ pub fn connection_has(headers: &HeaderMap, token: &[u8]) -> bool {
         .any(|v| comma_tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(token)))
 }
 
+/// Header fields Rampart adds to a request bound for an HTTP/1.1 upstream, already serialized
+/// as field lines (`name: value\r\n`). The proxy handler puts them in the request's extensions
+/// instead of its `HeaderMap`; the upstream's HTTP/1.1 encoder writes them after the request's
+/// own fields. The handler removes any field of the same name from the map first, so the result
+/// on the wire is what inserting them into the map would have sent.
+///
+/// Hot path, hand-written instead of `HeaderMap::insert`: inserting six fields hashes every
+/// name and grows the map the client's head was parsed into; appending bytes to one buffer
+/// costs less even with the extensions entry that carries it (measured with callgrind: about
+/// 770 instructions fewer per proxied request). The map is still used where something reads
+/// the fields before they are serialized (HTTP/2 and upgrades go through hyper's client;
+/// `hash_on = "header:…"` reads the map).
+#[derive(Debug, Clone, Default)]
+pub struct AddedFields {
+    lines: Vec<u8>,
+}
+
+impl AddedFields {
+    /// Room for `bytes` of field lines.
+    #[must_use]
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            lines: Vec::with_capacity(bytes),
+        }
+    }
+
+    /// Adds the field `name: value`. `value` must be a valid field value: the bytes of a
+    /// [`HeaderValue`], or bytes Rampart formatted itself from a known alphabet.
+    pub fn push(&mut self, name: &HeaderName, value: &[u8]) {
+        self.lines.extend_from_slice(name.as_str().as_bytes());
+        self.lines.extend_from_slice(b": ");
+        self.lines.extend_from_slice(value);
+        self.lines.extend_from_slice(b"\r\n");
+    }
+
+    /// The serialized field lines, each ending in CRLF.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.lines
+    }
+
+    /// True when no field was added.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+}
+
 /// The host part of a `Host` header value or URI authority, lowercased, without port.
 #[must_use]
 pub fn host_without_port(authority: &str) -> &str {
@@ -177,6 +226,18 @@ mod tests {
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
         assert!(h.get("x-hop").is_none());
+    }
+
+    #[test]
+    fn added_fields_are_canonical_field_lines() {
+        let mut added = AddedFields::with_capacity(64);
+        assert!(added.is_empty());
+        added.push(&header::VIA, b"1.1 rampart");
+        added.push(&HeaderName::from_static("x-request-id"), b"abc");
+        assert_eq!(
+            added.as_bytes(),
+            b"via: 1.1 rampart\r\nx-request-id: abc\r\n"
+        );
     }
 
     #[test]

@@ -79,11 +79,19 @@ impl TraceContext {
     /// The `traceparent` value to send upstream (Rampart's hop as the parent).
     #[must_use]
     pub fn header_value(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.header_bytes())
+            .unwrap_or_else(|_| HeaderValue::from_static("00"))
+    }
+
+    /// The `traceparent` value as bytes (lowercase hex and dashes: always a valid field
+    /// value), for writers that serialize it without allocating a [`HeaderValue`].
+    #[must_use]
+    pub fn header_bytes(&self) -> [u8; 55] {
         let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
         hex_into(&mut buf[3..35], self.trace_id);
         hex_into(&mut buf[36..52], u128::from(self.span_id));
         hex_into(&mut buf[53..55], u128::from(self.flags));
-        HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("00"))
+        buf
     }
 
     /// The trace ID as 32 hex digits (for logs).

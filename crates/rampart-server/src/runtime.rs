@@ -455,7 +455,7 @@ fn compile_route(
                 format!("unknown upstream {:?}", u.get()),
             )
         })?;
-        Handler::Proxy(Arc::clone(set), r.retry.clone().map(Arc::new))
+        Handler::proxy(set, r.retry.as_ref(), config)
     } else if let Some(redirect) = &r.redirect {
         Handler::Redirect(
             RedirectSpec::new(redirect).map_err(|m| err(redirect.to.span(), "redirect", m))?,

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
-use rampart_config::model::{ForwardedPolicy, RouteRetry};
-use rampart_core::headers::{connection_has, remove_hop_by_hop};
+use rampart_config::model::{ForwardedPolicy, RouteRetry, UpstreamProtocol};
+use rampart_core::headers::{AddedFields, connection_has, remove_hop_by_hop};
 use rampart_core::{Body, ProxyError, RequestCtx};
 use rampart_upstream::proxy_header::ClientConnection;
 use rampart_upstream::{ForwardOpts, UpstreamSet, forward_with};
@@ -23,31 +23,45 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
-/// Forwards `req` to `set` and returns the upstream's response (or a tunnel's 101).
+/// The route a request is forwarded for.
+pub(super) struct ProxyRoute<'a> {
+    pub(super) set: &'a Arc<UpstreamSet>,
+    pub(super) retry: Option<&'a RouteRetry>,
+    /// The route's `timeout`, when set (else the upstream's).
+    pub(super) timeout: Option<Duration>,
+    /// The fields Rampart adds must be in the request's map (see `Handler::proxy`).
+    pub(super) fields_in_map: bool,
+}
+
+/// Forwards `req` to the route's upstream and returns its response (or a tunnel's 101).
 pub(super) async fn run(
-    set: &Arc<UpstreamSet>,
-    route_retry: Option<&RouteRetry>,
+    route: &ProxyRoute<'_>,
     mut req: Request<Body>,
     ctx: &mut RequestCtx,
     rt: &Runtime,
     listener: &ListenerRt,
-    route_timeout: Option<Duration>,
 ) -> Result<Response<Body>, ProxyError> {
+    let set = route.set;
     ctx.upstream = Some(set.name.clone());
     let upgrade = is_upgrade(&req);
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
     let downstream_version = req.version();
-    prepare_request(&mut req, ctx, listener, &rt.settings, upgrade);
+    // Rampart's own HTTP/1.1 client writes the added fields itself; hyper's client (HTTP/2,
+    // upgrades) and a balancer hashing on a header read them from the map.
+    let direct = !route.fields_in_map && !upgrade && set.protocol == UpstreamProtocol::Http1;
+    prepare_request(&mut req, ctx, listener, &rt.settings, upgrade, direct);
     if set.proxy_protocol.is_some() {
         req.extensions_mut().insert(client_connection(ctx));
     }
-    let timeout = route_timeout.unwrap_or(set.request_timeout);
+    let timeout = route.timeout.unwrap_or(set.request_timeout);
     let opts = ForwardOpts {
         timeout,
         upgrade,
         client_ip: Some(ctx.client_ip),
-        route_retry,
+        route_retry: route.retry,
     };
     let fwd = match forward_with(set, req, &opts).await {
         Ok(fwd) => fwd,
@@ -112,13 +126,17 @@ fn is_upgrade(req: &Request<Body>) -> bool {
 }
 
 /// Rewrites the client's request into the one the upstream gets: hop-by-hop headers removed,
-/// origin-form target, `Host`, forwarding headers, `Via`, request ID and trace context.
+/// origin-form target, `Host`, forwarding headers, `Via`, request ID and trace context. With
+/// `direct`, the added fields go into [`AddedFields`] for the HTTP/1.1 encoder instead of the
+/// map (any field of the same name the request carries is removed from the map, so the upstream
+/// receives what inserting them would have sent).
 fn prepare_request(
     req: &mut Request<Body>,
     ctx: &RequestCtx,
     listener: &ListenerRt,
     settings: &Settings,
     upgrade: bool,
+    direct: bool,
 ) {
     let authority = req.uri().authority().map(|a| a.as_str().to_owned());
     let version = req.version();
@@ -129,8 +147,10 @@ fn prepare_request(
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     *req.uri_mut() = Uri::from(origin_form);
     let headers = req.headers_mut();
-    // Room for the headers added below in one growth instead of several.
-    headers.reserve(6);
+    if !direct {
+        // Room for the headers added below in one growth instead of several.
+        headers.reserve(6);
+    }
     remove_hop_by_hop(headers, upgrade);
     // An absolute-form target or an HTTP/2 `:authority` is the request's host (RFC 9112 §3.2.2).
     if let Some(authority) = authority
@@ -147,26 +167,122 @@ fn prepare_request(
     {
         headers.insert(header::HOST, v);
     }
-    set_forwarding_headers(headers, ctx, listener);
-    if let Some(cert) = ctx.conn.tls.as_ref().and_then(|t| t.client_cert.as_ref()) {
-        let [fingerprint, subject, sans] = &*listener.client_cert_headers;
-        headers.insert(fingerprint.clone(), cert.fingerprint.clone());
-        headers.insert(subject.clone(), cert.subject.clone());
-        if !cert.sans.is_empty() {
-            headers.insert(sans.clone(), cert.sans.clone());
-        }
+    let previous = take_previous(headers, listener.x_forwarded == ForwardedPolicy::Append);
+    let added = Added {
+        ctx,
+        listener,
+        settings,
+        version,
+    };
+    if direct {
+        remove_replaced(headers, ctx, listener);
+        let mut fields = AddedFields::with_capacity(ADDED_ROOM);
+        added.write(&mut fields, previous);
+        req.extensions_mut().insert(fields);
+    } else {
+        added.write(headers, previous);
     }
-    add_via(headers, settings, version);
-    headers.insert(
-        HeaderName::from_static("x-request-id"),
-        ctx.request_id.clone(),
-    );
-    headers.insert(
-        HeaderName::from_static("traceparent"),
-        ctx.trace.header_value(),
-    );
 }
 
+/// Bytes of added field lines on a typical request (forwarding headers, `Via`, a 32-digit
+/// request ID, `traceparent`): one allocation holds them.
+const ADDED_ROOM: usize = 256;
+
+/// Where the fields Rampart adds to the upstream request go: the request's map (replacing
+/// what is there), or serialized field lines for the HTTP/1.1 encoder.
+trait FieldSink {
+    /// Sets `name` to `value`.
+    fn set(&mut self, name: &HeaderName, value: &HeaderValue);
+    /// Sets `name` to `value`, bytes Rampart formatted from a valid alphabet.
+    fn set_bytes(&mut self, name: &HeaderName, value: &[u8]);
+    /// Adds `value` after the values `name` already has.
+    fn add(&mut self, name: &HeaderName, value: &HeaderValue);
+}
+
+impl FieldSink for HeaderMap {
+    fn set(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.insert(name.clone(), value.clone());
+    }
+
+    fn set_bytes(&mut self, name: &HeaderName, value: &[u8]) {
+        if let Ok(v) = HeaderValue::from_bytes(value) {
+            self.insert(name.clone(), v);
+        }
+    }
+
+    fn add(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.append(name.clone(), value.clone());
+    }
+}
+
+impl FieldSink for AddedFields {
+    fn set(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.push(name, value.as_bytes());
+    }
+
+    fn set_bytes(&mut self, name: &HeaderName, value: &[u8]) {
+        self.push(name, value);
+    }
+
+    fn add(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.push(name, value.as_bytes());
+    }
+}
+
+/// Before fields go to the encoder: removes the request's own fields of the names Rampart
+/// sets (the forwarding headers are gone already, see [`take_previous`]). `Via` is appended
+/// to, not replaced, so the client's stays.
+fn remove_replaced(headers: &mut HeaderMap, ctx: &RequestCtx, listener: &ListenerRt) {
+    // One pass over the names; requests rarely carry these.
+    if headers
+        .keys()
+        .any(|n| *n == X_REQUEST_ID || *n == TRACEPARENT)
+    {
+        headers.remove(&X_REQUEST_ID);
+        headers.remove(&TRACEPARENT);
+    }
+    if let Some(cert) = ctx.conn.tls.as_ref().and_then(|t| t.client_cert.as_ref()) {
+        let [fingerprint, subject, sans] = &*listener.client_cert_headers;
+        headers.remove(fingerprint);
+        headers.remove(subject);
+        if !cert.sans.is_empty() {
+            headers.remove(sans);
+        }
+    }
+}
+
+/// What the added fields are made of.
+struct Added<'a> {
+    ctx: &'a RequestCtx,
+    listener: &'a ListenerRt,
+    settings: &'a Settings,
+    /// The client's HTTP version (for `Via`).
+    version: Version,
+}
+
+impl Added<'_> {
+    /// Forwarding headers, client certificate headers, `Via`, `X-Request-ID`, `traceparent`,
+    /// in that order.
+    fn write<S: FieldSink>(&self, sink: &mut S, previous: Previous) {
+        let ctx = self.ctx;
+        set_forwarding_headers(sink, previous, ctx, self.listener);
+        if let Some(cert) = ctx.conn.tls.as_ref().and_then(|t| t.client_cert.as_ref()) {
+            let [fingerprint, subject, sans] = &*self.listener.client_cert_headers;
+            sink.set(fingerprint, &cert.fingerprint);
+            sink.set(subject, &cert.subject);
+            if !cert.sans.is_empty() {
+                sink.set(sans, &cert.sans);
+            }
+        }
+        if let Some(via) = self.settings.via.for_version(self.version) {
+            sink.add(&header::VIA, via);
+        }
+        sink.set(&X_REQUEST_ID, &ctx.request_id);
+        sink.set_bytes(&TRACEPARENT, &ctx.trace.header_bytes());
+    }
+}
+
+/// `Via` on the response: the hop to the client, named after the upstream's version.
 fn add_via(headers: &mut HeaderMap, settings: &Settings, version: Version) {
     if let Some(via) = settings.via.for_version(version) {
         headers.append(header::VIA, via.clone());
@@ -217,12 +333,14 @@ fn take_previous(headers: &mut HeaderMap, keep: bool) -> Previous {
 }
 
 /// Applies the listener's policy to `X-Forwarded-For/-Proto/-Host` and, when enabled, the RFC
-/// 7239 `Forwarded` header.
-fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &RequestCtx, listener: &ListenerRt) {
-    let policy = listener.x_forwarded;
-    let keep = policy == ForwardedPolicy::Append;
-    let previous = take_previous(headers, keep);
-    if policy == ForwardedPolicy::Drop {
+/// 7239 `Forwarded` header. `previous` holds the client's values (see [`take_previous`]).
+fn set_forwarding_headers<S: FieldSink>(
+    sink: &mut S,
+    previous: Previous,
+    ctx: &RequestCtx,
+    listener: &ListenerRt,
+) {
+    if listener.x_forwarded == ForwardedPolicy::Drop {
         return;
     }
     // `rewrite` sends the one client IP; `append` extends the received chain with the address
@@ -233,17 +351,17 @@ fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &RequestCtx, listener: &
         None => Some(client_ip_value(ctx)),
     };
     if let Some(xff) = xff {
-        headers.insert(X_FORWARDED_FOR.clone(), xff);
+        sink.set(&X_FORWARDED_FOR, &xff);
     }
     // Scheme and host describe the original request: a trusted hop in front (say, a load
     // balancer terminating TLS) knew them first, so under `append` its values win.
     let scheme = ctx.conn.scheme;
-    let proto = previous
-        .proto
-        .unwrap_or_else(|| HeaderValue::from_static(scheme));
-    headers.insert(X_FORWARDED_PROTO.clone(), proto);
-    if let Some(host) = previous.host.or_else(|| ctx.host.clone()) {
-        headers.insert(X_FORWARDED_HOST.clone(), host);
+    match &previous.proto {
+        Some(proto) => sink.set(&X_FORWARDED_PROTO, proto),
+        None => sink.set(&X_FORWARDED_PROTO, &HeaderValue::from_static(scheme)),
+    }
+    if let Some(host) = previous.host.as_ref().or(ctx.host.as_ref()) {
+        sink.set(&X_FORWARDED_HOST, host);
     }
     if listener.forwarded {
         let mut element = String::with_capacity(64);
@@ -268,7 +386,9 @@ fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &RequestCtx, listener: &
             Some(prev) => format!("{prev}, {element}"),
             None => element,
         };
-        insert(headers, &FORWARDED, &value);
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            sink.set(&FORWARDED, &v);
+        }
     }
 }
 
@@ -327,12 +447,6 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
         }
     }
     out
-}
-
-fn insert(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(name.clone(), v);
-    }
 }
 
 #[cfg(test)]

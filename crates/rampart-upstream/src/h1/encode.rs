@@ -4,6 +4,7 @@
 
 use bytes::BytesMut;
 use http::{HeaderMap, Method, Request, header};
+use rampart_core::headers::AddedFields;
 
 /// How the request body is framed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,13 +34,19 @@ fn expects_body(method: &Method) -> bool {
 
 /// Writes the head of `req` into `out`. The URI must be in origin form (the proxy handler has
 /// made it so) and hop-by-hop headers already removed; `content-length` and
-/// `transfer-encoding` from the client are never copied, the framing is Rampart's own.
+/// `transfer-encoding` from the client are never copied, the framing is Rampart's own. The
+/// fields the proxy added outside the map ([`AddedFields`] in the extensions) follow the
+/// map's fields.
 pub(crate) fn encode_head<B>(req: &Request<B>, framing: RequestFraming, out: &mut BytesMut) {
     let path = req
         .uri()
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str);
-    out.reserve(64 + path.len() + estimate(req.headers()));
+    let added = req
+        .extensions()
+        .get::<AddedFields>()
+        .map_or(&[][..], AddedFields::as_bytes);
+    out.reserve(64 + path.len() + estimate(req.headers()) + added.len());
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.extend_from_slice(b" ");
     out.extend_from_slice(path.as_bytes());
@@ -53,6 +60,7 @@ pub(crate) fn encode_head<B>(req: &Request<B>, framing: RequestFraming, out: &mu
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(added);
     match framing {
         RequestFraming::Empty if expects_body(req.method()) => {
             out.extend_from_slice(b"content-length: 0\r\n");
@@ -100,6 +108,21 @@ mod tests {
         assert_eq!(
             head(&req, RequestFraming::Empty),
             "GET /a/b?c=1 HTTP/1.1\r\nhost: example.com\r\nx-trace: 1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn added_fields_follow_the_maps_fields() {
+        let mut added = AddedFields::with_capacity(32);
+        added.push(&header::VIA, b"1.1 rampart");
+        let mut req = Request::get("/")
+            .header("Host", "example.com")
+            .body(())
+            .unwrap();
+        req.extensions_mut().insert(added);
+        assert_eq!(
+            head(&req, RequestFraming::Empty),
+            "GET / HTTP/1.1\r\nhost: example.com\r\nvia: 1.1 rampart\r\n\r\n"
         );
     }
 
