@@ -16,6 +16,7 @@ pub mod syntax;
 pub mod units;
 mod validate;
 mod validate_balance;
+mod validate_discovery;
 mod validate_gates;
 mod validate_observability;
 mod validate_security;
@@ -97,6 +98,7 @@ pub fn load_str_with_env(
     ));
     errors.extend(validate_security::validate(&parsed.raw, &parsed.positions));
     errors.extend(validate_balance::validate(&parsed.raw, &parsed.positions));
+    errors.extend(validate_discovery::validate(&parsed.raw, &parsed.positions));
     errors.extend(validate_observability::validate(&parsed.raw));
     errors.extend(validate_tls::validate(
         &parsed.raw,

@@ -77,7 +77,20 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
     Ok(Target::Host(host.to_ascii_lowercase(), port))
 }
 
-fn check_dns_name(host: &str) -> Result<(), String> {
+/// A DNS server as `ip` (port 53) or `ip:port` (`[v6]:port` for IPv6 with a port).
+#[must_use]
+pub fn parse_dns_server(text: &str) -> Option<SocketAddr> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, 53));
+    }
+    text.parse::<SocketAddr>().ok().filter(|a| a.port() != 0)
+}
+
+/// Checks a DNS name (labels of letters, digits, `-` and `_`; an optional final dot).
+///
+/// # Errors
+/// Explains what is wrong.
+pub fn check_dns_name(host: &str) -> Result<(), String> {
     if host.is_empty() || host.len() > 253 {
         return Err("a host name must have 1 to 253 characters".to_owned());
     }

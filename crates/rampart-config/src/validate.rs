@@ -170,11 +170,11 @@ impl Checker<'_> {
         self.unique_names("upstreams", upstreams.iter().map(|u| &u.name));
         for (i, u) in upstreams.iter().enumerate() {
             let path = self.positions.item("upstreams", i);
-            if u.targets.is_empty() {
+            if u.targets.is_empty() && u.discovery.is_none() {
                 self.at(
                     &u.name,
                     format!("{path}.targets"),
-                    "an upstream needs at least one target (\"host:port\")",
+                    "an upstream needs at least one target (\"host:port\") or `[upstreams.discovery]`",
                 );
             }
             for (t, target) in u.targets.iter().enumerate() {

@@ -61,7 +61,7 @@ impl Checks {
             );
         }
         for (target, weight) in &u.weights {
-            if !u.targets.iter().any(|t| t.as_str() == target) {
+            if u.discovery.is_none() && !u.targets.iter().any(|t| t.as_str() == target) {
                 self.at(
                     weight,
                     format!("{path}.weights.{target}"),

@@ -127,9 +127,24 @@ impl HttpOrigin {
         })
     }
 
+    /// Starts an HTTP/1.1 origin on a chosen loopback address (for example `127.0.0.2` with
+    /// the port of another origin, so that DNS discovery tests can tell targets apart by IP).
+    pub async fn start_at(addr: SocketAddr) -> io::Result<Self> {
+        if !addr.ip().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "test origins bind loopback addresses only",
+            ));
+        }
+        Self::serve(tokio::net::TcpListener::bind(addr).await?, Proto::Http1)
+    }
+
     /// Binds and spawns the accept loop.
     async fn spawn(proto: Proto) -> io::Result<Self> {
-        let listener = bind_loopback().await?;
+        Self::serve(bind_loopback().await?, proto)
+    }
+
+    fn serve(listener: tokio::net::TcpListener, proto: Proto) -> io::Result<Self> {
         let addr = listener.local_addr()?;
         let stats = Arc::new(Stats::default());
         let loop_stats = Arc::clone(&stats);

@@ -4,6 +4,7 @@
 //! Run: `cargo bench -p rampart-upstream --bench select -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rampart_config::model::Balance;
@@ -25,7 +26,7 @@ fn bench_pick(c: &mut Criterion) {
         let labels: Vec<String> = (0..n).map(|i| format!("10.0.0.{i}:8080")).collect();
         let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
         let weights: Vec<u32> = (0..n).map(|i| 1 + (i % 3) as u32).collect();
-        let stats: Vec<TargetStats> = (0..n).map(|_| TargetStats::default()).collect();
+        let stats: Vec<Arc<TargetStats>> = (0..n).map(|_| Arc::default()).collect();
         for (i, s) in stats.iter().enumerate() {
             s.set_load((i % 5) as u32, 800 + 100 * i as u64);
         }

@@ -16,6 +16,7 @@ use rampart_core::{Body, ErrorKind, ProxyError};
 
 use crate::forward::{Failure, ForwardError, Forwarded, Held, attempt};
 use crate::health::passive::Outcome;
+use crate::members::Members;
 use crate::retry::Rules;
 use crate::set::{PickKey, UpstreamSet};
 
@@ -79,6 +80,12 @@ pub async fn forward_with(
         })?),
         None => None,
     };
+    let mut members = set.members();
+    if members.len() == 0 && set.discovery.is_some() {
+        // Discovery has not answered yet (just started): wait for it rather than fail.
+        set.wait_ready(set.connect_timeout).await;
+        members = set.members();
+    }
     let key = set.pick_key(req.uri(), req.headers(), opts.client_ip);
     let rules = set.retry.rules(req.method(), opts.route_retry);
     let timeout = rules
@@ -103,6 +110,7 @@ pub async fn forward_with(
     };
     let mut run = Run {
         set,
+        members: &members,
         key,
         rules,
         body,
@@ -110,9 +118,10 @@ pub async fn forward_with(
         attempts: 0,
     };
     let mut fwd = run.attempts(req, timeout, opts.upgrade).await?;
+    let last_id = run.last().map(|i| members.targets[i].sticky_id);
     if let Some(sticky) = &set.sticky
-        && key.sticky != run.last()
-        && let Some(cookie) = run.last().and_then(|i| sticky.set_cookie(i))
+        && key.sticky != last_id
+        && let Some(cookie) = last_id.and_then(|id| sticky.set_cookie(id))
     {
         fwd.response
             .headers_mut()
@@ -155,6 +164,8 @@ async fn buffer_for_replay(
 /// The state of one request's attempts.
 struct Run<'a> {
     set: &'a UpstreamSet,
+    /// The targets as they were when the request started.
+    members: &'a Members,
     key: PickKey,
     rules: Rules,
     /// The whole body when it can be replayed.
@@ -197,14 +208,15 @@ impl Run<'_> {
         upgrade: bool,
     ) -> Result<Forwarded, ForwardError> {
         let set = self.set;
-        let mut target = set.pick(self.key, &[]);
+        let m = self.members;
+        let mut target = set.pick(m, self.key, &[]);
         loop {
             let Some(i) = target.take() else {
                 return Err(self.no_target());
             };
             self.tried[self.attempts] = i;
             self.attempts += 1;
-            let stats = set.stats(i);
+            let stats = &m.stats[i];
             stats.in_flight.fetch_add(1, Ordering::Relaxed);
             let guard = InFlight(&stats.in_flight);
             // HTTP/2 consumes the request: keep a copy of its head when it may be replayed.
@@ -213,7 +225,7 @@ impl Run<'_> {
                 .then(|| Box::new(copy_head(&req)));
             // HTTP/1.1 gives the request back only when a status could make it go again.
             let keep_sent = replayable && set.retry.retries_responses();
-            let result = attempt(set, &set.targets[i], req, timeout, upgrade, keep_sent).await;
+            let result = attempt(set, &m.targets[i], req, timeout, upgrade, keep_sent).await;
             drop(guard);
             let next = match result {
                 Ok(mut fwd) => {
@@ -259,11 +271,13 @@ impl Run<'_> {
         if self.attempts >= MAX_ATTEMPTS || self.attempts > usize::from(max_retries) {
             return None;
         }
-        self.set.pick(self.key, &self.tried[..self.attempts])
+        self.set
+            .pick(self.members, self.key, &self.tried[..self.attempts])
     }
 
     fn after_response(&mut self, i: usize, mut fwd: Forwarded) -> Next {
         let set = self.set;
+        let m = self.members;
         let status = fwd.response.status().as_u16();
         let outcome = if status >= 500 {
             Outcome::ServerError
@@ -271,14 +285,13 @@ impl Run<'_> {
             Outcome::Success
         };
         let micros = u64::try_from(fwd.upstream_time.as_micros()).unwrap_or(u64::MAX);
-        set.stats(i).observe_latency(micros);
-        set.health
-            .record(&set.name, &set.targets[i].label, i, outcome);
+        m.stats[i].observe_latency(micros);
+        set.health.record(&set.name, m, i, outcome);
         fwd.retries = self.retries();
         if set.retry.retries_status(status)
             && let Some((again, next)) = self.replay(fwd.sent.take(), "status")
         {
-            tracing::debug!(upstream = %set.name, target = %set.targets[i].label, status, "retrying on another target");
+            tracing::debug!(upstream = %set.name, target = %m.targets[i].label, status, "retrying on another target");
             return Next::Retry(again, next);
         }
         Next::Done(Ok(fwd))
@@ -286,6 +299,7 @@ impl Run<'_> {
 
     fn after_failure(&mut self, i: usize, failure: Failure, timeout: Duration) -> Next {
         let set = self.set;
+        let m = self.members;
         let Failure {
             error,
             unsent,
@@ -297,7 +311,7 @@ impl Run<'_> {
             | ErrorKind::UpstreamTls => Some(Outcome::ConnectError),
             ErrorKind::UpstreamTimeout => {
                 let micros = u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX);
-                set.stats(i).observe_latency(micros);
+                m.stats[i].observe_latency(micros);
                 Some(Outcome::Timeout)
             }
             ErrorKind::UpstreamReset => Some(Outcome::Timeout),
@@ -305,9 +319,9 @@ impl Run<'_> {
             // The client's body failed: not the target's fault.
             _ => None,
         };
-        let label = &set.targets[i].label;
+        let label = &m.targets[i].label;
         if let Some(outcome) = outcome {
-            set.health.record(&set.name, label, i, outcome);
+            set.health.record(&set.name, m, i, outcome);
         }
         // Nothing was sent: always worth another target (at least one retry).
         if let Some(back) = unsent

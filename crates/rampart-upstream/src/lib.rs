@@ -1,6 +1,7 @@
 //! Rampart's upstream layer: compiled upstream sets and their targets, load balancing
 //! ([`balance`]), active and passive health with outlier and gray-failure ejection
-//! ([`health`]), retries with a budget, circuit breaking, per-worker connection pools
+//! ([`health`]), discovery of targets from DNS (A/AAAA, SRV) or a watched file, retries with a
+//! budget, circuit breaking, per-worker connection pools
 //! (HTTP/1.1 keep-alive and HTTP/2 multiplexing), connecting with timeouts, and forwarding a
 //! request under those rules.
 //!
@@ -10,12 +11,14 @@
 pub mod balance;
 mod breaker;
 mod connect;
+mod discovery;
 mod dispatch;
 mod error;
 mod forward;
 mod h1;
 pub mod health;
 mod io;
+mod members;
 mod pool;
 pub mod proxy_header;
 mod retry;

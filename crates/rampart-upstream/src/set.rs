@@ -1,59 +1,37 @@
 //! [`UpstreamSet`]: a compiled `[[upstreams]]` entry with its targets, balancer, health state,
-//! retry rules and circuit breaker.
+//! retry rules, circuit breaker and, when configured, the discovery that keeps its targets
+//! current.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+use std::ops::Deref;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, Uri};
+use arc_swap::ArcSwap;
+use http::{HeaderMap, Uri};
+use rampart_config::ConfigError;
 use rampart_config::model::{
     Balance, ProxyProtocolVersion, Upstream, UpstreamProtocol, UpstreamTls,
 };
-use rampart_config::syntax::{self, Target as TargetSpec};
-use rampart_config::{ConfigError, Located};
 
 use crate::balance::sticky::Sticky;
-use crate::balance::{HashOn, Picker, View};
+use crate::balance::{HashOn, View};
 use crate::breaker::Breaker;
+use crate::discovery::Discovery;
+use crate::health::TargetStatus;
 use crate::health::passive::{Health, OutlierRt};
 use crate::health::probe::HealthCheckRt;
-use crate::health::{TargetStats, TargetStatus};
+use crate::members::{Entry, Members, Shape};
 use crate::retry::RetryRt;
 
-/// One server of an upstream.
-#[derive(Debug)]
-pub struct Target {
-    /// Where to connect.
-    pub spec: TargetSpec,
-    /// `host:port` as written, for logs and the `Host` of HTTP/2 requests.
-    pub label: Arc<str>,
-    /// The same as a header value.
-    pub authority: HeaderValue,
-    /// The per-worker pool this target's connections live in (stable across reloads).
-    pub(crate) pool_key: usize,
-}
-
-impl Target {
-    /// The host part of the target (DNS name or IP literal), for TLS server names.
-    #[must_use]
-    pub fn host(&self) -> String {
-        match &self.spec {
-            TargetSpec::Addr(addr) => addr.ip().to_string(),
-            TargetSpec::Host(host, _) => host.clone(),
-            TargetSpec::Unix(_) => "localhost".to_owned(),
-        }
-    }
-}
+pub use crate::members::Target;
 
 /// A named group of targets with its connection settings.
 #[derive(Debug)]
 pub struct UpstreamSet {
     /// Name from config.
     pub name: Arc<str>,
-    /// The targets, in config order.
-    pub targets: Vec<Target>,
     /// Protocol spoken to the targets.
     pub protocol: UpstreamProtocol,
     /// TCP connect timeout.
@@ -70,18 +48,56 @@ pub struct UpstreamSet {
     pub proxy_protocol: Option<ProxyProtocolVersion>,
     /// `balance` as written.
     pub balance: Balance,
-    /// Weight of each target, in target order.
-    weights: Box<[u32]>,
-    picker: Picker,
+    pub(crate) shape: Shape,
+    members: Membership,
     hash_on: Option<HashOn>,
     pub(crate) sticky: Option<Sticky>,
     pub(crate) health: Health,
     pub(crate) health_check: Option<HealthCheckRt>,
     pub(crate) retry: RetryRt,
     pub(crate) breaker: Option<Breaker>,
+    pub(crate) discovery: Option<Discovery>,
+    /// Becomes true once discovery has produced a first list of targets.
+    ready: tokio::sync::watch::Sender<bool>,
     health_started: AtomicBool,
     /// Attempts beyond the first, all requests together.
     pub(crate) retries_total: AtomicU64,
+}
+
+/// Static targets never change; discovered ones are swapped whole.
+#[derive(Debug)]
+enum Membership {
+    Fixed(Arc<Members>),
+    Live(ArcSwap<Members>),
+}
+
+/// The members a request works with from start to end, even if discovery swaps them meanwhile.
+pub(crate) enum Snapshot<'a> {
+    Fixed(&'a Members),
+    Live(Arc<Members>),
+}
+
+impl Deref for Snapshot<'_> {
+    type Target = Members;
+
+    fn deref(&self) -> &Members {
+        match self {
+            Self::Fixed(m) => m,
+            Self::Live(m) => m,
+        }
+    }
+}
+
+/// Most tried targets a pick takes into account (a request makes at most this many attempts).
+const MAX_TRIED: usize = 8;
+
+/// A new set of targets that discovery swapped in.
+pub(crate) struct MembersChange {
+    pub(crate) members: Arc<Members>,
+    /// Indexes of the targets that joined.
+    pub(crate) fresh: Vec<usize>,
+    /// The upstream had no targets before (its first discovery answer).
+    pub(crate) first: bool,
 }
 
 /// What the balancer needs of a request.
@@ -89,8 +105,8 @@ pub struct UpstreamSet {
 pub(crate) struct PickKey {
     /// Hash of the `hash_on` key.
     pub(crate) hash: Option<u64>,
-    /// Target named by a valid sticky cookie.
-    pub(crate) sticky: Option<usize>,
+    /// Target id named by a valid sticky cookie.
+    pub(crate) sticky: Option<u64>,
 }
 
 /// An upstream's compiled TLS settings.
@@ -106,7 +122,8 @@ impl UpstreamSet {
     /// Compiles an upstream from config; `path` (like `upstreams[0]`) locates errors.
     ///
     /// # Errors
-    /// A target that does not parse (validation normally catches this first).
+    /// A target that does not parse (validation normally catches this first), or a discovery
+    /// file that cannot be read.
     pub fn from_config(u: &Upstream, path: &str) -> Result<Self, Vec<ConfigError>> {
         let tls = match u.tls.as_ref().filter(|t| t.enabled) {
             Some(settings) => {
@@ -119,15 +136,11 @@ impl UpstreamSet {
             }
             None => None,
         };
-        // Connections of different TLS settings never share a pool.
-        let identity = tls
-            .as_ref()
-            .map(|t| format!("{}|{:?}", u.name.get(), t.settings));
         let mut errors = Vec::new();
-        let mut targets = Vec::with_capacity(u.targets.len());
+        let mut entries = Vec::with_capacity(u.targets.len());
         for (i, t) in u.targets.iter().enumerate() {
-            match build_target(t, u.protocol, identity.as_deref()) {
-                Ok(target) => targets.push(target),
+            match Entry::parse(t) {
+                Ok(e) => entries.push(e),
                 Err(msg) => errors.push(ConfigError::new(
                     Some(t.span()),
                     format!("{path}.targets[{i}]"),
@@ -135,42 +148,37 @@ impl UpstreamSet {
                 )),
             }
         }
-        let hash_on = match u.hash_on.as_ref() {
-            Some(text) => match HashOn::parse(text) {
-                Ok(on) => Some(on),
-                Err(msg) => {
-                    errors.push(ConfigError::new(
-                        Some(text.span()),
-                        format!("{path}.hash_on"),
-                        msg,
-                    ));
+        let hash_on = compile_hash_on(u, path, &mut errors);
+        let discovery = match &u.discovery {
+            Some(d) => match Discovery::new(d, &format!("{path}.discovery")) {
+                Ok((discovery, initial)) => {
+                    entries = initial;
+                    Some(discovery)
+                }
+                Err(e) => {
+                    errors.push(e);
                     None
                 }
             },
-            None if u.balance.is_hashing() => Some(HashOn::ClientIp),
             None => None,
         };
         if !errors.is_empty() {
             return Err(errors);
         }
-        let labels: Vec<&str> = targets.iter().map(|t| &*t.label).collect();
-        let weights: Box<[u32]> = labels
-            .iter()
-            .map(|l| u.weights.get(*l).map_or(1, |w| **w).clamp(1, 1000))
-            .collect();
-        let sticky = u.sticky.as_ref().map(|s| {
-            Sticky::new(
-                &s.cookie,
-                &s.secret,
-                s.max_age.map(rampart_config::HumanDuration::get),
-                &labels,
-            )
-        });
-        let picker = Picker::new(u.balance, &labels, &weights);
-        let targets_len = targets.len();
+        let shape = Shape {
+            balance: u.balance,
+            protocol: u.protocol,
+            // Connections of different TLS settings never share a pool.
+            tls_identity: tls
+                .as_ref()
+                .map(|t| format!("{}|{:?}", u.name.get(), t.settings)),
+            weights: u.weights.iter().map(|(k, w)| (k.clone(), **w)).collect(),
+        };
+        let (members, _) = Members::build(&shape, entries, None);
+        let members = Arc::new(members);
+        let ready = discovery.as_ref().is_none_or(Discovery::starts_ready);
         Ok(Self {
             name: Arc::from(u.name.as_str()),
-            targets,
             protocol: u.protocol,
             connect_timeout: u.connect_timeout.get(),
             request_timeout: u.request_timeout.get(),
@@ -179,39 +187,96 @@ impl UpstreamSet {
             tls,
             proxy_protocol: u.proxy_protocol.as_ref().map(|v| *v.get()),
             balance: u.balance,
-            picker,
-            weights,
+            shape,
+            members: if discovery.is_some() {
+                Membership::Live(ArcSwap::new(members))
+            } else {
+                Membership::Fixed(members)
+            },
             hash_on,
-            sticky,
-            health: Health::new(targets_len, OutlierRt::new(&u.outlier)),
+            sticky: u.sticky.as_ref().map(|s| {
+                Sticky::new(
+                    &s.cookie,
+                    &s.secret,
+                    s.max_age.map(rampart_config::HumanDuration::get),
+                )
+            }),
+            health: Health::new(OutlierRt::new(&u.outlier)),
             health_check: u.health_check.as_ref().map(HealthCheckRt::new),
             retry: RetryRt::new(&u.retry),
             breaker: u.circuit_breaker.as_ref().map(Breaker::new),
+            discovery,
+            ready: tokio::sync::watch::Sender::new(ready),
             health_started: AtomicBool::new(false),
             retries_total: AtomicU64::new(0),
         })
     }
 
-    /// Picks a target for a request, skipping the ones it already `tried`.
-    pub(crate) fn pick(&self, key: PickKey, tried: &[usize]) -> Option<usize> {
-        let view = self.view(tried);
-        if let Some(i) = key.sticky
-            && view.usable(i)
+    /// The targets now, for the whole of one request.
+    pub(crate) fn members(&self) -> Snapshot<'_> {
+        match &self.members {
+            Membership::Fixed(m) => Snapshot::Fixed(m),
+            Membership::Live(m) => Snapshot::Live(m.load_full()),
+        }
+    }
+
+    /// Replaces the targets with `entries` when they differ, keeping the state of the targets
+    /// that stay; `None` when nothing changed (or the targets are static).
+    pub(crate) fn replace_members(&self, entries: Vec<Entry>) -> Option<MembersChange> {
+        let Membership::Live(live) = &self.members else {
+            return None;
+        };
+        let old = live.load_full();
+        if old.same_as(&entries) {
+            self.ready.send_replace(true);
+            return None;
+        }
+        let (new, fresh) = Members::build(&self.shape, entries, Some(&old));
+        let new = Arc::new(new);
+        live.store(Arc::clone(&new));
+        self.health.refresh_panic(&self.name, &new);
+        self.ready.send_replace(true);
+        Some(MembersChange {
+            members: new,
+            fresh,
+            first: old.len() == 0,
+        })
+    }
+
+    /// Waits (at most `limit`) until discovery has found targets for the first time.
+    pub(crate) async fn wait_ready(&self, limit: Duration) {
+        let mut ready = self.ready.subscribe();
+        let _ = tokio::time::timeout(limit, ready.wait_for(|r| *r)).await;
+    }
+
+    /// Picks a target of `m` for a request, skipping the ones it already `tried`. Only the
+    /// priority tier that takes requests is considered.
+    pub(crate) fn pick(&self, m: &Members, key: PickKey, tried: &[usize]) -> Option<usize> {
+        let (start, end, picker) = m.active_picker()?;
+        let mut local = [0usize; MAX_TRIED];
+        let mut n = 0;
+        for &t in tried
+            .iter()
+            .filter(|&&t| (start..end).contains(&t))
+            .take(MAX_TRIED)
+        {
+            local[n] = t - start;
+            n += 1;
+        }
+        let view = View {
+            stats: m.stats.get(start..end)?,
+            weights: m.weights.get(start..end)?,
+            all: self.health.panicking(),
+            tried: &local[..n],
+            max_in_flight: self.breaker.as_ref().map_or(u32::MAX, |b| b.per_target),
+        };
+        if let Some(i) = key.sticky.and_then(|id| m.by_sticky_id(id))
+            && (start..end).contains(&i)
+            && view.usable(i - start)
         {
             return Some(i);
         }
-        self.picker.pick(&view, key.hash)
-    }
-
-    /// The balancer's view of the targets now.
-    pub(crate) fn view<'a>(&'a self, tried: &'a [usize]) -> View<'a> {
-        View {
-            stats: &self.health.stats,
-            weights: &self.weights,
-            all: self.health.panicking(),
-            tried,
-            max_in_flight: self.breaker.as_ref().map_or(u32::MAX, |b| b.per_target),
-        }
+        picker.pick(&view, key.hash).map(|i| i + start)
     }
 
     /// The balancing key of a request (empty when the algorithm needs none).
@@ -230,18 +295,30 @@ impl UpstreamSet {
         }
     }
 
-    /// Live stats of target `i`.
-    pub(crate) fn stats(&self, i: usize) -> &TargetStats {
-        &self.health.stats[i]
+    /// The targets' labels now (`host:port`, as written or as discovered).
+    #[must_use]
+    pub fn target_labels(&self) -> Vec<Arc<str>> {
+        self.members()
+            .targets
+            .iter()
+            .map(|t| Arc::clone(&t.label))
+            .collect()
+    }
+
+    /// Where the targets come from, for `rampart explain` (`None` for a static list).
+    #[must_use]
+    pub fn discovery_source(&self) -> Option<String> {
+        self.discovery.as_ref().map(Discovery::describe)
     }
 
     /// Each target's state, reason, in-flight count, latency EWMA and totals (for the admin
     /// API and metrics). Reads atomics only.
     #[must_use]
     pub fn target_statuses(&self) -> Vec<TargetStatus> {
-        self.targets
+        let m = self.members();
+        m.targets
             .iter()
-            .zip(self.health.stats.iter())
+            .zip(m.stats.iter())
             .map(|(t, s)| TargetStatus::read(&t.label, s))
             .collect()
     }
@@ -257,7 +334,8 @@ impl UpstreamSet {
     /// `rampart_upstream_pool_idle_connections`.
     #[must_use]
     pub fn idle_connections(&self) -> usize {
-        self.targets
+        self.members()
+            .targets
             .iter()
             .map(|t| crate::pool::idle_connections(t.pool_key))
             .sum()
@@ -269,9 +347,10 @@ impl UpstreamSet {
         self.health.panicking()
     }
 
-    /// Starts the background health service of this set (re-admission, slow start, gray
-    /// failure detection, active probes). Idempotent; the service stops once the set is
-    /// dropped. Call it when a runtime goes live; [`crate::forward`] also starts it on first use.
+    /// Starts the background services of this set: health (re-admission, slow start, gray
+    /// failure detection, active probes) and discovery. Idempotent; the services stop once the
+    /// set is dropped. Call it when a runtime goes live; [`crate::forward`] also starts it on
+    /// first use.
     pub fn start_health(self: &Arc<Self>) {
         if !self.health_started.load(Ordering::Relaxed)
             && !self.health_started.swap(true, Ordering::AcqRel)
@@ -281,40 +360,28 @@ impl UpstreamSet {
     }
 }
 
-fn build_target(
-    text: &Located<String>,
-    protocol: UpstreamProtocol,
-    tls: Option<&str>,
-) -> Result<Target, String> {
-    let spec = syntax::parse_target(text)?;
-    let authority = HeaderValue::from_str(text).map_err(|e| e.to_string())?;
-    Ok(Target {
-        pool_key: pool_key(&spec, protocol, tls),
-        label: Arc::from(text.as_str()),
-        authority,
-        spec,
-    })
-}
-
-/// Everything that makes connections interchangeable: target, protocol, TLS identity.
-type PoolIdentity = (TargetSpec, UpstreamProtocol, Option<String>);
-
-/// A small dense number per pool identity, the same for the life of the process, so pools are
-/// found by indexing rather than hashing and survive config reloads.
-fn pool_key(spec: &TargetSpec, protocol: UpstreamProtocol, tls: Option<&str>) -> usize {
-    static KEYS: OnceLock<Mutex<HashMap<PoolIdentity, usize>>> = OnceLock::new();
-    let mut keys = KEYS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let next = keys.len();
-    *keys
-        .entry((spec.clone(), protocol, tls.map(str::to_owned)))
-        .or_insert(next)
+fn compile_hash_on(u: &Upstream, path: &str, errors: &mut Vec<ConfigError>) -> Option<HashOn> {
+    match u.hash_on.as_ref() {
+        Some(text) => match HashOn::parse(text) {
+            Ok(on) => Some(on),
+            Err(msg) => {
+                errors.push(ConfigError::new(
+                    Some(text.span()),
+                    format!("{path}.hash_on"),
+                    msg,
+                ));
+                None
+            }
+        },
+        None if u.balance.is_hashing() => Some(HashOn::ClientIp),
+        None => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     fn set_with(targets: &[&str], extra: &str) -> UpstreamSet {
@@ -341,7 +408,7 @@ mod tests {
             "balance = \"round_robin\"",
         );
         let picks: Vec<usize> = (0..6)
-            .map(|_| s.pick(PickKey::default(), &[]).unwrap())
+            .map(|_| s.pick(&s.members(), PickKey::default(), &[]).unwrap())
             .collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
     }
@@ -350,9 +417,9 @@ mod tests {
     fn a_retry_skips_the_tried_targets() {
         let s = set(&["127.0.0.1:1", "127.0.0.1:2"]);
         for _ in 0..50 {
-            assert_eq!(s.pick(PickKey::default(), &[1]), Some(0));
+            assert_eq!(s.pick(&s.members(), PickKey::default(), &[1]), Some(0));
         }
-        assert_eq!(s.pick(PickKey::default(), &[0, 1]), None);
+        assert_eq!(s.pick(&s.members(), PickKey::default(), &[0, 1]), None);
     }
 
     #[test]
@@ -361,14 +428,15 @@ mod tests {
             &["127.0.0.1:1", "127.0.0.1:2"],
             "balance = \"maglev\"\nhash_on = \"header:x-user\"\nweights = { \"127.0.0.1:2\" = 3 }",
         );
-        assert_eq!(&*s.weights, &[1, 3]);
+        assert_eq!(&*s.members().weights, &[1, 3]);
         let mut headers = HeaderMap::new();
         headers.insert("x-user", HeaderValue::from_static("alice"));
         let key = s.pick_key(&Uri::from_static("/"), &headers, None);
         assert!(key.hash.is_some());
-        let first = s.pick(key, &[]);
+        let m = s.members();
+        let first = s.pick(&m, key, &[]);
         assert!(
-            (0..20).all(|_| s.pick(key, &[]) == first),
+            (0..20).all(|_| s.pick(&m, key, &[]) == first),
             "the same key, the same target"
         );
     }
@@ -405,10 +473,24 @@ mod tests {
     }
 
     #[test]
-    fn pool_keys_are_stable_per_target_and_protocol() {
-        let a = set(&["127.0.0.1:9"]);
-        let b = set(&["127.0.0.1:9", "127.0.0.1:10"]);
-        assert_eq!(a.targets[0].pool_key, b.targets[0].pool_key);
-        assert_ne!(b.targets[0].pool_key, b.targets[1].pool_key);
+    fn a_sticky_cookie_for_a_removed_target_falls_back() {
+        let s = set_with(
+            &["127.0.0.1:1", "127.0.0.1:2"],
+            "balance = \"round_robin\"\n[sticky]\nsecret = \"0123456789abcdef\"",
+        );
+        let gone = crate::balance::sticky::target_id("127.0.0.1:3");
+        let key = PickKey {
+            hash: None,
+            sticky: Some(gone),
+        };
+        assert!(s.pick(&s.members(), key, &[]).is_some());
+        let kept = crate::balance::sticky::target_id("127.0.0.1:2");
+        let key = PickKey {
+            hash: None,
+            sticky: Some(kept),
+        };
+        for _ in 0..5 {
+            assert_eq!(s.pick(&s.members(), key, &[]), Some(1));
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! checks may need to point at are [`Located`].
 
 mod balance;
+mod discovery;
 mod headers;
 mod listener;
 mod observability;
@@ -19,6 +20,7 @@ pub use balance::{
     Balance, CircuitBreaker, HealthCheck, HealthCheckKind, Outlier, Retry, RouteRetry, Sticky,
     Weights,
 };
+pub use discovery::{AddressFamily, Discovery};
 pub use headers::{Cors, HeaderEdits, OriginPattern, SecurityHeaders, SecurityHsts};
 pub use listener::{ForwardedPolicy, Listener};
 pub use observability::{AuditLogSection, OtlpProtocol, TracingSection};

@@ -7,6 +7,7 @@ use crate::Located;
 use crate::model::balance::{
     Balance, CircuitBreaker, HealthCheck, Outlier, Retry, Sticky, Weights,
 };
+use crate::model::discovery::Discovery;
 use crate::model::tls::UpstreamTls;
 use crate::units::HumanDuration;
 
@@ -40,7 +41,9 @@ pub enum ProxyProtocolVersion {
 pub struct Upstream {
     /// Unique name, referenced by routes' `upstream` key.
     pub name: Located<String>,
-    /// Targets as `host:port` (IP literals or DNS names, resolved when connecting).
+    /// Targets as `host:port` (IP literals or DNS names, resolved when connecting); empty when
+    /// `[upstreams.discovery]` supplies them.
+    #[serde(default)]
     pub targets: Vec<Located<String>>,
     /// `http1` or `h2c`.
     #[serde(default)]
@@ -89,6 +92,9 @@ pub struct Upstream {
     /// Limits on requests in flight, with a wait queue.
     #[serde(default)]
     pub circuit_breaker: Option<CircuitBreaker>,
+    /// Targets from DNS or a watched file instead of `targets`.
+    #[serde(default)]
+    pub discovery: Option<Discovery>,
 }
 
 const fn default_connect_timeout() -> HumanDuration {

@@ -12,6 +12,7 @@ mod ring;
 pub(crate) mod sticky;
 mod swrr;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rampart_config::model::Balance;
@@ -24,8 +25,8 @@ use crate::health::{FULL_SHARE, TargetStats};
 /// What the balancer sees of an upstream for one pick.
 #[derive(Debug, Clone, Copy)]
 pub struct View<'a> {
-    /// Live stats, one per target.
-    pub stats: &'a [TargetStats],
+    /// Live stats, one per target (shared with the target's later snapshots).
+    pub stats: &'a [Arc<TargetStats>],
     /// Static weights, one per target (at least 1).
     pub weights: &'a [u32],
     /// Panic mode: ignore health.
@@ -44,7 +45,9 @@ impl View<'_> {
     /// Whether target `i` may take this request at all.
     #[inline]
     pub fn usable(&self, i: usize) -> bool {
-        let s = &self.stats[i];
+        let Some(s) = self.stats.get(i) else {
+            return false;
+        };
         !self.tried.contains(&i)
             && (self.all || s.state().takes_requests())
             && s.in_flight.load(Ordering::Relaxed) < self.max_in_flight

@@ -20,17 +20,10 @@ pub(crate) struct Sticky {
     key: hmac::Key,
     /// `; Max-Age=N; Path=/; HttpOnly; SameSite=Lax` and friends.
     attributes: String,
-    /// Each target's id, in target order.
-    ids: Box<[u64]>,
 }
 
 impl Sticky {
-    pub(crate) fn new(
-        name: &str,
-        secret: &str,
-        max_age: Option<Duration>,
-        labels: &[&str],
-    ) -> Self {
+    pub(crate) fn new(name: &str, secret: &str, max_age: Option<Duration>) -> Self {
         let mut attributes = String::from("; Path=/; HttpOnly; SameSite=Lax");
         if let Some(age) = max_age {
             attributes.push_str(&format!("; Max-Age={}", age.as_secs()));
@@ -39,15 +32,13 @@ impl Sticky {
             name: name.to_owned(),
             key: hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
             attributes,
-            ids: labels.iter().map(|l| stable_hash(l.as_bytes())).collect(),
         }
     }
 
-    /// The target index the request's valid cookie names, if any.
-    pub(crate) fn target(&self, headers: &HeaderMap) -> Option<usize> {
+    /// The target id ([`target_id`]) the request's valid cookie names, if any.
+    pub(crate) fn target(&self, headers: &HeaderMap) -> Option<u64> {
         let value = cookie(headers, &self.name)?;
-        let id = self.verify(value)?;
-        self.ids.iter().position(|&t| t == id)
+        self.verify(value)
     }
 
     /// Checks `id.tag` and returns the id.
@@ -74,9 +65,8 @@ impl Sticky {
         out
     }
 
-    /// The `Set-Cookie` value pinning a client to target `i`.
-    pub(crate) fn set_cookie(&self, i: usize) -> Option<HeaderValue> {
-        let id = *self.ids.get(i)?;
+    /// The `Set-Cookie` value pinning a client to the target with this id.
+    pub(crate) fn set_cookie(&self, id: u64) -> Option<HeaderValue> {
         let mut value = format!("{}={id:016x}.", self.name);
         for b in self.tag(id) {
             value.push_str(&format!("{b:02x}"));
@@ -86,17 +76,20 @@ impl Sticky {
     }
 }
 
+/// The stable id a sticky cookie names a target by: a hash of its `host:port`, so a cookie
+/// keeps its meaning across reloads and discovery updates while the target exists.
+pub(crate) fn target_id(label: &str) -> u64 {
+    stable_hash(label.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const LABELS: [&str; 3] = ["a:1", "b:2", "c:3"];
+
     fn sticky() -> Sticky {
-        Sticky::new(
-            "aff",
-            "0123456789abcdef-secret",
-            None,
-            &["a:1", "b:2", "c:3"],
-        )
+        Sticky::new("aff", "0123456789abcdef-secret", None)
     }
 
     fn request_with(cookie: &str) -> HeaderMap {
@@ -108,18 +101,21 @@ mod tests {
     }
 
     fn cookie_pair(s: &Sticky, i: usize) -> String {
-        let v = s.set_cookie(i).unwrap();
+        let v = s.set_cookie(target_id(LABELS[i])).unwrap();
         v.to_str().unwrap().split(';').next().unwrap().to_owned()
     }
 
     #[test]
     fn a_signed_cookie_names_its_target() {
         let s = sticky();
-        for i in 0..3 {
-            assert_eq!(s.target(&request_with(&cookie_pair(&s, i))), Some(i));
+        for (i, label) in LABELS.iter().enumerate() {
+            assert_eq!(
+                s.target(&request_with(&cookie_pair(&s, i))),
+                Some(target_id(label))
+            );
         }
         assert!(
-            s.set_cookie(0)
+            s.set_cookie(target_id(LABELS[0]))
                 .unwrap()
                 .to_str()
                 .unwrap()
@@ -132,7 +128,7 @@ mod tests {
         let s = sticky();
         let good = cookie_pair(&s, 1);
         let forged = format!("{}0", &good[..good.len() - 1]);
-        let other_key = Sticky::new("aff", "another-secret-of-16b", None, &["a:1", "b:2", "c:3"]);
+        let other_key = Sticky::new("aff", "another-secret-of-16b", None);
         for bad in [
             forged,
             cookie_pair(&other_key, 1),
@@ -143,13 +139,5 @@ mod tests {
         ] {
             assert_eq!(s.target(&request_with(&bad)), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn a_cookie_for_a_removed_target_falls_back() {
-        let s = sticky();
-        let pair = cookie_pair(&s, 2);
-        let fewer = Sticky::new("aff", "0123456789abcdef-secret", None, &["a:1", "b:2"]);
-        assert_eq!(fewer.target(&request_with(&pair)), None);
     }
 }

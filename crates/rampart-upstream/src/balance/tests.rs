@@ -1,5 +1,6 @@
 //! Distribution tests of every algorithm over a fixed view.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use rampart_config::model::Balance;
@@ -9,11 +10,11 @@ use super::maglev::TABLE_SIZE;
 use super::*;
 use crate::health::{Reason, State};
 
-fn stats(n: usize) -> Vec<TargetStats> {
-    (0..n).map(|_| TargetStats::default()).collect()
+fn stats(n: usize) -> Vec<Arc<TargetStats>> {
+    (0..n).map(|_| Arc::default()).collect()
 }
 
-fn view<'a>(stats: &'a [TargetStats], weights: &'a [u32]) -> View<'a> {
+fn view<'a>(stats: &'a [Arc<TargetStats>], weights: &'a [u32]) -> View<'a> {
     View {
         stats,
         weights,

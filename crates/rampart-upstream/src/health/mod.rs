@@ -93,10 +93,12 @@ pub enum Reason {
     EjectionExpired,
     /// The slow-start ramp completed.
     SlowStartDone,
+    /// Discovery added the target to a running upstream (it starts in slow start).
+    Discovered,
 }
 
 impl Reason {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 10] = [
         Self::None,
         Self::Consecutive5xx,
         Self::ConsecutiveConnectErrors,
@@ -106,6 +108,7 @@ impl Reason {
         Self::ActiveCheckPassed,
         Self::EjectionExpired,
         Self::SlowStartDone,
+        Self::Discovered,
     ];
 
     fn from_u8(v: u8) -> Self {
@@ -125,6 +128,7 @@ impl Reason {
             Self::ActiveCheckPassed => "active_check_passed",
             Self::EjectionExpired => "ejection_expired",
             Self::SlowStartDone => "slow_start_done",
+            Self::Discovered => "discovered",
         }
     }
 }
@@ -157,6 +161,8 @@ pub struct TargetStats {
     pub(crate) share: AtomicU32,
     /// Times the target was taken out, by [`Reason`] (indexed by its value).
     pub(crate) taken_out: [AtomicU64; Reason::ALL.len()],
+    /// Consecutive maintenance ticks the target was a latency outlier (health thread only).
+    pub(crate) latency_strikes: AtomicU8,
 }
 
 impl Default for TargetStats {
@@ -176,6 +182,7 @@ impl Default for TargetStats {
             eject_until_ms: AtomicU64::new(0),
             share: AtomicU32::new(FULL_SHARE),
             taken_out: std::array::from_fn(|_| AtomicU64::new(0)),
+            latency_strikes: AtomicU8::new(0),
         }
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use rampart_config::model::Outlier;
 
-use super::{Reason, State, TargetStats, now_ms};
+use super::{Reason, State, now_ms};
+use crate::members::Members;
 
 /// What an attempt on a target came to, as far as its health is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,25 +62,38 @@ impl OutlierRt {
     }
 }
 
-/// The health of all targets of one upstream, with the panic flag the balancer reads.
+/// The outlier rules of one upstream and the panic flag the balancer reads. The targets' stats
+/// live in the current [`Members`], passed to each call.
 #[derive(Debug)]
 pub(crate) struct Health {
-    /// One per target, in target order.
-    pub(crate) stats: Box<[TargetStats]>,
     pub(crate) outlier: OutlierRt,
     /// More targets are out than `max_ejection_percent` allows: spread over all of them.
     pub(crate) panic: AtomicBool,
     /// Targets out (ejected or unhealthy) at the last count.
     out: AtomicU32,
+    /// Targets at the last count.
+    total: AtomicU32,
+}
+
+/// Targets out in the tier that takes requests, and the tier's size: panic mode and the
+/// ejection cap look at the targets that could take requests, not at backup tiers.
+fn count_out(m: &Members) -> (u32, u32) {
+    let (start, end) = m.tier();
+    let tier = m.stats.get(start..end).unwrap_or_default();
+    let out = tier.iter().filter(|s| !s.state().takes_requests()).count();
+    (
+        u32::try_from(out).unwrap_or(u32::MAX),
+        u32::try_from(tier.len()).unwrap_or(u32::MAX),
+    )
 }
 
 impl Health {
-    pub(crate) fn new(targets: usize, outlier: OutlierRt) -> Self {
+    pub(crate) fn new(outlier: OutlierRt) -> Self {
         Self {
-            stats: (0..targets).map(|_| TargetStats::default()).collect(),
             outlier,
             panic: AtomicBool::new(false),
             out: AtomicU32::new(0),
+            total: AtomicU32::new(0),
         }
     }
 
@@ -89,29 +103,18 @@ impl Health {
         self.panic.load(Ordering::Relaxed)
     }
 
-    fn count_out(&self) -> u32 {
-        let out = self
-            .stats
-            .iter()
-            .filter(|s| !s.state().takes_requests())
-            .count();
-        u32::try_from(out).unwrap_or(u32::MAX)
-    }
-
-    fn total(&self) -> u32 {
-        u32::try_from(self.stats.len()).unwrap_or(u32::MAX)
-    }
-
     /// Whether no target takes requests (all ejected or unhealthy), as of the last count.
     pub(crate) fn all_out(&self) -> bool {
-        self.out.load(Ordering::Relaxed) == self.total()
+        self.out.load(Ordering::Relaxed) == self.total.load(Ordering::Relaxed)
     }
 
-    /// Recounts the targets out and enters or leaves panic mode (logged once each way).
-    pub(crate) fn refresh_panic(&self, upstream: &str) {
-        let out = self.count_out();
+    /// Recounts the targets out, enters or leaves panic mode (logged once each way) and
+    /// recomputes the priority tiers that take requests.
+    pub(crate) fn refresh_panic(&self, upstream: &str, m: &Members) {
+        m.refresh_active();
+        let (out, total) = count_out(m);
         self.out.store(out, Ordering::Relaxed);
-        let total = self.total();
+        self.total.store(total, Ordering::Relaxed);
         let panic = out > 0 && (out * 100 > self.outlier.max_out_percent * total || out == total);
         if self.panic.swap(panic, Ordering::Relaxed) != panic {
             if panic {
@@ -129,8 +132,8 @@ impl Health {
 
     /// Folds the outcome of one attempt on target `i` into its counters, ejecting it when a
     /// threshold is crossed.
-    pub(crate) fn record(&self, upstream: &str, label: &str, i: usize, outcome: Outcome) {
-        let Some(s) = self.stats.get(i) else { return };
+    pub(crate) fn record(&self, upstream: &str, m: &Members, i: usize, outcome: Outcome) {
+        let Some(s) = m.stats.get(i) else { return };
         s.requests.fetch_add(1, Ordering::Relaxed);
         if outcome == Outcome::Success {
             for c in [
@@ -167,21 +170,22 @@ impl Health {
         };
         let seen = counter.fetch_add(1, Ordering::Relaxed) + 1;
         if threshold > 0 && seen >= threshold {
-            self.try_eject(upstream, label, i, reason);
+            self.try_eject(upstream, m, i, reason);
         }
     }
 
     /// Ejects target `i` unless it is already out or the cap on ejected targets is reached.
-    pub(crate) fn try_eject(&self, upstream: &str, label: &str, i: usize, reason: Reason) -> bool {
-        let Some(s) = self.stats.get(i) else {
+    pub(crate) fn try_eject(&self, upstream: &str, m: &Members, i: usize, reason: Reason) -> bool {
+        let (Some(s), Some(t)) = (m.stats.get(i), m.targets.get(i)) else {
             return false;
         };
+        let label = &*t.label;
         let from = s.state();
         if !from.takes_requests() {
             return false;
         }
-        let out = self.count_out();
-        if (out + 1) * 100 > self.outlier.max_out_percent * self.total() {
+        let (out, total) = count_out(m);
+        if (out + 1) * 100 > self.outlier.max_out_percent * total {
             tracing::debug!(
                 upstream,
                 target = label,
@@ -216,7 +220,7 @@ impl Health {
             ejections = previous + 1,
             "target ejected"
         );
-        self.refresh_panic(upstream);
+        self.refresh_panic(upstream, m);
         true
     }
 }
@@ -225,32 +229,34 @@ impl Health {
 mod tests {
     use super::*;
 
-    fn health(n: usize) -> Health {
-        Health::new(n, OutlierRt::new(&Outlier::default()))
+    fn health() -> Health {
+        Health::new(OutlierRt::new(&Outlier::default()))
     }
 
     #[test]
     fn consecutive_connect_errors_eject_and_success_resets_the_count() {
-        let h = health(4);
-        h.record("u", "t0", 0, Outcome::ConnectError);
-        h.record("u", "t0", 0, Outcome::ConnectError);
-        h.record("u", "t0", 0, Outcome::Success);
-        h.record("u", "t0", 0, Outcome::ConnectError);
-        assert_eq!(h.stats[0].state(), State::Healthy);
-        h.record("u", "t0", 0, Outcome::ConnectError);
-        h.record("u", "t0", 0, Outcome::ConnectError);
-        assert_eq!(h.stats[0].state(), State::Ejected);
-        assert_eq!(h.stats[0].reason(), Reason::ConsecutiveConnectErrors);
-        assert_eq!(h.stats[0].taken_out(), [("consecutive_connect_errors", 1)]);
-        assert_eq!(h.stats[0].failures.load(Ordering::Relaxed), 5);
+        let h = health();
+        let m = Members::of(4);
+        h.record("u", &m, 0, Outcome::ConnectError);
+        h.record("u", &m, 0, Outcome::ConnectError);
+        h.record("u", &m, 0, Outcome::Success);
+        h.record("u", &m, 0, Outcome::ConnectError);
+        assert_eq!(m.stats[0].state(), State::Healthy);
+        h.record("u", &m, 0, Outcome::ConnectError);
+        h.record("u", &m, 0, Outcome::ConnectError);
+        assert_eq!(m.stats[0].state(), State::Ejected);
+        assert_eq!(m.stats[0].reason(), Reason::ConsecutiveConnectErrors);
+        assert_eq!(m.stats[0].taken_out(), [("consecutive_connect_errors", 1)]);
+        assert_eq!(m.stats[0].failures.load(Ordering::Relaxed), 5);
     }
 
     #[test]
     fn never_more_than_max_ejection_percent_is_ejected() {
-        let h = health(4);
+        let h = health();
+        let m = Members::of(4);
         for i in 0..4 {
             assert_eq!(
-                h.try_eject("u", "t", i, Reason::Consecutive5xx),
+                h.try_eject("u", &m, i, Reason::Consecutive5xx),
                 i < 2,
                 "target {i}"
             );
@@ -263,12 +269,13 @@ mod tests {
 
     #[test]
     fn panic_mode_starts_when_too_many_targets_are_unhealthy() {
-        let h = health(2);
-        assert!(h.stats[0].transition(State::Healthy, State::Unhealthy, Reason::ActiveCheckFailed));
-        h.refresh_panic("u");
+        let h = health();
+        let m = Members::of(2);
+        assert!(m.stats[0].transition(State::Healthy, State::Unhealthy, Reason::ActiveCheckFailed));
+        h.refresh_panic("u", &m);
         assert!(!h.panicking(), "50% out is within the default cap");
-        assert!(h.stats[1].transition(State::Healthy, State::Unhealthy, Reason::ActiveCheckFailed));
-        h.refresh_panic("u");
+        assert!(m.stats[1].transition(State::Healthy, State::Unhealthy, Reason::ActiveCheckFailed));
+        h.refresh_panic("u", &m);
         assert!(h.panicking());
     }
 
@@ -288,11 +295,12 @@ mod tests {
             enabled: false,
             ..Outlier::default()
         };
-        let h = Health::new(3, OutlierRt::new(&o));
+        let h = Health::new(OutlierRt::new(&o));
+        let m = Members::of(3);
         for _ in 0..10 {
-            h.record("u", "t", 1, Outcome::ServerError);
+            h.record("u", &m, 1, Outcome::ServerError);
         }
-        assert_eq!(h.stats[1].state(), State::Healthy);
-        assert_eq!(h.stats[1].failures.load(Ordering::Relaxed), 10);
+        assert_eq!(m.stats[1].state(), State::Healthy);
+        assert_eq!(m.stats[1].failures.load(Ordering::Relaxed), 10);
     }
 }

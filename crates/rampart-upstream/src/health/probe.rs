@@ -2,7 +2,7 @@
 //! Each target has its own probe task on the health thread; thresholds of consecutive
 //! results move it between `unhealthy` and the states that take requests.
 
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -13,8 +13,9 @@ use rampart_config::syntax::Target as TargetSpec;
 use rampart_core::Body;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Reason, SLOW_START_SHARE, State};
-use crate::set::{Target, UpstreamSet};
+use super::{Reason, SLOW_START_SHARE, State, TargetStats};
+use crate::members::{Members, Target};
+use crate::set::UpstreamSet;
 
 /// Most response bytes an HTTP probe reads.
 const MAX_PROBE_READ: usize = 64 * 1024;
@@ -65,16 +66,20 @@ impl HealthCheckRt {
     }
 }
 
-/// Probes target `i` of `set` forever (until the set is dropped).
-pub(crate) async fn run(set: Weak<UpstreamSet>, i: usize, check: HealthCheckRt) {
+/// Probes one target (known by its stats) until its set is dropped or discovery removes it.
+pub(crate) async fn run(set: Weak<UpstreamSet>, stats: Weak<TargetStats>, check: HealthCheckRt) {
     let mut passes = 0u32;
     let mut fails = 0u32;
     loop {
         tokio::time::sleep(check.next_delay()).await;
-        let Some(set) = set.upgrade() else { return };
-        let Some(target) = set.targets.get(i) else {
+        let (Some(set), Some(stats)) = (set.upgrade(), stats.upgrade()) else {
             return;
         };
+        let m = set.members();
+        let Some(i) = m.index_of(&stats) else {
+            return;
+        };
+        let target = &m.targets[i];
         let result = match tokio::time::timeout(check.timeout, probe(&set, target, &check)).await {
             Ok(r) => r,
             Err(_) => Err(format!("no answer within {:?}", check.timeout)),
@@ -84,7 +89,7 @@ pub(crate) async fn run(set: Weak<UpstreamSet>, i: usize, check: HealthCheckRt) 
                 passes += 1;
                 fails = 0;
                 if passes >= check.healthy_threshold {
-                    mark_passing(&set, i);
+                    mark_passing(&set, &m, i);
                 }
             }
             Err(why) => {
@@ -92,26 +97,26 @@ pub(crate) async fn run(set: Weak<UpstreamSet>, i: usize, check: HealthCheckRt) 
                 passes = 0;
                 tracing::debug!(upstream = %set.name, target = %target.label, why, "health probe failed");
                 if fails >= check.unhealthy_threshold {
-                    mark_failing(&set, i, &why);
+                    mark_failing(&set, &m, i, &why);
                 }
             }
         }
     }
 }
 
-fn mark_failing(set: &Arc<UpstreamSet>, i: usize, why: &str) {
-    let s = &set.health.stats[i];
+fn mark_failing(set: &UpstreamSet, m: &Members, i: usize, why: &str) {
+    let s = &m.stats[i];
     let from = s.state();
     if from == State::Unhealthy || !s.transition(from, State::Unhealthy, Reason::ActiveCheckFailed)
     {
         return;
     }
-    tracing::warn!(upstream = %set.name, target = %set.targets[i].label, from = from.as_str(), to = "unhealthy", reason = Reason::ActiveCheckFailed.code(), detail = why, "target unhealthy");
-    set.health.refresh_panic(&set.name);
+    tracing::warn!(upstream = %set.name, target = %m.targets[i].label, from = from.as_str(), to = "unhealthy", reason = Reason::ActiveCheckFailed.code(), detail = why, "target unhealthy");
+    set.health.refresh_panic(&set.name, m);
 }
 
-fn mark_passing(set: &Arc<UpstreamSet>, i: usize) {
-    let s = &set.health.stats[i];
+fn mark_passing(set: &UpstreamSet, m: &Members, i: usize) {
+    let s = &m.stats[i];
     if s.state() != State::Unhealthy {
         return;
     }
@@ -123,8 +128,8 @@ fn mark_passing(set: &Arc<UpstreamSet>, i: usize) {
         State::Healthy
     };
     if s.transition(State::Unhealthy, to, Reason::ActiveCheckPassed) {
-        tracing::info!(upstream = %set.name, target = %set.targets[i].label, from = "unhealthy", to = to.as_str(), reason = Reason::ActiveCheckPassed.code(), "target healthy again");
-        set.health.refresh_panic(&set.name);
+        tracing::info!(upstream = %set.name, target = %m.targets[i].label, from = "unhealthy", to = to.as_str(), reason = Reason::ActiveCheckPassed.code(), "target healthy again");
+        set.health.refresh_panic(&set.name, m);
     }
 }
 

@@ -1,15 +1,18 @@
 //! The health service: one background thread with its own event loop, where every upstream set
 //! runs a maintenance task (re-admission after ejection, slow-start ramps, gray-failure
-//! ejection) and one probe task per target when active checks are configured.
+//! ejection), one probe task per target when active checks are configured, and its discovery
+//! task when its targets come from DNS or a file.
 //!
 //! The tasks hold only a [`Weak`] reference to their set: when a reload replaces the set and
-//! the last request using it finishes, they end by themselves.
+//! the last request using it finishes, they end by themselves. A probe task also ends when
+//! discovery removes its target.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use super::{FULL_SHARE, Reason, SLOW_START_SHARE, State, now_ms};
+use crate::members::Members;
 use crate::set::UpstreamSet;
 
 /// Period of the maintenance task.
@@ -36,45 +39,77 @@ fn handle() -> Option<&'static tokio::runtime::Handle> {
         .as_ref()
 }
 
-/// Starts the maintenance task and the active probes of `set`.
+/// Starts the maintenance task, the active probes and the discovery of `set`.
 pub(crate) fn start(set: &Arc<UpstreamSet>) {
     let Some(handle) = handle() else {
         tracing::error!(upstream = %set.name, "could not start the health service thread");
         return;
     };
     handle.spawn(maintain(Arc::downgrade(set)));
-    if let Some(check) = &set.health_check {
-        for i in 0..set.targets.len() {
-            handle.spawn(super::probe::run(Arc::downgrade(set), i, check.clone()));
+    let m = set.members();
+    start_probes(set, &m, 0..m.len());
+    if let Some(discovery) = &set.discovery {
+        handle.spawn(discovery.clone().run(Arc::downgrade(set)));
+    }
+}
+
+/// Starts the active probes of targets `which` of `m` (when checks are configured).
+fn start_probes(set: &Arc<UpstreamSet>, m: &Members, which: impl IntoIterator<Item = usize>) {
+    let (Some(check), Some(handle)) = (&set.health_check, handle()) else {
+        return;
+    };
+    for i in which {
+        if let Some(stats) = m.stats.get(i) {
+            handle.spawn(super::probe::run(
+                Arc::downgrade(set),
+                Arc::downgrade(stats),
+                check.clone(),
+            ));
         }
     }
 }
 
+/// Takes in targets that discovery added to a running upstream: they ramp up through slow
+/// start (when configured) and get their probes.
+pub(crate) fn admit_discovered(set: &Arc<UpstreamSet>, m: &Members, fresh: &[usize], first: bool) {
+    let slow_start = set.health.outlier.slow_start_ms > 0 && !first;
+    for &i in fresh {
+        let (Some(s), Some(t)) = (m.stats.get(i), m.targets.get(i)) else {
+            continue;
+        };
+        if slow_start {
+            s.share.store(SLOW_START_SHARE, Ordering::Relaxed);
+            s.transition(State::Healthy, State::SlowStart, Reason::Discovered);
+        }
+        tracing::info!(upstream = %set.name, target = %t.label, state = s.state().as_str(), reason = Reason::Discovered.code(), "target discovered");
+    }
+    start_probes(set, m, fresh.iter().copied());
+}
+
 async fn maintain(set: Weak<UpstreamSet>) {
-    let mut strikes: Vec<u8> = Vec::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Some(set) = set.upgrade() else { return };
-        strikes.resize(set.targets.len(), 0);
-        readmit_and_ramp(&set);
-        eject_latency_outliers(&set, &mut strikes);
-        set.health.refresh_panic(&set.name);
+        let m = set.members();
+        readmit_and_ramp(&set, &m);
+        eject_latency_outliers(&set, &m);
+        set.health.refresh_panic(&set.name, &m);
     }
 }
 
 /// Ends ejections whose back-off is over, advances slow starts, and forgets old ejections of
 /// targets that stayed healthy longer than the longest ejection.
-fn readmit_and_ramp(set: &UpstreamSet) {
+fn readmit_and_ramp(set: &UpstreamSet, m: &Members) {
     let h = &set.health;
     let now = now_ms();
     let slow_start = h.outlier.slow_start_ms;
-    for (i, s) in h.stats.iter().enumerate() {
-        let label = &*set.targets[i].label;
+    for (i, s) in m.stats.iter().enumerate() {
+        let label = &*m.targets[i].label;
         match s.state() {
             State::Ejected if now >= s.eject_until_ms.load(Ordering::Relaxed) => {
-                let median = peer_median_ewma(set, i);
+                let median = peer_median_ewma(m, i);
                 s.ewma_us.store(median, Ordering::Relaxed);
                 let to = if slow_start > 0 {
                     s.share.store(SLOW_START_SHARE, Ordering::Relaxed);
@@ -115,9 +150,8 @@ fn readmit_and_ramp(set: &UpstreamSet) {
 }
 
 /// The median latency EWMA of the other targets taking requests (0 when none has a sample).
-fn peer_median_ewma(set: &UpstreamSet, except: usize) -> u64 {
-    let mut peers: Vec<u64> = set
-        .health
+fn peer_median_ewma(m: &Members, except: usize) -> u64 {
+    let mut peers: Vec<u64> = m
         .stats
         .iter()
         .enumerate()
@@ -133,32 +167,32 @@ fn peer_median_ewma(set: &UpstreamSet, except: usize) -> u64 {
 
 /// Gray failure: a target whose EWMA stays above `latency_factor` × its peers' median (and
 /// above the floor) for [`LATENCY_STRIKES`] ticks is ejected.
-fn eject_latency_outliers(set: &UpstreamSet, strikes: &mut [u8]) {
+fn eject_latency_outliers(set: &UpstreamSet, m: &Members) {
     let o = &set.health.outlier;
-    if !o.enabled || o.latency_factor <= 0.0 || set.targets.len() < 2 {
+    if !o.enabled || o.latency_factor <= 0.0 || m.len() < 2 {
         return;
     }
-    for (i, s) in set.health.stats.iter().enumerate() {
+    for (i, s) in m.stats.iter().enumerate() {
         let ewma = s.ewma_us();
-        let median = peer_median_ewma(set, i);
+        let median = peer_median_ewma(m, i);
         #[allow(clippy::cast_precision_loss)]
         let outlier = s.state().takes_requests()
             && median > 0
             && ewma > o.latency_floor_us
             && ewma as f64 > o.latency_factor * median as f64;
-        strikes[i] = if outlier {
-            strikes[i].saturating_add(1)
+        let strikes = if outlier {
+            s.latency_strikes.load(Ordering::Relaxed).saturating_add(1)
         } else {
             0
         };
-        if strikes[i] >= LATENCY_STRIKES {
-            strikes[i] = 0;
-            let label = &set.targets[i].label;
+        s.latency_strikes.store(strikes, Ordering::Relaxed);
+        if strikes >= LATENCY_STRIKES {
+            s.latency_strikes.store(0, Ordering::Relaxed);
             if set
                 .health
-                .try_eject(&set.name, label, i, Reason::LatencyOutlier)
+                .try_eject(&set.name, m, i, Reason::LatencyOutlier)
             {
-                tracing::debug!(upstream = %set.name, target = %label, ewma_us = ewma, peer_median_us = median, "latency outlier");
+                tracing::debug!(upstream = %set.name, target = %m.targets[i].label, ewma_us = ewma, peer_median_us = median, "latency outlier");
             }
         }
     }
