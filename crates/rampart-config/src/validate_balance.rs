@@ -22,15 +22,19 @@ pub(crate) fn validate(raw: &RawConfig, positions: &Positions) -> Vec<ConfigErro
         v.unix_targets(&path, u);
     }
     for (i, r) in raw.routes.iter().enumerate() {
-        if let Some(retry) = &r.retry
-            && retry.per_try_timeout.is_some_and(|d| d.get().is_zero())
-        {
-            let path = positions.item("routes", i);
-            v.at(
-                &r.name,
-                format!("{path}.retry.per_try_timeout"),
-                "must be greater than 0s",
-            );
+        let Some(retry) = &r.retry else { continue };
+        for (key, d) in [
+            ("per_try_timeout", retry.per_try_timeout),
+            ("hedge_after", retry.hedge_after),
+        ] {
+            if d.is_some_and(|d| d.get().is_zero()) {
+                let path = positions.item("routes", i);
+                v.at(
+                    &r.name,
+                    format!("{path}.retry.{key}"),
+                    "must be greater than 0s",
+                );
+            }
         }
     }
     v.errors

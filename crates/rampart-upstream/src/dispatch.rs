@@ -93,8 +93,8 @@ pub async fn forward_with(
         .map_or(opts.timeout, |t| t.min(opts.timeout));
     let replay_wanted = !opts.upgrade
         && rules.replay_allowed
-        && rules.max_retries > 0
-        && set.retry.retries_responses();
+        && ((rules.max_retries > 0 && set.retry.retries_responses())
+            || rules.hedge_after.is_some());
     if replay_wanted {
         set.retry.deposit();
     }
@@ -225,7 +225,14 @@ impl Run<'_> {
                 .then(|| Box::new(copy_head(&req)));
             // HTTP/1.1 gives the request back only when a status could make it go again.
             let keep_sent = replayable && set.retry.retries_responses();
-            let result = attempt(set, &m.targets[i], req, timeout, upgrade, keep_sent).await;
+            let hedge = self.hedge_delay(upgrade);
+            let (i, result) = match hedge {
+                Some(delay) => self.race(i, req, timeout, keep_sent, delay).await,
+                None => (
+                    i,
+                    attempt(set, &m.targets[i], req, timeout, upgrade, keep_sent).await,
+                ),
+            };
             drop(guard);
             let next = match result {
                 Ok(mut fwd) => {
@@ -258,6 +265,90 @@ impl Run<'_> {
             target: None,
             retries: self.retries(),
         }
+    }
+
+    /// The hedging delay, when this (first) attempt may be raced by a second target.
+    fn hedge_delay(&self, upgrade: bool) -> Option<Duration> {
+        let delay = self.rules.hedge_after?;
+        (!upgrade && self.attempts == 1 && self.body.is_some()).then_some(delay)
+    }
+
+    /// Sends `req` to target `i`; when no response head came after `delay`, sends a copy to
+    /// another target (if one is usable and the retry budget has a token) and keeps whichever
+    /// answers first; the other attempt is dropped, closing its connection. A failed attempt
+    /// leaves the race to the other one. Returns the target whose result it is.
+    async fn race(
+        &mut self,
+        i: usize,
+        req: Request<Body>,
+        timeout: Duration,
+        keep_sent: bool,
+        delay: Duration,
+    ) -> (usize, Result<Forwarded, Failure>) {
+        let (set, m) = (self.set, self.members);
+        let mut hedge = copy_head(&req);
+        let first = attempt(set, &m.targets[i], req, timeout, false, keep_sent);
+        tokio::pin!(first);
+        tokio::select! {
+            r = &mut first => return (i, r),
+            () = tokio::time::sleep(delay) => {}
+        }
+        let (Some(body), Some(j)) = (self.body.clone(), self.next_target(u8::MAX)) else {
+            return (i, first.await);
+        };
+        if !set.retry.withdraw() {
+            tracing::debug!(upstream = %set.name, "retry budget spent: not hedging");
+            return (i, first.await);
+        }
+        *hedge.body_mut() = Body::full(body);
+        self.tried[self.attempts] = j;
+        self.attempts += 1;
+        set.retries_total.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(upstream = %set.name, target = %m.targets[j].label, "hedging: no answer yet, asking another target too");
+        let stats = &m.stats[j];
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _guard = InFlight(&stats.in_flight);
+        let second = attempt(set, &m.targets[j], hedge, timeout, false, keep_sent);
+        tokio::pin!(second);
+        tokio::select! {
+            r = &mut first => match r {
+                Err(failure) => {
+                    self.record_failure(i, &failure.error, timeout);
+                    (j, second.await)
+                }
+                ok => (i, ok),
+            },
+            r = &mut second => match r {
+                Err(failure) => {
+                    self.record_failure(j, &failure.error, timeout);
+                    (i, first.await)
+                }
+                ok => (j, ok),
+            },
+        }
+    }
+
+    /// Folds a failed attempt on target `i` into its health; returns what it counted as.
+    fn record_failure(&self, i: usize, error: &ProxyError, timeout: Duration) -> Option<Outcome> {
+        let (set, m) = (self.set, self.members);
+        let outcome = match error.kind {
+            ErrorKind::UpstreamConnect
+            | ErrorKind::UpstreamConnectTimeout
+            | ErrorKind::UpstreamTls => Some(Outcome::ConnectError),
+            ErrorKind::UpstreamTimeout => {
+                let micros = u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX);
+                m.stats[i].observe_latency(micros);
+                Some(Outcome::Timeout)
+            }
+            ErrorKind::UpstreamReset => Some(Outcome::Timeout),
+            ErrorKind::UpstreamBadResponse => Some(Outcome::ServerError),
+            // The client's body failed: not the target's fault.
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            set.health.record(&set.name, m, i, outcome);
+        }
+        outcome
     }
 
     /// Whether the request could be sent again after reaching a target.
@@ -305,24 +396,8 @@ impl Run<'_> {
             unsent,
             spent,
         } = failure;
-        let outcome = match error.kind {
-            ErrorKind::UpstreamConnect
-            | ErrorKind::UpstreamConnectTimeout
-            | ErrorKind::UpstreamTls => Some(Outcome::ConnectError),
-            ErrorKind::UpstreamTimeout => {
-                let micros = u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX);
-                m.stats[i].observe_latency(micros);
-                Some(Outcome::Timeout)
-            }
-            ErrorKind::UpstreamReset => Some(Outcome::Timeout),
-            ErrorKind::UpstreamBadResponse => Some(Outcome::ServerError),
-            // The client's body failed: not the target's fault.
-            _ => None,
-        };
+        let outcome = self.record_failure(i, &error, timeout);
         let label = &m.targets[i].label;
-        if let Some(outcome) = outcome {
-            set.health.record(&set.name, m, i, outcome);
-        }
         // Nothing was sent: always worth another target (at least one retry).
         if let Some(back) = unsent
             && error.retryable

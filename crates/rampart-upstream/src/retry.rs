@@ -38,6 +38,9 @@ pub(crate) struct Rules {
     /// The method may be sent twice.
     pub(crate) replay_allowed: bool,
     pub(crate) per_try_timeout: Option<Duration>,
+    /// Send a second copy to another target when no response head came this soon (idempotent
+    /// methods only).
+    pub(crate) hedge_after: Option<Duration>,
 }
 
 impl RetryRt {
@@ -62,6 +65,9 @@ impl RetryRt {
             per_try_timeout: route
                 .and_then(|r| r.per_try_timeout.map(rampart_config::HumanDuration::get))
                 .or(self.per_try_timeout),
+            hedge_after: route
+                .and_then(|r| r.hedge_after.map(rampart_config::HumanDuration::get))
+                .filter(|_| is_idempotent(method)),
         }
     }
 
@@ -176,10 +182,16 @@ mod tests {
             max_retries: Some(3),
             non_idempotent: true,
             per_try_timeout: None,
+            hedge_after: Some(rampart_config::HumanDuration::millis(50)),
         };
         let rules = r.rules(&Method::POST, Some(&route));
         assert!(rules.replay_allowed);
         assert_eq!(rules.max_retries, 3);
+        assert_eq!(rules.hedge_after, None, "POST is never hedged");
+        assert_eq!(
+            r.rules(&Method::GET, Some(&route)).hedge_after,
+            Some(Duration::from_millis(50))
+        );
         assert!(r.retries_status(503));
         assert!(!r.retries_status(500));
     }

@@ -422,3 +422,53 @@ async fn unix_socket_targets_are_proxied_and_probed() {
     assert!(matches!(statuses.last(), Some(502 | 503)), "{statuses:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hedged_requests_race_a_hung_target_and_posts_are_never_hedged() {
+    let hung = ScriptedOrigin::start(Behavior::Hang).await.unwrap();
+    let fast = HttpOrigin::start().await.unwrap();
+    let upstream =
+        "balance = \"round_robin\"\nrequest_timeout = \"2s\"\n[upstreams.outlier]\nenabled = false";
+    let gw = TestGateway::builder(config(
+        &[hung.addr(), fast.addr()],
+        upstream,
+        "[routes.retry]\nhedge_after = \"50ms\"",
+    ))
+    .access_log()
+    .start();
+    let client = client();
+    for k in 0..6 {
+        let r = within(client.get(gw.url("public", &format!("/h/{k}"))).send())
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            200,
+            "GET {k}: the fast target answers the hedge"
+        );
+    }
+    assert!(
+        hung.connections() >= 3,
+        "round robin sent every other GET to the hung target first ({} connections)",
+        hung.connections()
+    );
+    assert_eq!(fast.requests(), 6);
+    let lines = gw.access_log_json(6);
+    let hedged = lines.iter().filter(|l| l["retries"] == 1).count();
+    assert!(
+        hedged >= 3,
+        "hedges count as retries in the access log: {lines:?}"
+    );
+
+    // A POST is never hedged: the one that reaches the hung target times out.
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let r = within(client.post(gw.url("public", "/p")).body("x").send())
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 504]);
+    assert_eq!(fast.requests(), 7);
+}

@@ -255,6 +255,10 @@ pub struct RouteRetry {
     /// Overrides the upstream's `retry.per_try_timeout`.
     #[serde(default)]
     pub per_try_timeout: Option<HumanDuration>,
+    /// Hedging: when an idempotent request has no response head after this long, send it to a
+    /// second target too and use whichever answers first.
+    #[serde(default)]
+    pub hedge_after: Option<HumanDuration>,
 }
 
 /// Circuit breaking: bounds on what an upstream is asked to carry at once.
