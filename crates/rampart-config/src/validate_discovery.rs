@@ -174,4 +174,14 @@ mod tests {
         assert!(errors("dns = \"a.b:1\"\nttl = \"1s\"", "").contains("ttl"));
         assert!(errors("dns = \"a.b:1\"\nfamily = \"ipv5\"", "").contains("family"));
     }
+
+    #[test]
+    fn a_passthrough_upstream_needs_static_targets() {
+        let text = "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n\n[[listeners]]\nname = \"tls\"\nbind = \"127.0.0.1:0\"\n[listeners.passthrough]\ndefault = \"u\"\n\n[[upstreams]]\nname = \"u\"\n[upstreams.discovery]\ndns = \"a.b:443\"\n\n[[routes]]\nname = \"r\"\nlisteners = [\"l\"]\npath = \"/\"\nupstream = \"u\"\n";
+        let e = match load_str_with_env(text, "t.toml", &|_| None) {
+            Ok(_) => String::new(),
+            Err(d) => d.to_string(),
+        };
+        assert!(e.contains("passthrough needs static"), "{e}");
+    }
 }

@@ -76,14 +76,17 @@ fn bind_finding(addr: SocketAddr, subject: String) -> Finding {
     }
 }
 
-/// Resolves and connects to every upstream target, concurrently, each bounded in time.
+/// Resolves and connects to every upstream target (and the `host:port` of DNS discovery),
+/// concurrently, each bounded in time.
 pub(super) fn upstreams(raw: &RawConfig) -> Vec<Finding> {
     let targets: Vec<(String, String)> = raw
         .upstreams
         .iter()
         .flat_map(|u| {
+            let discovered = u.discovery.as_ref().and_then(|d| d.dns.as_ref());
             u.targets
                 .iter()
+                .chain(discovered)
                 .map(move |t| (u.name.get().clone(), t.get().clone()))
         })
         .collect();
