@@ -243,7 +243,12 @@ impl UpstreamSet {
         })
     }
 
-    /// Waits (at most `limit`) until discovery has found targets for the first time.
+    /// Discovery has answered, even if only with a failure: requests stop waiting for it.
+    pub(crate) fn discovery_answered(&self) {
+        self.ready.send_replace(true);
+    }
+
+    /// Waits (at most `limit`) until discovery has answered for the first time.
     pub(crate) async fn wait_ready(&self, limit: Duration) {
         let mut ready = self.ready.subscribe();
         let _ = tokio::time::timeout(limit, ready.wait_for(|r| *r)).await;

@@ -452,3 +452,21 @@ fn check_names_a_missing_target_file() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_never_resolves_gets_a_503_not_a_hang() {
+    let dns = Dnsmasq::start("", &[]);
+    let gw = TestGateway::builder(config(
+        "connect_timeout = \"10s\"",
+        &format!(
+            "dns = \"missing.test:80\"\nresolvers = [\"{}\"]\nfamily = \"ipv4\"",
+            dns.addr()
+        ),
+    ))
+    .access_log()
+    .start();
+    let r = client().get(gw.url("public", "/")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let line = &gw.access_log_json(1)[0];
+    assert_eq!(line["reason"], "no_upstream_target", "{line}");
+}

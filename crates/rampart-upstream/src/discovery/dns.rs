@@ -142,6 +142,8 @@ impl DnsSource {
                         .clamp(self.min_ttl, self.max_ttl)
                 }
                 Err(why) => {
+                    // Requests waiting for a first answer get theirs (503 without targets).
+                    set.discovery_answered();
                     let kept = set.target_labels().len();
                     if failures == 0 {
                         tracing::warn!(upstream = %set.name, source, error = %why, kept, "discovery failed; keeping the last targets");
