@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use rampart_core::ids::{is_valid_request_id, new_request_id};
 use rampart_core::{
     Body, BoxError, ErrorKind, Flow, ProxyError, RequestCtx, TraceContext, error_response,
+    respond::negotiation_header,
 };
 use rampart_router::RequestView;
 
@@ -83,7 +84,8 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
         tracer.sample(&mut ctx.trace);
     }
     crate::gates::identify_client(&req, ctx, &listener.gates, &rt.gates);
-    let accept = req.headers().get(header::ACCEPT).cloned();
+    // What error responses negotiate on: `Accept`, or a gRPC request's content type.
+    let accept = negotiation_header(req.headers(), req.version()).cloned();
     let route_slot = &mut finish.route;
     let mut resp = match process(rt, listener, req, ctx, &conn, accept.as_ref(), route_slot).await {
         Ok(resp) => resp,

@@ -123,7 +123,9 @@ async fn attempt_upgrade(
     }
     let (req, body_sent) = watch_body_end(req);
     let started = Instant::now();
-    match with_timeout(sender.try_send_request(req), body_sent, timeout).await {
+    let (outcome, body_failed) =
+        with_timeout(sender.try_send_request(req), body_sent, timeout).await;
+    match outcome {
         None => Err(timed_out(target, timeout)),
         Some(Ok(resp)) => Ok(finish(resp, target, started)),
         Some(Err(mut e)) => match e.take_message() {
@@ -131,7 +133,11 @@ async fn attempt_upgrade(
                 classify(e.error(), &target.label).retryable(),
                 back,
             )),
-            None => Err(Failure::sent(classify(e.error(), &target.label))),
+            None => Err(Failure::sent(exchange_failure(
+                e.error(),
+                target,
+                body_failed,
+            ))),
         },
     }
 }
@@ -280,12 +286,14 @@ async fn attempt_h2(
     let req = to_absolute_form(req, target, set.tls.is_some());
     let (req, body_sent) = watch_body_end(req);
     let started = Instant::now();
-    match with_timeout(sender.try_send_request(req), body_sent, timeout).await {
+    let (outcome, body_failed) =
+        with_timeout(sender.try_send_request(req), body_sent, timeout).await;
+    match outcome {
         None => Err(timed_out(target, timeout)),
         Some(Ok(resp)) => Ok(finish(resp, target, started)),
         Some(Err(mut e)) => {
             let unsent = e.take_message().map(Box::new);
-            let mut error = classify(e.error(), &target.label);
+            let mut error = exchange_failure(e.error(), target, body_failed);
             if unsent.is_some() {
                 error = error.retryable();
             }
@@ -295,6 +303,23 @@ async fn attempt_h2(
                 spent: None,
             })
         }
+    }
+}
+
+/// The failure of an exchange through hyper's client. When the client's request body failed
+/// first (too large, too slow, broken), that is the reason: hyper's HTTP/2 client reports it
+/// only as a reset of the stream, which is not the upstream's doing.
+fn exchange_failure(
+    err: &hyper::Error,
+    target: &Target,
+    body_failed: Option<ErrorKind>,
+) -> ProxyError {
+    match body_failed {
+        Some(kind) => ProxyError::new(
+            kind,
+            format!("{}: request body failed: {err}", target.label),
+        ),
+        None => classify(err, &target.label),
     }
 }
 
@@ -335,32 +360,45 @@ fn to_absolute_form(mut req: Request<Body>, target: &Target, tls: bool) -> Reque
     req
 }
 
+/// How sending a request body ended: `None` when it was sent whole, else the reason the
+/// client's body failed with.
+type BodyEnd = Option<ErrorKind>;
+
 /// Waits for `response`; the timeout starts once the request body has been sent (at once for
-/// requests without a body). `None` means it timed out.
+/// requests without a body). `None` means it timed out. Also returns the reason the request
+/// body failed, when it did.
 async fn with_timeout<F, T>(
     response: F,
-    body_sent: Option<oneshot::Receiver<()>>,
+    mut body_sent: Option<oneshot::Receiver<BodyEnd>>,
     timeout: Duration,
-) -> Option<T>
+) -> (Option<T>, BodyEnd)
 where
     F: Future<Output = T>,
 {
+    let mut body_failed = None;
     let deadline = async {
-        if let Some(rx) = body_sent {
-            let _ = rx.await;
+        if let Some(rx) = body_sent.as_mut() {
+            body_failed = rx.await.ok().flatten();
         }
         tokio::time::sleep(timeout).await;
     };
-    tokio::select! {
+    let outcome = tokio::select! {
         biased;
         r = response => Some(r),
         () = deadline => None,
+    };
+    // The response may fail before the deadline saw the body's end.
+    if body_failed.is_none()
+        && let Some(rx) = body_sent.as_mut()
+    {
+        body_failed = rx.try_recv().ok().flatten();
     }
+    (outcome, body_failed)
 }
 
 /// Wraps a request body so that the end of sending it can be awaited. Requests without a body
 /// are left untouched (no allocation).
-fn watch_body_end(req: Request<Body>) -> (Request<Body>, Option<oneshot::Receiver<()>>) {
+fn watch_body_end(req: Request<Body>) -> (Request<Body>, Option<oneshot::Receiver<BodyEnd>>) {
     if req.body().is_end_stream() {
         return (req, None);
     }
@@ -376,7 +414,7 @@ fn watch_body_end(req: Request<Body>) -> (Request<Body>, Option<oneshot::Receive
 
 struct NotifyOnEnd {
     inner: Body,
-    tx: Option<oneshot::Sender<()>>,
+    tx: Option<oneshot::Sender<BodyEnd>>,
 }
 
 impl http_body::Body for NotifyOnEnd {
@@ -389,10 +427,16 @@ impl http_body::Body for NotifyOnEnd {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let frame = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        if (frame.is_none() || this.inner.is_end_stream())
+        if let Some(Err(err)) = &frame
             && let Some(tx) = this.tx.take()
         {
-            let _ = tx.send(());
+            let reason = rampart_core::body_error::client_body_reason(&**err)
+                .unwrap_or(ErrorKind::ClientBodyError);
+            let _ = tx.send(Some(reason));
+        } else if (frame.is_none() || this.inner.is_end_stream())
+            && let Some(tx) = this.tx.take()
+        {
+            let _ = tx.send(None);
         }
         Poll::Ready(frame)
     }
@@ -403,5 +447,58 @@ impl http_body::Body for NotifyOnEnd {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt as _;
+    use rampart_core::BodyTooLarge;
+
+    use super::*;
+
+    /// One data frame, then the failure a size-limited client body ends with.
+    struct TooLarge(bool);
+
+    impl http_body::Body for TooLarge {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            if self.0 {
+                return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit: 4 }))));
+            }
+            self.0 = true;
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"abcd")))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_body_that_failed_gives_its_reason() {
+        let (req, body_sent) = watch_body_end(Request::new(Body::boxed(TooLarge(false))));
+        let mut body = req.into_body();
+        assert!(body.frame().await.unwrap().is_ok());
+        assert!(body.frame().await.unwrap().is_err());
+        // The response fails at once, as hyper's HTTP/2 client does after resetting the stream,
+        // before the deadline has looked at the body.
+        let (outcome, failed) =
+            with_timeout(std::future::ready(()), body_sent, Duration::from_secs(5)).await;
+        assert_eq!(outcome, Some(()));
+        assert_eq!(failed, Some(ErrorKind::BodyTooLarge));
+    }
+
+    #[tokio::test]
+    async fn a_request_body_sent_whole_gives_no_failure() {
+        let (req, body_sent) = watch_body_end(Request::new(Body::full("abc")));
+        let mut body = req.into_body();
+        while let Some(frame) = body.frame().await {
+            assert!(frame.is_ok());
+        }
+        let (outcome, failed) =
+            with_timeout(std::future::ready(()), body_sent, Duration::from_secs(5)).await;
+        assert_eq!((outcome, failed), (Some(()), None));
     }
 }
