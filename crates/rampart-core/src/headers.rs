@@ -14,6 +14,10 @@ static HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
+/// The lengths of the names in [`HOP_BY_HOP`]: `te`, `upgrade`, `connection` and `keep-alive`,
+/// `proxy-connection`, `transfer-encoding`, `proxy-authenticate`.
+const HOP_BY_HOP_LENGTHS: [usize; 6] = [2, 7, 10, 16, 17, 18];
+
 /// Bit of `Connection` in the presence mask of [`HOP_BY_HOP`].
 const CONNECTION_BIT: u8 = 1;
 /// Bit of `TE`.
@@ -31,6 +35,11 @@ const UPGRADE_BITS: u8 = CONNECTION_BIT | 1 << 6;
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let mut present = 0u8;
     for name in headers.keys() {
+        // Most names are not hop-by-hop: their length alone says so (one comparison instead of
+        // seven name comparisons per field, measured with callgrind).
+        if !HOP_BY_HOP_LENGTHS.contains(&name.as_str().len()) {
+            continue;
+        }
         if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
             present |= 1 << i;
         }
@@ -238,6 +247,13 @@ mod tests {
             added.as_bytes(),
             b"via: 1.1 rampart\r\nx-request-id: abc\r\n"
         );
+    }
+
+    #[test]
+    fn the_length_filter_knows_every_hop_by_hop_name() {
+        for name in &HOP_BY_HOP {
+            assert!(HOP_BY_HOP_LENGTHS.contains(&name.as_str().len()), "{name}");
+        }
     }
 
     #[test]

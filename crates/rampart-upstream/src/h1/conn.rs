@@ -21,7 +21,7 @@ use tokio::io::AsyncWrite;
 
 use crate::io::UpstreamIo;
 
-use super::decode::{BadResponse, Field, Head, final_response_started, parse_head};
+use super::decode::{BadResponse, Head, HeadScratch, final_response_started, parse_head};
 use super::encode::{LAST_CHUNK, RequestFraming, chunk_header, encode_head, framing};
 
 /// Initial size of a connection's read buffer; it grows for large bodies.
@@ -39,7 +39,7 @@ pub(crate) struct H1Conn {
     /// Serialized request head (kept to reuse its allocation).
     out: BytesMut,
     /// Scratch space for parsing response heads.
-    fields: Vec<Field>,
+    scratch: HeadScratch,
     /// Requests served so far on this connection.
     pub(crate) uses: u64,
 }
@@ -70,7 +70,7 @@ impl H1Conn {
             io,
             buf: BytesMut::with_capacity(READ_BUF),
             out: BytesMut::with_capacity(512),
-            fields: Vec::new(),
+            scratch: HeadScratch::default(),
             uses: 0,
         }
     }
@@ -116,7 +116,7 @@ impl H1Conn {
         let early = sent?;
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        if let Some(head) = parse_head(&mut self.buf, &method, &mut self.fields)? {
+        if let Some(head) = parse_head(&mut self.buf, &method, &mut self.scratch)? {
             return Ok((head, !early));
         }
         loop {
@@ -124,7 +124,7 @@ impl H1Conn {
                 biased;
                 read = self.read_more(READ_BUF) => {
                     read.map_err(ExchangeError::Io)?;
-                    if let Some(head) = parse_head(&mut self.buf, &method, &mut self.fields)? {
+                    if let Some(head) = parse_head(&mut self.buf, &method, &mut self.scratch)? {
                         return Ok((head, !early));
                     }
                 }
