@@ -7,6 +7,7 @@ mod proxy;
 use std::sync::Arc;
 
 use http::{Request, Response};
+use rampart_config::Config;
 use rampart_config::model::RouteRetry;
 use rampart_core::{Body, ProxyError, RequestCtx};
 use rampart_upstream::UpstreamSet;
@@ -17,8 +18,9 @@ use crate::runtime::{ListenerRt, Runtime};
 
 /// What a route does with a request.
 pub(crate) enum Handler {
-    /// Forward to an upstream.
-    Proxy(Arc<UpstreamSet>, Option<Arc<RouteRetry>>),
+    /// Forward to an upstream; the flag says the fields Rampart adds must go into the request's
+    /// `HeaderMap` (see [`Handler::proxy`]).
+    Proxy(Arc<UpstreamSet>, Option<Arc<RouteRetry>>, bool),
     /// Answer with a redirect.
     Redirect(RedirectSpec),
     /// Answer with a fixed response.
@@ -28,10 +30,32 @@ pub(crate) enum Handler {
 }
 
 impl Handler {
+    /// Forwarding to `set`. The fields Rampart adds (forwarding headers, `Via`, request ID,
+    /// trace context) are written by the HTTP/1.1 encoder, except when the upstream's balancer
+    /// hashes on a header (`hash_on = "header:…"`): it reads the request's map before the
+    /// request is encoded, so they go into the map as they did before.
+    pub(crate) fn proxy(
+        set: &Arc<UpstreamSet>,
+        retry: Option<&RouteRetry>,
+        config: &Config,
+    ) -> Self {
+        let hashes_on_header = config.raw().upstreams.iter().any(|u| {
+            u.name.as_str() == &*set.name
+                && u.hash_on
+                    .as_ref()
+                    .is_some_and(|h| h.get().starts_with("header:"))
+        });
+        Self::Proxy(
+            Arc::clone(set),
+            retry.cloned().map(Arc::new),
+            hashes_on_header,
+        )
+    }
+
     /// One line for `rampart explain`.
     pub(crate) fn summary(&self) -> String {
         match self {
-            Self::Proxy(set, _) => {
+            Self::Proxy(set, ..) => {
                 let labels = set.target_labels();
                 let mut targets: Vec<&str> = labels.iter().map(AsRef::as_ref).collect();
                 let source = set.discovery_source();
@@ -65,8 +89,14 @@ impl Handler {
         timeout: Option<std::time::Duration>,
     ) -> Result<Response<Body>, ProxyError> {
         match self {
-            Self::Proxy(set, retry) => {
-                proxy::run(set, retry.as_deref(), req, ctx, rt, listener, timeout).await
+            Self::Proxy(set, retry, fields_in_map) => {
+                let route = proxy::ProxyRoute {
+                    set,
+                    retry: retry.as_deref(),
+                    timeout,
+                    fields_in_map: *fields_in_map,
+                };
+                proxy::run(&route, req, ctx, rt, listener).await
             }
             Self::Redirect(r) => Ok(r.respond(&req, ctx)),
             Self::Respond(r) => Ok(r.respond()),
