@@ -257,6 +257,19 @@ impl UpstreamSet {
     /// Picks a target of `m` for a request, skipping the ones it already `tried`. Only the
     /// priority tier that takes requests is considered.
     pub(crate) fn pick(&self, m: &Members, key: PickKey, tried: &[usize]) -> Option<usize> {
+        // In panic mode a retry still prefers a target that takes requests, if one is left:
+        // panic mode spreads load, it should not send a retry to a target known to be down.
+        let panicking = self.health.panicking();
+        if panicking
+            && !tried.is_empty()
+            && let Some(i) = self.pick_in(m, key, tried, false)
+        {
+            return Some(i);
+        }
+        self.pick_in(m, key, tried, panicking)
+    }
+
+    fn pick_in(&self, m: &Members, key: PickKey, tried: &[usize], all: bool) -> Option<usize> {
         let (start, end, picker) = m.active_picker()?;
         let mut local = [0usize; MAX_TRIED];
         let mut n = 0;
@@ -271,7 +284,7 @@ impl UpstreamSet {
         let view = View {
             stats: m.stats.get(start..end)?,
             weights: m.weights.get(start..end)?,
-            all: self.health.panicking(),
+            all,
             tried: &local[..n],
             max_in_flight: self.breaker.as_ref().map_or(u32::MAX, |b| b.per_target),
         };
@@ -497,5 +510,29 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(s.pick(&s.members(), key, &[]), Some(1));
         }
+    }
+
+    #[test]
+    fn in_panic_mode_a_retry_prefers_a_target_that_takes_requests() {
+        use crate::health::{Reason, State};
+        let s = set(&["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]);
+        let m = s.members();
+        for i in [0, 1] {
+            assert!(m.stats[i].transition(
+                State::Healthy,
+                State::Unhealthy,
+                Reason::ActiveCheckFailed
+            ));
+        }
+        s.health.refresh_panic(&s.name, &m);
+        assert!(s.in_panic_mode());
+        for _ in 0..50 {
+            assert_eq!(s.pick(&m, PickKey::default(), &[0]), Some(2));
+        }
+        assert_eq!(
+            s.pick(&m, PickKey::default(), &[0, 2]),
+            Some(1),
+            "panic mode still reaches the rest"
+        );
     }
 }
