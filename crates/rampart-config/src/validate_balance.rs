@@ -251,6 +251,17 @@ mod tests {
     }
 
     #[test]
+    fn zero_route_retry_durations_are_refused() {
+        let text = "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n\n[[upstreams]]\nname = \"u\"\ntargets = [\"127.0.0.1:1\"]\n\n[[routes]]\nname = \"r\"\nlisteners = [\"l\"]\npath = \"/\"\nupstream = \"u\"\n[routes.retry]\nhedge_after = \"0s\"\nper_try_timeout = \"0s\"\n";
+        let e = match load_str_with_env(text, "t.toml", &|_| None) {
+            Ok(_) => String::new(),
+            Err(d) => d.to_string(),
+        };
+        assert!(e.contains("routes[0].retry.hedge_after"), "{e}");
+        assert!(e.contains("routes[0].retry.per_try_timeout"), "{e}");
+    }
+
+    #[test]
     fn good_settings_pass() {
         let e = errors(
             "balance = \"maglev\"\nhash_on = \"cookie:sid\"\nweights = { \"127.0.0.1:1\" = 5 }\n[upstreams.sticky]\nsecret = \"0123456789abcdef\"\n[upstreams.health_check]\npath = \"/healthz\"\n[upstreams.retry]\nmax_retries = 2\n[upstreams.circuit_breaker]\nmax_requests = 100",

@@ -174,12 +174,13 @@ impl DnsSource {
             }
             Query::Srv { name } => srv_entries(resolver, name).await?,
         };
-        entries.truncate(MAX_TARGETS);
         if entries.is_empty() {
             return Err("the answer has no address".to_owned());
         }
-        // Answers come in any order: a stable order keeps round robin and logs calm.
+        // Answers come in any order: a stable order keeps round robin and logs calm, and the
+        // cap then keeps the same (most preferred) targets on every refresh.
         entries.sort_by(|a, b| (a.priority, &a.label).cmp(&(b.priority, &b.label)));
+        entries.truncate(MAX_TARGETS);
         Ok((entries, valid_until))
     }
 }
