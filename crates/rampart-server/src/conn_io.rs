@@ -135,15 +135,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
     }
 
     /// Arms the timer for the current deadline and reports whether it has passed.
+    ///
+    /// The timer is moved lazily: a deadline later than the armed one leaves the timer where it
+    /// is, and when it fires early it is re-armed for the deadline then in force. Deadlines
+    /// move later with every request, so this spares two timer-wheel resets per request
+    /// (measured with callgrind) for one every `header_read` interval.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(deadline) = self.deadline() else {
             return false;
         };
-        if self.armed != Some(deadline) {
-            self.timer.as_mut().reset(deadline);
-            self.armed = Some(deadline);
+        loop {
+            if self.armed.is_none_or(|armed| armed > deadline) {
+                self.timer.as_mut().reset(deadline);
+                self.armed = Some(deadline);
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            if self.armed == Some(deadline) {
+                return true;
+            }
+            // Fired for a deadline that has since moved later.
+            self.armed = None;
         }
-        self.timer.as_mut().poll(cx).is_ready()
     }
 
     fn on_bytes(&mut self, data: &[u8]) {

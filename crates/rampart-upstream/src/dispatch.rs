@@ -36,6 +36,10 @@ pub struct ForwardOpts<'a> {
     pub client_ip: Option<IpAddr>,
     /// The route's retry overrides.
     pub route_retry: Option<&'a RouteRetry>,
+    /// Field lines Rampart adds to an HTTP/1.1 request outside its map, written after the
+    /// request's own (see [`AddedFields`](rampart_core::headers::AddedFields)); empty when
+    /// the added fields are in the map.
+    pub added: &'a [u8],
 }
 
 /// Sends `req` (origin-form URI, `Host` set, hop-by-hop headers already removed) to a target of
@@ -55,6 +59,7 @@ pub async fn forward(
         upgrade,
         client_ip: None,
         route_retry: None,
+        added: &[],
     };
     forward_with(set, req, &opts).await
 }
@@ -114,6 +119,7 @@ pub async fn forward_with(
         key,
         rules,
         body,
+        added: opts.added,
         tried: [0; MAX_ATTEMPTS],
         attempts: 0,
     };
@@ -170,6 +176,8 @@ struct Run<'a> {
     rules: Rules,
     /// The whole body when it can be replayed.
     body: Option<Bytes>,
+    /// See [`ForwardOpts::added`].
+    added: &'a [u8],
     tried: [usize; MAX_ATTEMPTS],
     attempts: usize,
 }
@@ -227,10 +235,21 @@ impl Run<'_> {
             let keep_sent = replayable && set.retry.retries_responses();
             let hedge = self.hedge_delay(upgrade);
             let (i, result) = match hedge {
-                Some(delay) => self.race(i, req, timeout, keep_sent, delay).await,
+                // Boxed: a race holds two attempts, which would double the size of every
+                // request's future when hedging is off.
+                Some(delay) => Box::pin(self.race(i, req, timeout, keep_sent, delay)).await,
                 None => (
                     i,
-                    attempt(set, &m.targets[i], req, timeout, upgrade, keep_sent).await,
+                    attempt(
+                        set,
+                        &m.targets[i],
+                        req,
+                        self.added,
+                        timeout,
+                        upgrade,
+                        keep_sent,
+                    )
+                    .await,
                 ),
             };
             drop(guard);
@@ -287,7 +306,15 @@ impl Run<'_> {
     ) -> (usize, Result<Forwarded, Failure>) {
         let (set, m) = (self.set, self.members);
         let mut hedge = copy_head(&req);
-        let first = attempt(set, &m.targets[i], req, timeout, false, keep_sent);
+        let first = attempt(
+            set,
+            &m.targets[i],
+            req,
+            self.added,
+            timeout,
+            false,
+            keep_sent,
+        );
         tokio::pin!(first);
         tokio::select! {
             r = &mut first => return (i, r),
@@ -308,7 +335,15 @@ impl Run<'_> {
         let stats = &m.stats[j];
         stats.in_flight.fetch_add(1, Ordering::Relaxed);
         let _guard = InFlight(&stats.in_flight);
-        let second = attempt(set, &m.targets[j], hedge, timeout, false, keep_sent);
+        let second = attempt(
+            set,
+            &m.targets[j],
+            hedge,
+            self.added,
+            timeout,
+            false,
+            keep_sent,
+        );
         tokio::pin!(second);
         tokio::select! {
             r = &mut first => match r {

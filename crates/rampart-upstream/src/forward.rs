@@ -82,18 +82,23 @@ impl Failure {
     }
 }
 
+/// One attempt of `req` on `target`. `added`: field lines the HTTP/1.1 encoder writes after the
+/// request's own (empty for HTTP/2 and upgrades, whose added fields are in the map).
 pub(crate) async fn attempt(
     set: &UpstreamSet,
     target: &Target,
     req: Request<Body>,
+    added: &[u8],
     timeout: Duration,
     upgrade: bool,
     keep_sent: bool,
 ) -> Result<Forwarded, Failure> {
+    // Rare or slow paths are boxed so their state does not enlarge every request's future
+    // (a request's future is moved whole when hyper spawns an HTTP/2 stream).
     match set.protocol {
-        _ if upgrade => attempt_upgrade(set, target, req, timeout).await,
+        _ if upgrade => Box::pin(attempt_upgrade(set, target, req, timeout)).await,
         UpstreamProtocol::H2c | UpstreamProtocol::H2 => attempt_h2(set, target, req, timeout).await,
-        UpstreamProtocol::Http1 => attempt_h1(set, target, req, timeout, keep_sent).await,
+        UpstreamProtocol::Http1 => attempt_h1(set, target, req, added, timeout, keep_sent).await,
     }
 }
 
@@ -148,6 +153,7 @@ async fn attempt_h1(
     set: &UpstreamSet,
     target: &Target,
     mut req: Request<Body>,
+    added: &[u8],
     timeout: Duration,
     keep_sent: bool,
 ) -> Result<Forwarded, Failure> {
@@ -168,13 +174,16 @@ async fn attempt_h1(
         };
         let (mut conn, fresh) = match pooled {
             Some(conn) => (conn, false),
-            None => match connect::stream(target, set, preface.as_deref()).await {
+            None => match Box::pin(connect::stream(target, set, preface.as_deref())).await {
                 Ok(io) => (H1Conn::new(io), true),
                 Err(error) => return Err(Failure::unsent(error, req)),
             },
         };
         let started = Instant::now();
-        match conn.exchange(&mut req, timeout).await {
+        match conn
+            .exchange(&mut req, added, started.into(), timeout)
+            .await
+        {
             Ok((head, complete)) => {
                 let poolable = complete && preface.is_none();
                 let response = response_from(conn, head, poolable, slot);
@@ -253,7 +262,7 @@ async fn attempt_h2(
         match pool::checkout_h2(target.pool_key) {
             H2Checkout::Ready(sender) => break sender,
             H2Checkout::Connect(opening) => {
-                let outcome = connect::http2(target, set).await;
+                let outcome = Box::pin(connect::http2(target, set)).await;
                 opening.finish(&outcome);
                 match outcome {
                     Ok(sender) => break sender,

@@ -52,7 +52,7 @@ pub(super) async fn run(
     // Rampart's own HTTP/1.1 client writes the added fields itself; hyper's client (HTTP/2,
     // upgrades) and a balancer hashing on a header read them from the map.
     let direct = !route.fields_in_map && !upgrade && set.protocol == UpstreamProtocol::Http1;
-    prepare_request(&mut req, ctx, listener, &rt.settings, upgrade, direct);
+    let added = prepare_request(&mut req, ctx, listener, &rt.settings, upgrade, direct);
     if set.proxy_protocol.is_some() {
         req.extensions_mut().insert(client_connection(ctx));
     }
@@ -62,6 +62,7 @@ pub(super) async fn run(
         upgrade,
         client_ip: Some(ctx.client_ip),
         route_retry: route.retry,
+        added: added.as_bytes(),
     };
     let fwd = match forward_with(set, req, &opts).await {
         Ok(fwd) => fwd,
@@ -127,9 +128,10 @@ fn is_upgrade(req: &Request<Body>) -> bool {
 
 /// Rewrites the client's request into the one the upstream gets: hop-by-hop headers removed,
 /// origin-form target, `Host`, forwarding headers, `Via`, request ID and trace context. With
-/// `direct`, the added fields go into [`AddedFields`] for the HTTP/1.1 encoder instead of the
-/// map (any field of the same name the request carries is removed from the map, so the upstream
-/// receives what inserting them would have sent).
+/// `direct`, the added fields are returned as [`AddedFields`] for the HTTP/1.1 encoder instead
+/// of going into the map (any field of the same name the request carries is removed from the
+/// map, so the upstream receives what inserting them would have sent); otherwise the returned
+/// fields are empty.
 fn prepare_request(
     req: &mut Request<Body>,
     ctx: &RequestCtx,
@@ -137,7 +139,7 @@ fn prepare_request(
     settings: &Settings,
     upgrade: bool,
     direct: bool,
-) {
+) -> AddedFields {
     let authority = req.uri().authority().map(|a| a.as_str().to_owned());
     let version = req.version();
     let origin_form = req
@@ -178,9 +180,10 @@ fn prepare_request(
         remove_replaced(headers, ctx, listener);
         let mut fields = AddedFields::with_capacity(ADDED_ROOM);
         added.write(&mut fields, previous);
-        req.extensions_mut().insert(fields);
+        fields
     } else {
         added.write(headers, previous);
+        AddedFields::default()
     }
 }
 

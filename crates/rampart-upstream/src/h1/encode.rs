@@ -4,7 +4,6 @@
 
 use bytes::BytesMut;
 use http::{HeaderMap, Method, Request, header};
-use rampart_core::headers::AddedFields;
 
 /// How the request body is framed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,17 +34,18 @@ fn expects_body(method: &Method) -> bool {
 /// Writes the head of `req` into `out`. The URI must be in origin form (the proxy handler has
 /// made it so) and hop-by-hop headers already removed; `content-length` and
 /// `transfer-encoding` from the client are never copied, the framing is Rampart's own. The
-/// fields the proxy added outside the map ([`AddedFields`] in the extensions) follow the
-/// map's fields.
-pub(crate) fn encode_head<B>(req: &Request<B>, framing: RequestFraming, out: &mut BytesMut) {
+/// field lines the proxy added outside the map (`added`, see
+/// [`AddedFields`](rampart_core::headers::AddedFields)) follow the map's fields.
+pub(crate) fn encode_head<B>(
+    req: &Request<B>,
+    added: &[u8],
+    framing: RequestFraming,
+    out: &mut BytesMut,
+) {
     let path = req
         .uri()
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str);
-    let added = req
-        .extensions()
-        .get::<AddedFields>()
-        .map_or(&[][..], AddedFields::as_bytes);
     out.reserve(64 + path.len() + estimate(req.headers()) + added.len());
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.extend_from_slice(b" ");
@@ -91,10 +91,11 @@ pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rampart_core::headers::AddedFields;
 
     fn head(req: &Request<()>, framing: RequestFraming) -> String {
         let mut out = BytesMut::new();
-        encode_head(req, framing, &mut out);
+        encode_head(req, &[], framing, &mut out);
         String::from_utf8(out.to_vec()).unwrap()
     }
 
@@ -115,13 +116,14 @@ mod tests {
     fn added_fields_follow_the_maps_fields() {
         let mut added = AddedFields::with_capacity(32);
         added.push(&header::VIA, b"1.1 rampart");
-        let mut req = Request::get("/")
+        let req = Request::get("/")
             .header("Host", "example.com")
             .body(())
             .unwrap();
-        req.extensions_mut().insert(added);
+        let mut out = BytesMut::new();
+        encode_head(&req, added.as_bytes(), RequestFraming::Empty, &mut out);
         assert_eq!(
-            head(&req, RequestFraming::Empty),
+            String::from_utf8(out.to_vec()).unwrap(),
             "GET / HTTP/1.1\r\nhost: example.com\r\nvia: 1.1 rampart\r\n\r\n"
         );
     }
