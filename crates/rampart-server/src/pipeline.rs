@@ -91,8 +91,11 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
         Ok(resp) => resp,
         Err(err) => reject(&err, ctx, accept.as_ref()),
     };
-    resp.headers_mut()
-        .insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+    // Unique to each response, so never worth an HPACK table entry: sent as a never-indexed
+    // literal, it costs no table insertion and evicts nothing the next response could reuse.
+    let mut id = ctx.request_id.clone();
+    id.set_sensitive(true);
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
     if let Some(hsts) = listener.tls.as_ref().and_then(|t| t.hsts.as_ref())
         && !resp
             .headers()
