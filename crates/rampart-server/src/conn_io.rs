@@ -9,7 +9,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,7 +17,6 @@ use futures_util::task::AtomicWaker;
 use http::HeaderValue;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use crate::head_scan::HeadScan;
@@ -27,8 +26,9 @@ use crate::head_scan::HeadScan;
 pub(crate) struct ConnState {
     /// Requests whose response has not finished yet.
     in_flight: AtomicU32,
-    /// Signalled when an HTTP/2 connection has been idle for the keep-alive timeout.
-    pub(crate) idle: Notify,
+    /// Set when an HTTP/2 connection has been idle for the keep-alive timeout (by the I/O
+    /// wrapper, inside the connection's own poll: the serving loop checks it right after).
+    idle: AtomicBool,
     /// The connection task, woken when the last in-flight request finishes: hyper may have
     /// polled the socket while the request was busy (no timer armed then) and would otherwise
     /// wait for client bytes forever instead of starting the keep-alive timer.
@@ -49,6 +49,11 @@ impl ConnState {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.reader.wake();
         }
+    }
+
+    /// True once, after an HTTP/2 connection went idle for the keep-alive timeout.
+    pub(crate) fn take_idle(&self) -> bool {
+        self.idle.load(Ordering::Relaxed) && self.idle.swap(false, Ordering::AcqRel)
     }
 
     /// The head-scan flags of the request being dispatched, cleared for the next one.
@@ -225,7 +230,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
             }
             _ if self.http2 => {
                 // Let the connection task send GOAWAY and close gracefully.
-                self.state.idle.notify_one();
+                self.state.idle.store(true, Ordering::Release);
                 self.phase = Phase::Busy;
                 Poll::Pending
             }
