@@ -141,7 +141,9 @@ impl AddedFields {
     /// Adds the field `name: value`. `value` must be a valid field value: the bytes of a
     /// [`HeaderValue`], or bytes Rampart formatted itself from a known alphabet.
     pub fn push(&mut self, name: &HeaderName, value: &[u8]) {
-        self.lines.extend_from_slice(name.as_str().as_bytes());
+        let name = name.as_str().as_bytes();
+        self.lines.reserve(name.len() + value.len() + 4);
+        self.lines.extend_from_slice(name);
         self.lines.extend_from_slice(b": ");
         self.lines.extend_from_slice(value);
         self.lines.extend_from_slice(b"\r\n");

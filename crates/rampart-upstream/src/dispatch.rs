@@ -73,7 +73,7 @@ pub async fn forward(
 /// body.
 pub async fn forward_with(
     set: &Arc<UpstreamSet>,
-    req: Request<Body>,
+    mut req: Request<Body>,
     opts: &ForwardOpts<'_>,
 ) -> Result<Forwarded, ForwardError> {
     set.start_health();
@@ -103,8 +103,8 @@ pub async fn forward_with(
     if replay_wanted {
         set.retry.deposit();
     }
-    let (req, body) = match buffer_for_replay(req, replay_wanted, set.retry.buffer_body).await {
-        Ok(r) => r,
+    let body = match buffer_for_replay(&mut req, replay_wanted, set.retry.buffer_body).await {
+        Ok(body) => body,
         Err(error) => {
             return Err(ForwardError {
                 error,
@@ -137,21 +137,22 @@ pub async fn forward_with(
     Ok(fwd)
 }
 
-/// Collects a small request body so it can be sent again; larger or unknown-length bodies
-/// stream through and make the request non-replayable (`None`).
+/// Collects a small request body so it can be sent again (the request then carries it whole);
+/// larger or unknown-length bodies stream through and make the request non-replayable
+/// (`None`). The request is borrowed, not moved: it is large, and most have no body.
 async fn buffer_for_replay(
-    req: Request<Body>,
+    req: &mut Request<Body>,
     wanted: bool,
     limit: u64,
-) -> Result<(Request<Body>, Option<Bytes>), ProxyError> {
+) -> Result<Option<Bytes>, ProxyError> {
     if req.body().is_end_stream() {
-        return Ok((req, Some(Bytes::new())));
+        return Ok(Some(Bytes::new()));
     }
     let fits = req.body().size_hint().upper().is_some_and(|n| n <= limit);
     if !wanted || !fits {
-        return Ok((req, None));
+        return Ok(None);
     }
-    let (parts, body) = req.into_parts();
+    let body = std::mem::take(req.body_mut());
     let bytes = body
         .collect()
         .await
@@ -161,10 +162,8 @@ async fn buffer_for_replay(
             ProxyError::new(kind, format!("request body: {e}"))
         })?
         .to_bytes();
-    Ok((
-        Request::from_parts(parts, Body::full(bytes.clone())),
-        Some(bytes),
-    ))
+    *req.body_mut() = Body::full(bytes.clone());
+    Ok(Some(bytes))
 }
 
 /// The state of one request's attempts.

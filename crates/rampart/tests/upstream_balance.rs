@@ -446,6 +446,20 @@ async fn hedged_requests_race_a_hung_target_and_posts_are_never_hedged() {
             200,
             "GET {k}: the fast target answers the hedge"
         );
+        // A hedged copy carries the fields Rampart adds, like the first attempt.
+        let echo: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        let names: Vec<&str> = echo["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|h| h[0].as_str())
+            .collect();
+        for added in ["x-forwarded-for", "via", "x-request-id", "traceparent"] {
+            assert!(
+                names.contains(&added),
+                "GET {k}: {added} missing: {names:?}"
+            );
+        }
     }
     assert!(
         hung.connections() >= 3,
