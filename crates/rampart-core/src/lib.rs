@@ -1,6 +1,7 @@
 //! Rampart's shared vocabulary: the [`Body`] type, [`ProxyError`] and its reasons, the
-//! [`Stage`] trait with [`Flow`], [`RequestCtx`], request IDs and trace context, header helpers
-//! and the one place where errors become responses.
+//! [`Stage`] trait with [`Flow`], [`RequestCtx`], request IDs and trace context, header helpers,
+//! the one place where errors become responses, and the [`timer::LazyTimer`] connection timers
+//! share.
 //!
 //! Depends only on `rampart-config` among Rampart crates; every other Rampart crate may use it.
 
@@ -16,6 +17,7 @@ pub mod ipset;
 pub mod proxy_protocol;
 pub mod respond;
 pub mod stage;
+pub mod timer;
 
 pub use body::{Body, BodyTooLarge, BoxError};
 pub use country::CountryCode;

@@ -16,9 +16,10 @@ use bytes::BytesMut;
 use http::Request;
 use http_body::Body as _;
 use http_body_util::BodyExt;
+use rampart_core::timer::LazyTimer;
 use rampart_core::{Body, BoxError};
 use tokio::io::AsyncWrite;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use crate::io::UpstreamIo;
 
@@ -43,48 +44,9 @@ pub(crate) struct H1Conn {
     scratch: HeadScratch,
     /// Requests served so far on this connection.
     pub(crate) uses: u64,
-    /// The response-head timer, kept across exchanges and moved lazily (see
-    /// [`ResponseTimer`]).
-    timer: ResponseTimer,
-}
-
-/// A connection's response-head timer.
-///
-/// Hot path: a fresh `tokio::time::sleep` per exchange costs a timer-wheel insertion and
-/// removal per request. Each exchange's deadline is later than the previous one, so the timer
-/// stays armed where it is and is only moved when it fires before the deadline in force (once
-/// per timeout interval on a busy connection), measured with callgrind.
-#[derive(Debug)]
-struct ResponseTimer {
-    sleep: Pin<Box<Sleep>>,
-    armed: Instant,
-}
-
-impl ResponseTimer {
-    fn new() -> Self {
-        let now = Instant::now();
-        Self {
-            sleep: Box::pin(tokio::time::sleep_until(now)),
-            armed: now,
-        }
-    }
-
-    /// Ready once `deadline` has passed.
-    fn poll_expired(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
-        loop {
-            if self.armed > deadline {
-                self.sleep.as_mut().reset(deadline);
-                self.armed = deadline;
-            }
-            std::task::ready!(self.sleep.as_mut().poll(cx));
-            if self.armed == deadline {
-                return Poll::Ready(());
-            }
-            // Fired for an earlier exchange's deadline: move on to this one's.
-            self.sleep.as_mut().reset(deadline);
-            self.armed = deadline;
-        }
-    }
+    /// The response-head timer, kept across exchanges and moved lazily: each exchange's
+    /// deadline is later than the previous one's.
+    timer: LazyTimer,
 }
 
 /// Why an exchange failed.
@@ -115,7 +77,7 @@ impl H1Conn {
             out: BytesMut::with_capacity(512),
             scratch: HeadScratch::default(),
             uses: 0,
-            timer: ResponseTimer::new(),
+            timer: LazyTimer::new(Instant::now()),
         }
     }
 
