@@ -79,6 +79,15 @@ impl Config {
     }
 }
 
+/// The diagnostics of loading `text` without environment variables, or `""` when it loads.
+#[cfg(test)]
+pub(crate) fn load_errors(text: &str) -> String {
+    load_str_with_env(text, "t.toml", &|_| None)
+        .err()
+        .map(|d| d.to_string())
+        .unwrap_or_default()
+}
+
 /// Parses and validates config `text` read from `origin`, looking up `${VAR}`s with `env`.
 ///
 /// # Errors

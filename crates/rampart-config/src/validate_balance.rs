@@ -238,25 +238,17 @@ impl Checks {
 
 #[cfg(test)]
 mod tests {
-    use crate::load_str_with_env;
-
     fn errors(upstream_extra: &str) -> String {
         let text = format!(
             "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n\n[[upstreams]]\nname = \"u\"\ntargets = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n{upstream_extra}\n\n[[routes]]\nname = \"r\"\nlisteners = [\"l\"]\npath = \"/\"\nupstream = \"u\"\n"
         );
-        match load_str_with_env(&text, "t.toml", &|_| None) {
-            Ok(_) => String::new(),
-            Err(d) => d.to_string(),
-        }
+        crate::load_errors(&text)
     }
 
     #[test]
     fn zero_route_retry_durations_are_refused() {
         let text = "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n\n[[upstreams]]\nname = \"u\"\ntargets = [\"127.0.0.1:1\"]\n\n[[routes]]\nname = \"r\"\nlisteners = [\"l\"]\npath = \"/\"\nupstream = \"u\"\n[routes.retry]\nhedge_after = \"0s\"\nper_try_timeout = \"0s\"\n";
-        let e = match load_str_with_env(text, "t.toml", &|_| None) {
-            Ok(_) => String::new(),
-            Err(d) => d.to_string(),
-        };
+        let e = crate::load_errors(text);
         assert!(e.contains("routes[0].retry.hedge_after"), "{e}");
         assert!(e.contains("routes[0].retry.per_try_timeout"), "{e}");
     }

@@ -115,16 +115,11 @@ fn dns_host_port(text: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use crate::load_str_with_env;
-
     fn errors(discovery: &str, targets: &str) -> String {
         let text = format!(
             "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n\n[[upstreams]]\nname = \"u\"\ntargets = [{targets}]\n[upstreams.discovery]\n{discovery}\n\n[[routes]]\nname = \"r\"\nlisteners = [\"l\"]\npath = \"/\"\nupstream = \"u\"\n"
         );
-        match load_str_with_env(&text, "t.toml", &|_| None) {
-            Ok(_) => String::new(),
-            Err(d) => d.to_string(),
-        }
+        crate::load_errors(&text)
     }
 
     #[test]
@@ -178,10 +173,7 @@ mod tests {
     #[test]
     fn a_passthrough_upstream_needs_static_targets() {
         let text = "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n\n[[listeners]]\nname = \"tls\"\nbind = \"127.0.0.1:0\"\n[listeners.passthrough]\ndefault = \"u\"\n\n[[upstreams]]\nname = \"u\"\n[upstreams.discovery]\ndns = \"a.b:443\"\n\n[[routes]]\nname = \"r\"\nlisteners = [\"l\"]\npath = \"/\"\nupstream = \"u\"\n";
-        let e = match load_str_with_env(text, "t.toml", &|_| None) {
-            Ok(_) => String::new(),
-            Err(d) => d.to_string(),
-        };
+        let e = crate::load_errors(text);
         assert!(e.contains("passthrough needs static"), "{e}");
     }
 }
