@@ -17,8 +17,8 @@ use tokio::time::{Instant, Sleep};
 #[derive(Debug)]
 pub struct LazyTimer {
     sleep: Pin<Box<Sleep>>,
-    /// Where the sleep is armed; `None` once it fired for a deadline that has since moved.
-    armed: Option<Instant>,
+    /// Where the sleep is armed.
+    armed: Instant,
 }
 
 impl LazyTimer {
@@ -27,24 +27,28 @@ impl LazyTimer {
     pub fn new(deadline: Instant) -> Self {
         Self {
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
-            armed: Some(deadline),
+            armed: deadline,
         }
     }
 
     /// Ready once `deadline` has passed; otherwise the task is woken at or before it.
     pub fn poll_expired(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
+        if self.armed > deadline {
+            self.rearm(deadline);
+        }
         loop {
-            if self.armed.is_none_or(|armed| armed > deadline) {
-                self.sleep.as_mut().reset(deadline);
-                self.armed = Some(deadline);
-            }
             std::task::ready!(self.sleep.as_mut().poll(cx));
-            if self.armed == Some(deadline) {
+            if self.armed == deadline {
                 return Poll::Ready(());
             }
             // Fired for a deadline that has since moved later.
-            self.armed = None;
+            self.rearm(deadline);
         }
+    }
+
+    fn rearm(&mut self, deadline: Instant) {
+        self.sleep.as_mut().reset(deadline);
+        self.armed = deadline;
     }
 }
 
