@@ -5,6 +5,8 @@
 //! This crate is pure: no I/O beyond reading the config file, no async runtime, no HTTP stack.
 //! It must not depend on any other Rampart crate.
 
+#![forbid(unsafe_code)]
+
 mod cidr;
 mod diag;
 mod interpolate;

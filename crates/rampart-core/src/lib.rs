@@ -5,6 +5,8 @@
 //!
 //! Depends only on `rampart-config` among Rampart crates; every other Rampart crate may use it.
 
+#![forbid(unsafe_code)]
+
 pub mod body;
 pub mod body_error;
 pub mod client_ip;

@@ -3,6 +3,8 @@
 //!
 //! Depends on `rampart-core` and `rampart-config`; never on the server or upstream crates.
 
+#![forbid(unsafe_code)]
+
 pub mod access;
 pub mod client_cert;
 pub mod cors;

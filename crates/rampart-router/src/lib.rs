@@ -25,6 +25,8 @@
 //! than three parameters (matchit), and a query `regex` predicate on a percent-encoded value
 //! longer than 512 bytes.
 
+#![forbid(unsafe_code)]
+
 mod explain;
 mod hash;
 mod host;

@@ -6,6 +6,8 @@
 //! Depends on `rampart-core`, `rampart-config`, `rampart-router`, `rampart-upstream` and
 //! `rampart-filters`; nothing depends on it but the binary, the admin API and the test kit.
 
+#![forbid(unsafe_code)]
+
 mod access_log;
 mod admin;
 pub mod audit;

@@ -4,6 +4,8 @@
 //! Every origin binds `127.0.0.1:0`, runs on the caller's tokio runtime, exposes `addr()`, and
 //! stops (its accept loop and every connection task are aborted) when dropped.
 
+#![forbid(unsafe_code)]
+
 pub mod certs;
 mod gateway;
 mod h1;

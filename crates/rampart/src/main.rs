@@ -1,6 +1,8 @@
 //! The `rampart` binary: command line, logging setup, signals, and wiring of the data plane.
 //! `anyhow` is used here and nowhere else.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 mod commands;
 mod doctor;
