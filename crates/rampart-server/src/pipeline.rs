@@ -63,7 +63,9 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
     };
     let rt: &Runtime = &finish.rt;
     let ctx = &mut *finish.ctx;
-    let mut req = Request::from_parts(parts, Body::Incoming(body));
+    // Boxed once here: the request then moves through the stages, the handler and the retry
+    // loop as one pointer instead of being copied whole at every step.
+    let mut req = Box::new(Request::from_parts(parts, Body::Incoming(body)));
     let Some(listener) = rt.listeners.get(finish.listener) else {
         // A reload removed this connection's listener (the connection is being closed): no
         // route of any other listener may answer it.
@@ -171,7 +173,7 @@ fn identify(req: &mut Request<Body>, ctx: &mut RequestCtx, listener: &ListenerRt
 async fn process(
     rt: &Runtime,
     listener: &ListenerRt,
-    mut req: Request<Body>,
+    mut req: Box<Request<Body>>,
     ctx: &mut RequestCtx,
     conn: &ConnCtx,
     accept: Option<&HeaderValue>,
@@ -237,7 +239,7 @@ async fn run_route(
     route: &CompiledRoute,
     rt: &Runtime,
     listener: &ListenerRt,
-    mut req: Request<Body>,
+    mut req: Box<Request<Body>>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<Body>, ProxyError> {
     for stage in &route.stages {

@@ -41,8 +41,8 @@ pub struct Forwarded {
     pub(crate) sent: Option<Held>,
 }
 
-/// A request kept for another attempt. Boxed: results holding it move several times per
-/// request, and a boxed request moves as one pointer.
+/// A request on its way through the attempts (and kept for another one). Boxed: it moves
+/// several times per request, and a boxed request moves as one pointer.
 pub(crate) type Held = Box<Request<Body>>;
 
 /// Why forwarding failed, and where.
@@ -65,10 +65,10 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
-    fn unsent(error: ProxyError, req: Request<Body>) -> Self {
+    fn unsent(error: ProxyError, req: Held) -> Self {
         Self {
             error,
-            unsent: Some(Box::new(req)),
+            unsent: Some(req),
             spent: None,
         }
     }
@@ -87,7 +87,7 @@ impl Failure {
 pub(crate) async fn attempt(
     set: &UpstreamSet,
     target: &Target,
-    req: Request<Body>,
+    req: Held,
     added: &[u8],
     timeout: Duration,
     upgrade: bool,
@@ -107,7 +107,7 @@ pub(crate) async fn attempt(
 async fn attempt_upgrade(
     set: &UpstreamSet,
     target: &Target,
-    mut req: Request<Body>,
+    mut req: Held,
     timeout: Duration,
 ) -> Result<Forwarded, Failure> {
     *req.version_mut() = Version::HTTP_11;
@@ -126,7 +126,7 @@ async fn attempt_upgrade(
         .retryable();
         return Err(Failure::unsent(error, req));
     }
-    let (req, body_sent) = watch_body_end(req);
+    let (req, body_sent) = watch_body_end(*req);
     let started = Instant::now();
     let (outcome, body_failed) =
         with_timeout(sender.try_send_request(req), body_sent, timeout).await;
@@ -136,7 +136,7 @@ async fn attempt_upgrade(
         Some(Err(mut e)) => match e.take_message() {
             Some(back) => Err(Failure::unsent(
                 classify(e.error(), &target.label).retryable(),
-                back,
+                Box::new(back),
             )),
             None => Err(Failure::sent(exchange_failure(
                 e.error(),
@@ -152,7 +152,7 @@ async fn attempt_upgrade(
 async fn attempt_h1(
     set: &UpstreamSet,
     target: &Target,
-    mut req: Request<Body>,
+    mut req: Held,
     added: &[u8],
     timeout: Duration,
     keep_sent: bool,
@@ -193,7 +193,7 @@ async fn attempt_h1(
                     target: target.label.clone(),
                     retries: 0,
                     upstream_time,
-                    sent: keep_sent.then(|| Box::new(req)),
+                    sent: keep_sent.then_some(req),
                 });
             }
             // A kept-alive connection the upstream closed just as it was reused: the request
@@ -203,7 +203,7 @@ async fn attempt_h1(
                 return Err(Failure {
                     error: exchange_error(e, target, conn.uses),
                     unsent: None,
-                    spent: Some(Box::new(req)),
+                    spent: Some(req),
                 });
             }
         }
@@ -255,7 +255,7 @@ fn exchange_error(e: ExchangeError, target: &Target, uses: u64) -> ProxyError {
 async fn attempt_h2(
     set: &UpstreamSet,
     target: &Target,
-    req: Request<Body>,
+    req: Held,
     timeout: Duration,
 ) -> Result<Forwarded, Failure> {
     let mut sender = loop {
@@ -292,7 +292,7 @@ async fn attempt_h2(
         .retryable();
         return Err(Failure::unsent(error, req));
     }
-    let req = to_absolute_form(req, target, set.tls.is_some());
+    let req = to_absolute_form(*req, target, set.tls.is_some());
     let (req, body_sent) = watch_body_end(req);
     let started = Instant::now();
     let (outcome, body_failed) =

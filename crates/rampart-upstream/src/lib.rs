@@ -25,7 +25,7 @@ mod retry;
 mod set;
 pub mod tls;
 
-pub use dispatch::{ForwardOpts, forward, forward_with};
+pub use dispatch::{ForwardOpts, forward_with};
 pub use forward::{ForwardError, Forwarded};
 pub use health::{State as TargetState, TargetStatus};
 pub use set::{Target, UpstreamSet, UpstreamTlsRt};

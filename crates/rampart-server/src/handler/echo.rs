@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 /// Reads (and counts) the request body, then describes the request.
 pub(super) async fn run(
-    req: Request<Body>,
+    req: Box<Request<Body>>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<Body>, ProxyError> {
     let (parts, mut body) = req.into_parts();

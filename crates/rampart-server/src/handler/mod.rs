@@ -82,7 +82,7 @@ impl Handler {
     /// Produces the response for `req`.
     pub(crate) async fn run(
         &self,
-        req: Request<Body>,
+        req: Box<Request<Body>>,
         ctx: &mut RequestCtx,
         rt: &Runtime,
         listener: &ListenerRt,
