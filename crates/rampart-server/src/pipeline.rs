@@ -91,7 +91,7 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
     let route_slot = &mut finish.route;
     let mut resp = match process(rt, listener, req, ctx, &conn, accept.as_ref(), route_slot).await {
         Ok(resp) => resp,
-        Err(err) => reject(&err, ctx, accept.as_ref()),
+        Err(err) => Box::new(reject(&err, ctx, accept.as_ref())),
     };
     // Unique to each response, so never worth an HPACK table entry: sent as a never-indexed
     // literal, it costs no table insertion and evicts nothing the next response could reuse.
@@ -178,19 +178,19 @@ async fn process(
     conn: &ConnCtx,
     accept: Option<&HeaderValue>,
     route_slot: &mut Option<Arc<CompiledRoute>>,
-) -> Result<Response<Body>, ProxyError> {
+) -> Result<Box<Response<Body>>, ProxyError> {
     let head_flags = conn.state.take_head_flags();
     if listener.health_endpoints
         && let Some(resp) = fast_path(&req, conn)
     {
-        return Ok(resp);
+        return Ok(Box::new(resp));
     }
     check_limits(&req, rt)?;
     check_sanity(&req)?;
     crate::sanity::check_head_flags(head_flags)?;
     crate::gates::admit(&mut req, ctx, &listener.gates, &rt.gates)?;
     if let Some((status, port)) = &listener.redirect_https {
-        return redirect_https(&req, ctx, *status, port);
+        return redirect_https(&req, ctx, *status, port).map(Box::new);
     }
     // The connection's client certificate reaches upstreams only in headers Rampart sets.
     let cert_headers = &listener.client_cert_headers;
@@ -226,7 +226,7 @@ async fn process(
     // this is the one place where that happens.
     let mut resp = match run_route(route, rt, listener, req, ctx).await {
         Ok(resp) => resp,
-        Err(err) => reject(&err, ctx, accept),
+        Err(err) => Box::new(reject(&err, ctx, accept)),
     };
     for stage in route.stages.iter().rev() {
         stage.on_response(&mut resp, ctx);
@@ -241,10 +241,10 @@ async fn run_route(
     listener: &ListenerRt,
     mut req: Box<Request<Body>>,
     ctx: &mut RequestCtx,
-) -> Result<Response<Body>, ProxyError> {
+) -> Result<Box<Response<Body>>, ProxyError> {
     for stage in &route.stages {
         if let Flow::Respond(resp) = stage.on_request(&mut req, ctx).resolve().await? {
-            return Ok(*resp);
+            return Ok(resp);
         }
     }
     crate::client_body::prepare(&mut req, &rt.gates)?;

@@ -170,9 +170,7 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// What to do after an attempt (a short-lived value on the stack: boxing it would allocate per
-/// request).
-#[allow(clippy::large_enum_variant)]
+/// What to do after an attempt.
 enum Next {
     Done(Result<Forwarded, ForwardError>),
     /// Send this request to that target.

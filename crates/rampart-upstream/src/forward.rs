@@ -29,7 +29,7 @@ use crate::{connect, pool};
 pub struct Forwarded {
     /// The response; its body streams from the upstream (and hands the connection back to the
     /// pool once read).
-    pub response: Response<Body>,
+    pub response: Box<Response<Body>>,
     /// The target that answered (`host:port` as configured).
     pub target: Arc<str>,
     /// Attempts beyond the first.
@@ -175,7 +175,7 @@ async fn attempt_h1(
         let (mut conn, fresh) = match pooled {
             Some(conn) => (conn, false),
             None => match Box::pin(connect::stream(target, set, preface.as_deref())).await {
-                Ok(io) => (H1Conn::new(io), true),
+                Ok(io) => (Box::new(H1Conn::new(io)), true),
                 Err(error) => return Err(Failure::unsent(error, req)),
             },
         };
@@ -212,7 +212,12 @@ async fn attempt_h1(
 
 /// The response for the client; a bodiless one hands the connection back at once. `may_pool`
 /// says the request was sent whole on a connection other requests may share.
-fn response_from(conn: H1Conn, head: Head, may_pool: bool, slot: PoolSlot) -> Response<Body> {
+fn response_from(
+    conn: Box<H1Conn>,
+    head: Head,
+    may_pool: bool,
+    slot: PoolSlot,
+) -> Box<Response<Body>> {
     let reusable = head.keep_alive && may_pool;
     let body = match head.framing {
         ResponseFraming::Empty | ResponseFraming::Length(0) => {
@@ -223,7 +228,7 @@ fn response_from(conn: H1Conn, head: Head, may_pool: bool, slot: PoolSlot) -> Re
         }
         framing => Body::boxed(H1Body::new(conn, framing, reusable, slot)),
     };
-    let mut resp = Response::new(body);
+    let mut resp = Box::new(Response::new(body));
     *resp.status_mut() = head.status;
     *resp.version_mut() = head.version;
     *resp.headers_mut() = head.headers;
@@ -335,7 +340,7 @@ fn exchange_failure(
 /// A response from hyper's client (HTTP/2, upgrades).
 fn finish(resp: Response<Incoming>, target: &Target, started: Instant) -> Forwarded {
     let upstream_time = started.elapsed();
-    let response = resp.map(Body::Incoming);
+    let response = Box::new(resp.map(Body::Incoming));
     Forwarded {
         response,
         target: target.label.clone(),

@@ -79,8 +79,9 @@ pub(crate) struct PoolSlot {
     pub(crate) idle_timeout: Duration,
 }
 
+/// An idle connection; boxed, so taking it from the pool and handing it back moves a pointer.
 struct Idle {
-    conn: H1Conn,
+    conn: Box<H1Conn>,
     expires: Instant,
 }
 
@@ -143,7 +144,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Takes the most recently used live idle connection for `key`, dropping expired or closed
 /// ones on the way.
-pub(crate) fn take_h1(key: usize) -> Option<H1Conn> {
+pub(crate) fn take_h1(key: usize) -> Option<Box<H1Conn>> {
     POOLS.with_borrow_mut(|pools| {
         let slot = pools.slot(key);
         let now = Instant::now();
@@ -158,7 +159,7 @@ pub(crate) fn take_h1(key: usize) -> Option<H1Conn> {
 }
 
 /// Puts an HTTP/1.1 connection back after its response was read to the end.
-pub(crate) fn release_h1(conn: H1Conn, to: PoolSlot) {
+pub(crate) fn release_h1(conn: Box<H1Conn>, to: PoolSlot) {
     POOLS.with_borrow_mut(|pools| {
         if !pools.sweeper_started && tokio::runtime::Handle::try_current().is_ok() {
             pools.sweeper_started = true;

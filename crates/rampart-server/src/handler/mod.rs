@@ -87,7 +87,7 @@ impl Handler {
         rt: &Runtime,
         listener: &ListenerRt,
         timeout: Option<std::time::Duration>,
-    ) -> Result<Response<Body>, ProxyError> {
+    ) -> Result<Box<Response<Body>>, ProxyError> {
         match self {
             Self::Proxy(set, retry, fields_in_map) => {
                 let route = proxy::ProxyRoute {
@@ -98,9 +98,9 @@ impl Handler {
                 };
                 proxy::run(&route, req, ctx, rt, listener).await
             }
-            Self::Redirect(r) => Ok(r.respond(&req, ctx)),
-            Self::Respond(r) => Ok(r.respond()),
-            Self::Echo => echo::run(req, ctx).await,
+            Self::Redirect(r) => Ok(Box::new(r.respond(&req, ctx))),
+            Self::Respond(r) => Ok(Box::new(r.respond())),
+            Self::Echo => echo::run(req, ctx).await.map(Box::new),
         }
     }
 }

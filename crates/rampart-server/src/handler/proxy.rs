@@ -43,7 +43,7 @@ pub(super) async fn run(
     ctx: &mut RequestCtx,
     rt: &Runtime,
     listener: &ListenerRt,
-) -> Result<Response<Body>, ProxyError> {
+) -> Result<Box<Response<Body>>, ProxyError> {
     let set = route.set;
     ctx.upstream = Some(set.name.clone());
     let upgrade = is_upgrade(&req);
@@ -79,7 +79,7 @@ pub(super) async fn run(
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     match client_side {
         Some(client_side) if switching => {
-            let upstream_side = hyper::upgrade::on(&mut resp);
+            let upstream_side = hyper::upgrade::on(&mut *resp);
             tunnel::spawn(
                 client_side,
                 upstream_side,

@@ -25,7 +25,7 @@ enum Kind {
 /// A streaming upstream response body.
 #[derive(Debug)]
 pub(crate) struct H1Body {
-    conn: Option<H1Conn>,
+    conn: Option<Box<H1Conn>>,
     kind: Kind,
     /// Return the connection to its pool at the end (keep-alive, request fully sent).
     reusable: bool,
@@ -41,7 +41,7 @@ impl H1Body {
     /// A body framed by `framing`, read from `conn`. `Empty` framing should not get here: the
     /// caller releases the connection at once instead.
     pub(crate) fn new(
-        conn: H1Conn,
+        conn: Box<H1Conn>,
         framing: ResponseFraming,
         reusable: bool,
         slot: PoolSlot,
