@@ -85,7 +85,7 @@ pub(crate) fn parse_head(
             continue;
         }
         let (map, facts) = header_map(&head, &scratch.fields, &mut scratch.names)?;
-        let framing = body_framing(status, method, &map, facts)?;
+        let framing = body_framing(status, method, &map, &head, facts)?;
         let keep_alive = facts.keep_alive(version) && framing != ResponseFraming::UntilClose;
         return Ok(Some(Head {
             status,
@@ -175,13 +175,17 @@ fn parse_fields(
 }
 
 /// What the `Connection` header says, and which framing headers are present, gathered while
-/// building the map (so framing needs no lookup for the headers a response does not have).
+/// building the map (so framing needs no lookup for the headers a response does not have, nor
+/// for a single `Content-Length`).
 #[derive(Debug, Default, Clone, Copy)]
 struct HeadFacts {
     close: bool,
     keep_alive: bool,
     transfer_encoding: bool,
-    content_length: bool,
+    /// `Content-Length` fields seen (counting stops at 2: more than one means a map lookup).
+    content_lengths: u8,
+    /// Where the last `Content-Length` value sits in the head.
+    content_length_at: (usize, usize),
 }
 
 impl HeadFacts {
@@ -215,7 +219,10 @@ fn header_map(
             continue;
         }
         facts.transfer_encoding |= name == header::TRANSFER_ENCODING;
-        facts.content_length |= name == header::CONTENT_LENGTH;
+        if name == header::CONTENT_LENGTH {
+            facts.content_lengths = facts.content_lengths.saturating_add(1).min(2);
+            facts.content_length_at = f.value;
+        }
         map.append(name, parsed_value(raw));
     }
     Ok((map, facts))
@@ -290,11 +297,13 @@ fn only_options(value: &[u8], options: &mut HeadFacts) -> bool {
     true
 }
 
-/// RFC 9112 §6.3, strictly: conflicting or invalid framing is refused.
+/// RFC 9112 §6.3, strictly: conflicting or invalid framing is refused. `head` holds the bytes
+/// `present` points into.
 fn body_framing(
     status: StatusCode,
     method: &Method,
     headers: &HeaderMap,
+    head: &[u8],
     present: HeadFacts,
 ) -> Result<ResponseFraming, BadResponse> {
     if method == Method::HEAD
@@ -305,7 +314,7 @@ fn body_framing(
     }
     if present.transfer_encoding {
         let te = headers.get_all(header::TRANSFER_ENCODING);
-        if present.content_length {
+        if present.content_lengths > 0 {
             return Err(BadResponse("both Transfer-Encoding and Content-Length"));
         }
         let last = te
@@ -318,12 +327,32 @@ fn body_framing(
             _ => ResponseFraming::UntilClose,
         });
     }
-    if !present.content_length {
-        return Ok(ResponseFraming::UntilClose);
-    }
+    let length = match present.content_lengths {
+        0 => return Ok(ResponseFraming::UntilClose),
+        1 => {
+            let (start, end) = present.content_length_at;
+            content_length(std::iter::once(&head[start..end]))?
+        }
+        _ => content_length(
+            headers
+                .get_all(header::CONTENT_LENGTH)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        )?,
+    };
+    Ok(match length {
+        Some(0) => ResponseFraming::Empty,
+        Some(n) => ResponseFraming::Length(n),
+        None => ResponseFraming::UntilClose,
+    })
+}
+
+/// The length the `Content-Length` field values agree on (a list of equal values counts as
+/// one); different or invalid values are refused.
+fn content_length<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<Option<u64>, BadResponse> {
     let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|b| *b == b',') {
+    for value in values {
+        for part in value.split(|b| *b == b',') {
             let n = parse_length(part.trim_ascii()).ok_or(BadResponse("invalid Content-Length"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(BadResponse("conflicting Content-Length values"));
@@ -331,11 +360,7 @@ fn body_framing(
             length = Some(n);
         }
     }
-    Ok(match length {
-        Some(0) => ResponseFraming::Empty,
-        Some(n) => ResponseFraming::Length(n),
-        None => ResponseFraming::UntilClose,
-    })
+    Ok(length)
 }
 
 fn parse_length(digits: &[u8]) -> Option<u64> {
@@ -475,16 +500,24 @@ mod tests {
         for raw in [
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
         ] {
             assert!(parse(raw, &Method::GET).is_err(), "{raw:?}");
         }
-        assert_eq!(
-            head("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n").framing,
-            ResponseFraming::Length(5)
-        );
+        for agreeing in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\nContent-Length: 5\r\n\r\n",
+        ] {
+            assert_eq!(
+                head(agreeing).framing,
+                ResponseFraming::Length(5),
+                "{agreeing:?}"
+            );
+        }
     }
 
     #[test]
