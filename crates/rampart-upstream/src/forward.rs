@@ -168,18 +168,20 @@ async fn attempt_h1(
         .proxy_protocol
         .map(|v| crate::proxy_header::for_request(v, &req));
     loop {
+        // One clock read serves the pool's expiry check and, for a pooled connection, the
+        // start of the exchange.
+        let now = Instant::now();
         let pooled = match preface {
-            None => pool::take_h1(target.pool_key),
+            None => pool::take_h1(target.pool_key, now),
             Some(_) => None,
         };
-        let (mut conn, fresh) = match pooled {
-            Some(conn) => (conn, false),
+        let (mut conn, fresh, started) = match pooled {
+            Some(conn) => (conn, false, now),
             None => match Box::pin(connect::stream(target, set, preface.as_deref())).await {
-                Ok(io) => (Box::new(H1Conn::new(io)), true),
+                Ok(io) => (Box::new(H1Conn::new(io)), true, Instant::now()),
                 Err(error) => return Err(Failure::unsent(error, req)),
             },
         };
-        let started = Instant::now();
         match conn
             .exchange(&mut req, added, started.into(), timeout)
             .await

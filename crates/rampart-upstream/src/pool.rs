@@ -142,12 +142,11 @@ thread_local! {
 /// How often idle connections are checked for expiry.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Takes the most recently used live idle connection for `key`, dropping expired or closed
-/// ones on the way.
-pub(crate) fn take_h1(key: usize) -> Option<Box<H1Conn>> {
+/// Takes the most recently used live idle connection for `key`, dropping the ones expired at
+/// `now` or closed on the way.
+pub(crate) fn take_h1(key: usize, now: Instant) -> Option<Box<H1Conn>> {
     POOLS.with_borrow_mut(|pools| {
         let slot = pools.slot(key);
-        let now = Instant::now();
         while let Some(mut idle) = slot.idle.pop() {
             slot.gauge.fetch_sub(1, Ordering::Relaxed);
             if idle.expires > now && idle.conn.is_reusable() {

@@ -701,6 +701,25 @@ async fn sequential_requests_reuse_one_pooled_http1_upstream_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_upstream_connection_idle_longer_than_idle_timeout_is_not_reused() {
+    let origin = HttpOrigin::start().await.unwrap();
+    let config = format!(
+        "{}{}[[routes]]\nname = \"all\"\nupstream = \"origin\"\n",
+        listener("public", ""),
+        upstream("origin", &[origin.addr()], "idle_timeout = \"200ms\"")
+    );
+    let gw = TestGateway::builder(config).start();
+    let addr = gw.addr("public");
+    // Back to back: the second request reuses the first one's connection.
+    assert_eq!(raw_echo(addr, "/first", "").await["connection"], 1);
+    assert_eq!(raw_echo(addr, "/second", "").await["connection"], 1);
+    // Idle for well over `idle_timeout`: that connection has expired and a new one is opened.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(raw_echo(addr, "/third", "").await["connection"], 2);
+    assert_eq!(origin.connections(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_closing_its_keep_alive_connection_never_fails_a_request() {
     let origin = HttpOrigin::start().await.unwrap();
     let gw = simple_gateway(origin.addr());
