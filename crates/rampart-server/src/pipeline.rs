@@ -91,7 +91,7 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
     let route_slot = &mut finish.route;
     let mut resp = match process(rt, listener, req, ctx, &conn, accept.as_ref(), route_slot).await {
         Ok(resp) => resp,
-        Err(err) => Box::new(reject(&err, ctx, accept.as_ref())),
+        Err(err) => reject(&err, ctx, accept.as_ref()),
     };
     // Unique to each response, so never worth an HPACK table entry: sent as a never-indexed
     // literal, it costs no table insertion and evicts nothing the next response could reuse.
@@ -117,8 +117,13 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
 /// "client closed request"); it is never sent.
 const CLIENT_CLOSED_REQUEST: u16 = 499;
 
-/// Turns a failure into its response and records why.
-fn reject(err: &ProxyError, ctx: &mut RequestCtx, accept: Option<&HeaderValue>) -> Response<Body> {
+/// Turns a failure into its response (boxed, as every response on the way to hyper is) and
+/// records why.
+fn reject(
+    err: &ProxyError,
+    ctx: &mut RequestCtx,
+    accept: Option<&HeaderValue>,
+) -> Box<Response<Body>> {
     ctx.reason = Some(err.kind);
     ctx.detail = Some(err.detail.to_string());
     if err.kind.side() == rampart_core::Side::Upstream {
@@ -126,7 +131,7 @@ fn reject(err: &ProxyError, ctx: &mut RequestCtx, accept: Option<&HeaderValue>) 
     } else {
         tracing::debug!(request_id = ?ctx.request_id, reason = err.kind.code(), detail = %err.detail, "request refused");
     }
-    let mut resp = error_response(err, &ctx.request_id, accept);
+    let mut resp = Box::new(error_response(err, &ctx.request_id, accept));
     // After a framing or header refusal the rest of an HTTP/1 connection cannot be trusted.
     if crate::sanity::closes_connection(err.kind) && ctx.version < Version::HTTP_2 {
         resp.headers_mut()
@@ -226,7 +231,7 @@ async fn process(
     // this is the one place where that happens.
     let mut resp = match run_route(route, rt, listener, req, ctx).await {
         Ok(resp) => resp,
-        Err(err) => Box::new(reject(&err, ctx, accept)),
+        Err(err) => reject(&err, ctx, accept),
     };
     for stage in route.stages.iter().rev() {
         stage.on_response(&mut resp, ctx);
