@@ -49,13 +49,19 @@ fn listener(name: &str, extra: &str) -> String {
 }
 
 /// A gateway with one listener `public` and one catch-all route to `origin`.
-fn simple_gateway(origin: SocketAddr) -> TestGateway {
-    let config = format!(
+/// One listener, one upstream `origin` (with `upstream_extra` keys) and one route to it.
+fn one_route_config(origin: SocketAddr, upstream_extra: &str) -> String {
+    format!(
         "{}{}[[routes]]\nname = \"all\"\nupstream = \"origin\"\n",
         listener("public", ""),
-        upstream("origin", &[origin], "")
-    );
-    TestGateway::builder(config).access_log().start()
+        upstream("origin", &[origin], upstream_extra)
+    )
+}
+
+fn simple_gateway(origin: SocketAddr) -> TestGateway {
+    TestGateway::builder(one_route_config(origin, ""))
+        .access_log()
+        .start()
 }
 
 /// Values of header `name` in an `HttpOrigin` JSON echo.
@@ -703,11 +709,7 @@ async fn sequential_requests_reuse_one_pooled_http1_upstream_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pooled_upstream_connection_idle_longer_than_idle_timeout_is_not_reused() {
     let origin = HttpOrigin::start().await.unwrap();
-    let config = format!(
-        "{}{}[[routes]]\nname = \"all\"\nupstream = \"origin\"\n",
-        listener("public", ""),
-        upstream("origin", &[origin.addr()], "idle_timeout = \"200ms\"")
-    );
+    let config = one_route_config(origin.addr(), "idle_timeout = \"200ms\"");
     let gw = TestGateway::builder(config).start();
     let addr = gw.addr("public");
     // Back to back: the second request reuses the first one's connection.
@@ -811,12 +813,7 @@ async fn h2c_upstream_serves_requests_over_http2() {
 }
 
 fn simple_gateway_h2c(origin: SocketAddr) -> TestGateway {
-    let config = format!(
-        "{}{}[[routes]]\nname = \"all\"\nupstream = \"origin\"\n",
-        listener("public", ""),
-        upstream("origin", &[origin], "protocol = \"h2c\"")
-    );
-    TestGateway::builder(config).start()
+    TestGateway::builder(one_route_config(origin, "protocol = \"h2c\"")).start()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1197,9 +1194,8 @@ async fn an_http2_request_cancelled_by_the_client_is_logged_and_frees_the_connec
 
     let origin = HttpOrigin::start().await.unwrap();
     let config = format!(
-        "[timeouts]\nkeepalive = \"500ms\"\n\n{}{}[[routes]]\nname = \"all\"\nupstream = \"origin\"\n",
-        listener("public", ""),
-        upstream("origin", &[origin.addr()], "")
+        "[timeouts]\nkeepalive = \"500ms\"\n\n{}",
+        one_route_config(origin.addr(), "")
     );
     let gw = TestGateway::builder(config).access_log().start();
     let stream = within(tokio::net::TcpStream::connect(gw.addr("public")))
