@@ -141,8 +141,7 @@ impl ConnInfo {
         listener: Arc<str>,
         scheme: &'static str,
     ) -> Self {
-        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        let peer_ip = crate::ip_value::ip_header_value(peer.ip());
         Self {
             peer,
             peer_ip,
@@ -158,8 +157,7 @@ impl ConnInfo {
     #[must_use]
     pub fn with_proxy_source(mut self, client: SocketAddr) -> Self {
         self.proxied_by = Some(self.peer);
-        self.peer_ip = HeaderValue::from_str(&client.ip().to_canonical().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        self.peer_ip = crate::ip_value::ip_header_value(client.ip().to_canonical());
         self.peer = client;
         self
     }

@@ -15,6 +15,7 @@ pub mod ctx;
 pub mod error;
 pub mod headers;
 pub mod ids;
+pub mod ip_value;
 pub mod ipset;
 pub mod proxy_protocol;
 pub mod respond;

@@ -216,7 +216,16 @@ async fn accept_loop(
                         drop(stream);
                         continue;
                     };
-                    let serve = crate::conn::serve(stream, peer, (rt, index), shared.clone(), close.clone());
+                    // Hot path for short connections: the connection future is several KiB
+                    // (hyper's HTTP/1 and HTTP/2 state inline); boxed here, the spawn and the
+                    // task's stage changes move a pointer instead of copying it each time.
+                    let serve = Box::pin(crate::conn::serve(
+                        stream,
+                        peer,
+                        (rt, index),
+                        shared.clone(),
+                        close.clone(),
+                    ));
                     tokio::spawn(async move {
                         let _permit = permit;
                         serve.await;

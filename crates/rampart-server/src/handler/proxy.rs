@@ -12,6 +12,7 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use rampart_config::model::{ForwardedPolicy, RouteRetry, UpstreamProtocol};
 use rampart_core::headers::{AddedFields, connection_has, remove_hop_by_hop};
+use rampart_core::ip_value::ip_header_value;
 use rampart_core::{Body, ProxyError, RequestCtx};
 use rampart_upstream::proxy_header::ClientConnection;
 use rampart_upstream::{ForwardOpts, UpstreamSet, forward_with};
@@ -400,40 +401,7 @@ fn client_ip_value(ctx: &RequestCtx) -> HeaderValue {
     if ctx.client_ip == ctx.conn.peer.ip() {
         return ctx.conn.peer_ip.clone();
     }
-    match ctx.client_ip {
-        // `Display` for addresses goes through the formatting machinery (over 1,000
-        // instructions); a resolved client IP is formatted on every request behind a proxy.
-        IpAddr::V4(v4) => {
-            let mut buf = [0u8; 15];
-            let len = format_ipv4(v4, &mut buf);
-            HeaderValue::from_bytes(&buf[..len]).unwrap_or_else(|_| ctx.conn.peer_ip.clone())
-        }
-        IpAddr::V6(v6) => {
-            HeaderValue::from_str(&v6.to_string()).unwrap_or_else(|_| ctx.conn.peer_ip.clone())
-        }
-    }
-}
-
-/// Writes `ip` in dotted-decimal form into `buf`; returns the length.
-fn format_ipv4(ip: std::net::Ipv4Addr, buf: &mut [u8; 15]) -> usize {
-    let mut len = 0;
-    for (i, octet) in ip.octets().into_iter().enumerate() {
-        if i > 0 {
-            buf[len] = b'.';
-            len += 1;
-        }
-        if octet >= 100 {
-            buf[len] = b'0' + octet / 100;
-            len += 1;
-        }
-        if octet >= 10 {
-            buf[len] = b'0' + octet / 10 % 10;
-            len += 1;
-        }
-        buf[len] = b'0' + octet % 10;
-        len += 1;
-    }
-    len
+    ip_header_value(ctx.client_ip)
 }
 
 /// All values of a header joined with `, ` (the form proxies extend), if any.
@@ -450,25 +418,4 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ipv4_addresses_format_like_display() {
-        for text in [
-            "0.0.0.0",
-            "255.255.255.255",
-            "203.0.113.9",
-            "10.0.100.1",
-            "1.20.3.40",
-        ] {
-            let ip: std::net::Ipv4Addr = text.parse().unwrap();
-            let mut buf = [0u8; 15];
-            let len = format_ipv4(ip, &mut buf);
-            assert_eq!(&buf[..len], text.as_bytes());
-        }
-    }
 }
