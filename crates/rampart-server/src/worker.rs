@@ -202,12 +202,13 @@ async fn accept_loop(
     listener: TcpListener,
     name: Arc<str>,
     shared: Arc<Shared>,
-    mut close: watch::Receiver<bool>,
+    close: watch::Receiver<bool>,
 ) {
+    // One waiter for the whole loop: a `changed()` made inside `select!` would register and
+    // drop a waiter on the watch at every accepted connection.
+    let stop = closed(close.clone());
+    tokio::pin!(stop);
     loop {
-        if *close.borrow() {
-            return;
-        }
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
@@ -237,11 +238,19 @@ async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             },
-            changed = close.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
+            () = &mut stop => return,
+        }
+    }
+}
+
+/// Completes once `close` says `true`, or its sender is gone.
+async fn closed(mut close: watch::Receiver<bool>) {
+    if *close.borrow_and_update() {
+        return;
+    }
+    while close.changed().await.is_ok() {
+        if *close.borrow_and_update() {
+            return;
         }
     }
 }
