@@ -479,29 +479,95 @@ fn every_example_config_passes_check() {
     let _ = pki.server("api", &["api.example.com"]);
     let _ = pki.client("client", "ops", &["ops.example.com"]);
     for file in &files {
-        let mut child = rampart()
-            .args(["check", "-c", file.to_str().unwrap()])
-            .env("RAMPART_CERTS", pki.dir())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = drain(child.stdout.take().unwrap());
-        let stderr = drain(child.stderr.take().unwrap());
-        let status = child.wait().unwrap();
-        let out = Output {
-            status,
-            stdout: stdout.join().unwrap(),
-            stderr: stderr.join().unwrap(),
-        };
-        assert!(
-            out.status.success(),
-            "{} fails check:\n{}",
-            file.display(),
-            out.stderr
-        );
-        assert!(out.stdout.contains(": ok ("), "{}", out.stdout);
+        assert_check_passes(file, pki.dir());
     }
+}
+
+/// The benchmark templates (`bench/*.toml.tmpl`), rendered as `../shared/bench/run` renders
+/// them for a plain scenario and for the TLS one, are valid configs.
+#[test]
+fn bench_templates_render_to_valid_configs() {
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench");
+    let mut templates: Vec<PathBuf> = std::fs::read_dir(&bench)
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    templates.retain(|p| p.to_string_lossy().ends_with(".toml.tmpl"));
+    templates.sort();
+    assert!(!templates.is_empty(), "no bench/*.toml.tmpl found");
+    let pki = rampart_testkit::TestPki::new();
+    let cert = pki.server("bench", &["localhost"]);
+    let dir = TempDir::new();
+    for template in &templates {
+        let source = std::fs::read_to_string(template).unwrap();
+        for (scenario, keep, drop) in [("a", "@@plain ", "@@tls "), ("d", "@@tls ", "@@plain ")] {
+            let text = render_bench_template(&source, keep, drop)
+                .replace("{tls_cert}", &cert.cert)
+                .replace("{tls_key}", &cert.key);
+            let unrendered: Vec<&str> = text
+                .lines()
+                .filter(|line| !line.trim_start().starts_with('#') && has_placeholder(line))
+                .collect();
+            assert!(
+                unrendered.is_empty(),
+                "{}, scenario {scenario}: placeholders the test does not fill: {unrendered:?}",
+                template.display()
+            );
+            let file = dir.file(&format!("bench-{scenario}.toml"), &text);
+            assert_check_passes(&file, pki.dir());
+        }
+    }
+}
+
+/// Keeps the lines marked `keep` (marker removed), drops those marked `drop`, and fills the
+/// harness's placeholders other than the certificate paths.
+fn render_bench_template(source: &str, keep: &str, drop: &str) -> String {
+    source
+        .lines()
+        .filter(|line| !line.starts_with(drop))
+        .map(|line| line.strip_prefix(keep).unwrap_or(line))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("{threads}", "1")
+        .replace("{listen}", "127.0.0.1:9601")
+        .replace("{upstream}", "127.0.0.1:9600")
+        .replace("{upstream_host}", "127.0.0.1")
+        .replace("{upstream_port}", "9600")
+        .replace("{maxconn}", "32512")
+}
+
+/// True when `line` holds a `{word}` placeholder (lowercase letters and underscores).
+fn has_placeholder(line: &str) -> bool {
+    line.split('{').skip(1).any(|rest| {
+        rest.split_once('}').is_some_and(|(word, _)| {
+            !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        })
+    })
+}
+
+/// `rampart check -c file` exits 0 and says ok (`certs` is `${RAMPART_CERTS}`).
+fn assert_check_passes(file: &Path, certs: &Path) {
+    let mut child = rampart()
+        .args(["check", "-c", file.to_str().unwrap()])
+        .env("RAMPART_CERTS", certs)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    let status = child.wait().unwrap();
+    let out = Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    assert!(
+        out.status.success(),
+        "{} fails check:\n{}",
+        file.display(),
+        out.stderr
+    );
+    assert!(out.stdout.contains(": ok ("), "{}", out.stdout);
 }
 
 // ---------------------------------------------------------------------------------------------
