@@ -98,7 +98,7 @@ pub(crate) async fn serve(
         let _gauge = listener.metrics.connection(crate::metrics::TCP);
         let stats = Arc::clone(&rt.tls_stats);
         drop(rt);
-        p.serve(stream, (info.peer, info.local), &stats).await;
+        Box::pin(p.serve(stream, (info.peer, info.local), &stats)).await;
         return;
     }
     let Some(tls) = listener.tls.clone() else {
@@ -112,17 +112,27 @@ pub(crate) async fn serve(
         )
         .await;
     };
+    // The TLS futures are boxed so that a plain connection's future (which every idle
+    // keep-alive connection holds) is not sized for the handshake and the TLS streams.
     let timeout = rt.settings.header_read_timeout;
-    match tls.accept(stream, timeout).await {
+    match Box::pin(tls.accept(stream, timeout)).await {
         Ok((Accepted::Tls(s), facts)) => {
             let info = Arc::new(info.with_tls(Arc::new(facts)));
-            serve_http(*s, info, None, (rt, listener_index), shared, shutdown).await;
+            Box::pin(serve_http(
+                *s,
+                info,
+                None,
+                (rt, listener_index),
+                shared,
+                shutdown,
+            ))
+            .await;
         }
         Ok((Accepted::Early(s), facts)) => {
             let info = Arc::new(info.with_tls(Arc::new(facts)));
             let done = s.handshake_done();
             let rt = (rt, listener_index);
-            serve_http(*s, info, Some(done), rt, shared, shutdown).await;
+            Box::pin(serve_http(*s, info, Some(done), rt, shared, shutdown)).await;
         }
         Err(e) => {
             tracing::debug!(peer = %peer, listener = %tls.name, error = %e, "TLS handshake failed");
