@@ -66,17 +66,18 @@ const HYPER_HEADROOM: usize = 2;
 /// The number of header fields hyper parses without allocating (its default limit).
 const HYPER_INLINE_HEADERS: usize = 100;
 
-/// Serves `stream` until it closes, the client goes idle, or shutdown is requested.
+/// Serves `stream` until it closes, the client goes idle, or shutdown is requested. `local` is
+/// the connection's local address when the listening socket already tells it (bound to one IP).
 pub(crate) async fn serve(
     mut stream: TcpStream,
-    peer: SocketAddr,
+    (peer, local): (SocketAddr, Option<SocketAddr>),
     (rt, listener_index): (Arc<Runtime>, usize),
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) {
     let _guard = crate::worker::track_connection();
     let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().unwrap_or(peer);
+    let local = local.or_else(|| stream.local_addr().ok()).unwrap_or(peer);
     let Some(listener) = rt.listeners.get(listener_index) else {
         return;
     };

@@ -208,6 +208,12 @@ async fn accept_loop(
     // drop a waiter on the watch at every accepted connection.
     let stop = closed(close.clone());
     tokio::pin!(stop);
+    // A socket bound to one address accepts connections on exactly that address: asked once
+    // here, it saves a getsockname per connection. A wildcard bind asks per connection.
+    let local = listener
+        .local_addr()
+        .ok()
+        .filter(|addr| !addr.ip().is_unspecified());
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -222,7 +228,7 @@ async fn accept_loop(
                     // task's stage changes move a pointer instead of copying it each time.
                     let serve = Box::pin(crate::conn::serve(
                         stream,
-                        peer,
+                        (peer, local),
                         (rt, index),
                         shared.clone(),
                         close.clone(),
