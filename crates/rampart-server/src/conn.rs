@@ -4,13 +4,15 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::Poll;
 
+use bytes::Bytes;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::conn::auto;
 use rampart_core::{ConnInfo, ErrorKind, RequestCtx};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -18,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::access_log::Outcome;
 use crate::conn_io::{ConnState, HeaderTimeout, TimedIo};
+use crate::conn_proto::{Prefixed, Served, Version};
 use crate::runtime::Runtime;
 use crate::server::Shared;
 use crate::tls::Accepted;
@@ -218,8 +221,7 @@ async fn serve_http<S>(
         settings.keepalive_timeout,
     );
 
-    let mut builder = auto::Builder::new(StreamExecutor);
-    let mut http1 = builder.http1();
+    let mut http1 = http1::Builder::new();
     http1.keep_alive(true).header_read_timeout(None);
     // hyper parses into an inline array of 100 headers; setting any limit makes it allocate and
     // fill an array of that size for every request (measured: ~3,000 instructions). Up to 100,
@@ -233,8 +235,8 @@ async fn serve_http<S>(
             .saturating_mul(HYPER_HEADROOM)
             .max(8192),
     );
-    builder
-        .http2()
+    let mut http2 = http2::Builder::new(StreamExecutor);
+    http2
         .max_concurrent_streams(rt.gates.http2.max_concurrent_streams)
         .max_pending_accept_reset_streams(rt.gates.http2.max_pending_accept_reset_streams)
         .max_local_error_reset_streams(rt.gates.http2.max_local_error_reset_streams)
@@ -242,9 +244,7 @@ async fn serve_http<S>(
             u32::try_from(settings.max_header_size.saturating_mul(HYPER_HEADROOM))
                 .unwrap_or(u32::MAX),
         );
-    if !listener.http2 {
-        builder = builder.http1_only();
-    }
+    let serves_http2 = listener.http2;
 
     let ctx = Arc::new(ConnCtx {
         info: info.clone(),
@@ -279,8 +279,23 @@ async fn serve_http<S>(
         let ctx = ctx.clone();
         async move { Ok::<_, Infallible>(crate::pipeline::handle(req, ctx).await) }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
+    let mut io = io;
+    let (version, first) = if serves_http2 {
+        match crate::conn_proto::sniff(&mut io).await {
+            Ok(sniffed) => sniffed,
+            Err(err) => {
+                log_connection_error(&err, &info, &shared);
+                return;
+            }
+        }
+    } else {
+        (Version::H1, Bytes::new())
+    };
+    let io = TokioIo::new(Prefixed::new(first, io));
+    let mut conn: Pin<Box<dyn Served>> = match version {
+        Version::H1 => Box::pin(http1.serve_connection(io, service).with_upgrades()),
+        Version::H2 => Box::pin(http2.serve_connection(io, service)),
+    };
     let mut closing = false;
     let mut close_now = None;
     if *shutdown.borrow() {
@@ -344,7 +359,7 @@ async fn serve_http<S>(
         }
     };
     if let Err(err) = result {
-        log_connection_error(err.as_ref(), &info, &shared);
+        log_connection_error(&err, &info, &shared);
     }
 }
 

@@ -16,6 +16,7 @@ mod config_watch;
 mod conn;
 mod conn_io;
 mod conn_limits;
+mod conn_proto;
 mod control;
 mod explain;
 mod gates;

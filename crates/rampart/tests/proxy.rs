@@ -48,7 +48,6 @@ fn listener(name: &str, extra: &str) -> String {
     format!("[[listeners]]\nname = \"{name}\"\nbind = \"127.0.0.1:0\"\n{extra}\n")
 }
 
-/// A gateway with one listener `public` and one catch-all route to `origin`.
 /// One listener, one upstream `origin` (with `upstream_extra` keys) and one route to it.
 fn one_route_config(origin: SocketAddr, upstream_extra: &str) -> String {
     format!(
@@ -58,6 +57,7 @@ fn one_route_config(origin: SocketAddr, upstream_extra: &str) -> String {
     )
 }
 
+/// A gateway with one listener `public` and one catch-all route to `origin`.
 fn simple_gateway(origin: SocketAddr) -> TestGateway {
     TestGateway::builder(one_route_config(origin, ""))
         .access_log()
@@ -840,6 +840,55 @@ async fn concurrent_requests_share_one_h2c_upstream_connection() {
         1,
         "concurrent requests opened extra h2c connections"
     );
+}
+
+/// The HTTP/2 client preface followed by an empty SETTINGS frame.
+const H2_OPENING: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+
+/// Sends `parts` on a new connection to `to`, pausing between them; returns the first bytes
+/// of the answer (empty if the connection closed without one).
+async fn first_answer(to: SocketAddr, parts: &[&[u8]]) -> Vec<u8> {
+    let mut stream = tokio::net::TcpStream::connect(to).await.unwrap();
+    for part in parts {
+        stream.write_all(part).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut answer = vec![0u8; 64];
+    let n = within(stream.read(&mut answer)).await.unwrap_or(0);
+    answer.truncate(n);
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http2_preface_is_recognised_when_split_and_refused_where_http2_is_off() {
+    let origin = HttpOrigin::start().await.unwrap();
+    let gw = TestGateway::builder(format!(
+        "{}{}",
+        listener("off", "http2 = false"),
+        one_route_config(origin.addr(), "")
+    ))
+    .start();
+    // Split inside the preface: the server still answers with its SETTINGS frame (type 4 on
+    // stream 0), so it took the connection for HTTP/2.
+    let (a, b) = H2_OPENING.split_at(10);
+    let answer = first_answer(gw.addr("public"), &[a, b]).await;
+    assert!(answer.len() >= 9, "no HTTP/2 frame: {answer:?}");
+    assert_eq!(answer[3], 4, "first frame is SETTINGS: {answer:?}");
+    assert_eq!(&answer[5..9], &[0, 0, 0, 0], "on stream 0: {answer:?}");
+
+    // With `http2 = false` the preface is an HTTP/1.1 request hyper refuses: no HTTP/2 frame
+    // comes back, and nothing reaches the origin.
+    let answer = first_answer(gw.addr("off"), &[H2_OPENING]).await;
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 "),
+        "an HTTP/1.1-only listener answered the preface with {answer:?}"
+    );
+    assert_eq!(origin.requests(), 0);
+    let resp = within(client().get(gw.url("off", "/h1")).send())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
