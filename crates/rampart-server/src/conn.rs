@@ -214,7 +214,7 @@ async fn serve_http<S>(
     let state = Arc::new(ConnState::default());
     let settings = &rt.settings;
     let gauge = listener.metrics.connection(crate::metrics::HTTP1);
-    let io = TimedIo::new(
+    let mut io = TimedIo::new(
         crate::metrics::io::Counted::new(stream, Arc::clone(&listener.metrics)),
         state.clone(),
         settings.header_read_timeout,
@@ -279,7 +279,6 @@ async fn serve_http<S>(
         let ctx = ctx.clone();
         async move { Ok::<_, Infallible>(crate::pipeline::handle(req, ctx).await) }
     });
-    let mut io = io;
     let (version, first) = if serves_http2 {
         match crate::conn_proto::sniff(&mut io).await {
             Ok(sniffed) => sniffed,
