@@ -204,7 +204,7 @@ async fn serve_http<S>(
     handshake_done: Option<Arc<AtomicBool>>,
     (rt, listener_index): (Arc<Runtime>, usize),
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -307,13 +307,7 @@ async fn serve_http<S>(
     // hundred instructions per request (callgrind).
     let mut probe = shutdown.clone();
     let mut stop_registered = false;
-    let stop = async {
-        while shutdown.changed().await.is_ok() {
-            if *shutdown.borrow() {
-                return;
-            }
-        }
-    };
+    let stop = crate::worker::closed(shutdown);
     tokio::pin!(stop);
     let result = loop {
         let event = std::future::poll_fn(|cx| {

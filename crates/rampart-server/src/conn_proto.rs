@@ -182,13 +182,13 @@ mod tests {
     use super::*;
 
     async fn sniffed(chunks: &[&[u8]]) -> (Version, Vec<u8>) {
-        let mut io = tokio_test_io(chunks);
+        let mut io = chunks_then_eof(chunks);
         let (version, prefix) = sniff(&mut io).await.unwrap();
         (version, prefix.to_vec())
     }
 
     /// A reader that returns `chunks` one read at a time, then end of stream.
-    fn tokio_test_io(chunks: &[&[u8]]) -> impl AsyncRead + Unpin {
+    fn chunks_then_eof(chunks: &[&[u8]]) -> impl AsyncRead + Unpin {
         let chunks: Vec<Vec<u8>> = chunks.iter().map(|c| c.to_vec()).collect();
         ChunkReader { chunks, next: 0 }
     }
@@ -246,7 +246,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_prefix_is_read_first_and_its_buffer_freed() {
-        let mut io = Prefixed::new(Bytes::from_static(b"abc"), tokio_test_io(&[b"def"]));
+        let mut io = Prefixed::new(Bytes::from_static(b"abc"), chunks_then_eof(&[b"def"]));
         let mut out = [0u8; 2];
         io.read_exact(&mut out).await.unwrap();
         assert_eq!(&out, b"ab");

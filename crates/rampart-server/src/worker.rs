@@ -250,7 +250,7 @@ async fn accept_loop(
 }
 
 /// Completes once `close` says `true`, or its sender is gone.
-async fn closed(mut close: watch::Receiver<bool>) {
+pub(crate) async fn closed(mut close: watch::Receiver<bool>) {
     if *close.borrow_and_update() {
         return;
     }

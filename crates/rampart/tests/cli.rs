@@ -66,8 +66,14 @@ struct Output {
 
 /// Runs `args` to completion within [`COMMAND_TIMEOUT`] (killed and failed otherwise).
 fn run_cli(args: &[&str]) -> Output {
+    run_cli_env(args, &[])
+}
+
+/// [`run_cli`] with extra environment variables.
+fn run_cli_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
     let mut child = rampart()
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -497,10 +503,13 @@ fn bench_templates_render_to_valid_configs() {
     let pki = rampart_testkit::TestPki::new();
     let cert = pki.server("bench", &["localhost"]);
     let dir = TempDir::new();
+    // `check` binds nothing and connects nowhere; the upstream is still a real local socket.
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = upstream.local_addr().unwrap();
     for template in &templates {
         let source = std::fs::read_to_string(template).unwrap();
         for (scenario, keep, drop) in [("a", "@@plain ", "@@tls "), ("d", "@@tls ", "@@plain ")] {
-            let text = render_bench_template(&source, keep, drop)
+            let text = render_bench_template(&source, keep, drop, upstream)
                 .replace("{tls_cert}", &cert.cert)
                 .replace("{tls_key}", &cert.key);
             let unrendered: Vec<&str> = text
@@ -519,8 +528,8 @@ fn bench_templates_render_to_valid_configs() {
 }
 
 /// Keeps the lines marked `keep` (marker removed), drops those marked `drop`, and fills the
-/// harness's placeholders other than the certificate paths.
-fn render_bench_template(source: &str, keep: &str, drop: &str) -> String {
+/// harness's placeholders other than the certificate paths (the listener on port 0).
+fn render_bench_template(source: &str, keep: &str, drop: &str, upstream: SocketAddr) -> String {
     source
         .lines()
         .filter(|line| !line.starts_with(drop))
@@ -528,10 +537,10 @@ fn render_bench_template(source: &str, keep: &str, drop: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
         .replace("{threads}", "1")
-        .replace("{listen}", "127.0.0.1:9601")
-        .replace("{upstream}", "127.0.0.1:9600")
-        .replace("{upstream_host}", "127.0.0.1")
-        .replace("{upstream_port}", "9600")
+        .replace("{listen}", "127.0.0.1:0")
+        .replace("{upstream}", &upstream.to_string())
+        .replace("{upstream_host}", &upstream.ip().to_string())
+        .replace("{upstream_port}", &upstream.port().to_string())
         .replace("{maxconn}", "32512")
 }
 
@@ -546,21 +555,10 @@ fn has_placeholder(line: &str) -> bool {
 
 /// `rampart check -c file` exits 0 and says ok (`certs` is `${RAMPART_CERTS}`).
 fn assert_check_passes(file: &Path, certs: &Path) {
-    let mut child = rampart()
-        .args(["check", "-c", file.to_str().unwrap()])
-        .env("RAMPART_CERTS", certs)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = drain(child.stdout.take().unwrap());
-    let stderr = drain(child.stderr.take().unwrap());
-    let status = child.wait().unwrap();
-    let out = Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    };
+    let out = run_cli_env(
+        &["check", "-c", file.to_str().unwrap()],
+        &[("RAMPART_CERTS", certs)],
+    );
     assert!(
         out.status.success(),
         "{} fails check:\n{}",
