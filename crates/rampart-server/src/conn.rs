@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::access_log::Outcome;
+use crate::client_close::{CloseWatch, SharedStream};
 use crate::conn_io::{ConnState, HeaderTimeout, TimedIo};
 use crate::conn_proto::{Prefixed, Served, Version};
 use crate::runtime::Runtime;
@@ -106,26 +107,27 @@ pub(crate) async fn serve(
         return;
     }
     let Some(tls) = listener.tls.clone() else {
-        return serve_http(
-            stream,
-            Arc::new(info),
-            None,
-            (rt, listener_index),
-            shared,
-            shutdown,
-        )
-        .await;
+        let (stream, watch) = SharedStream::new(stream);
+        let facts = ConnFacts {
+            info: Arc::new(info),
+            handshake_done: None,
+            close_watch: Some(watch),
+        };
+        return serve_http(stream, facts, (rt, listener_index), shared, shutdown).await;
     };
     // The TLS futures are boxed so that a plain connection's future (which every idle
     // keep-alive connection holds) is not sized for the handshake and the TLS streams.
     let timeout = rt.settings.header_read_timeout;
     match Box::pin(tls.accept(stream, timeout)).await {
         Ok((Accepted::Tls(s), facts)) => {
-            let info = Arc::new(info.with_tls(Arc::new(facts)));
+            let facts = ConnFacts {
+                info: Arc::new(info.with_tls(Arc::new(facts))),
+                handshake_done: None,
+                close_watch: None,
+            };
             Box::pin(serve_http(
                 *s,
-                info,
-                None,
+                facts,
                 (rt, listener_index),
                 shared,
                 shutdown,
@@ -133,10 +135,13 @@ pub(crate) async fn serve(
             .await;
         }
         Ok((Accepted::Early(s), facts)) => {
-            let info = Arc::new(info.with_tls(Arc::new(facts)));
-            let done = s.handshake_done();
+            let facts = ConnFacts {
+                info: Arc::new(info.with_tls(Arc::new(facts))),
+                handshake_done: Some(s.handshake_done()),
+                close_watch: None,
+            };
             let rt = (rt, listener_index);
-            Box::pin(serve_http(*s, info, Some(done), rt, shared, shutdown)).await;
+            Box::pin(serve_http(*s, facts, rt, shared, shutdown)).await;
         }
         Err(e) => {
             tracing::debug!(peer = %peer, listener = %tls.name, error = %e, "TLS handshake failed");
@@ -196,12 +201,25 @@ where
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EarlyData;
 
-/// Serves HTTP/1.1 and HTTP/2 on `stream` (TCP, or TLS after the handshake). `handshake_done`
-/// is set for early-data connections: requests dispatched while it is false came in early data.
+/// What [`serve_http`] knows of a connection besides its stream.
+struct ConnFacts {
+    info: Arc<ConnInfo>,
+    /// Set for early-data connections: requests dispatched while it is false came in early
+    /// data.
+    handshake_done: Option<Arc<AtomicBool>>,
+    /// Plain TCP: the watch for a client closing mid-request, which replaces hyper's (see
+    /// [`crate::client_close`]). TLS connections keep hyper's.
+    close_watch: Option<CloseWatch>,
+}
+
+/// Serves HTTP/1.1 and HTTP/2 on `stream` (TCP, or TLS after the handshake).
 async fn serve_http<S>(
     stream: S,
-    info: Arc<ConnInfo>,
-    handshake_done: Option<Arc<AtomicBool>>,
+    ConnFacts {
+        info,
+        handshake_done,
+        mut close_watch,
+    }: ConnFacts,
     (rt, listener_index): (Arc<Runtime>, usize),
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
@@ -222,7 +240,10 @@ async fn serve_http<S>(
     );
 
     let mut http1 = http1::Builder::new();
-    http1.keep_alive(true).header_read_timeout(None);
+    http1
+        .keep_alive(true)
+        .header_read_timeout(None)
+        .half_close(close_watch.is_some());
     // hyper parses into an inline array of 100 headers; setting any limit makes it allocate and
     // fill an array of that size for every request (measured: ~3,000 instructions). Up to 100,
     // Rampart's own check enforces `max_header_count` and hyper's inline limit only refuses
@@ -290,6 +311,10 @@ async fn serve_http<S>(
     } else {
         (Version::H1, Bytes::new())
     };
+    if version == Version::H2 {
+        // HTTP/2 reads all the time and sees the client go by itself.
+        close_watch = None;
+    }
     let io = TokioIo::new(Prefixed::new(first, io));
     let mut conn: Pin<Box<dyn Served>> = match version {
         Version::H1 => Box::pin(http1.serve_connection(io, service).with_upgrades()),
@@ -314,6 +339,11 @@ async fn serve_http<S>(
             if let Poll::Ready(result) = conn.as_mut().poll(cx) {
                 return Poll::Ready(ConnEvent::Ended(result));
             }
+            if let Some(watch) = close_watch.as_mut()
+                && watch.poll_closed(cx, &state).is_ready()
+            {
+                return Poll::Ready(ConnEvent::ClientGone);
+            }
             if closing {
                 return Poll::Pending;
             }
@@ -335,6 +365,11 @@ async fn serve_http<S>(
         .await;
         match event {
             ConnEvent::Ended(result) => break result,
+            // Dropping the connection drops the request: it is logged as 499.
+            ConnEvent::ClientGone => {
+                tracing::debug!(peer = %info.peer, listener = %info.listener, "client closed the connection mid-request");
+                break Ok(());
+            }
             ConnEvent::Idle => {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
@@ -365,6 +400,8 @@ enum ConnEvent<R> {
     Idle,
     /// Shutdown or reload was signalled.
     Stop,
+    /// The client closed the connection while a request was in flight.
+    ClientGone,
 }
 
 /// Completes when the next request arrives on a draining connection, or at `deadline`.

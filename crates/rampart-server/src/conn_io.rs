@@ -27,6 +27,12 @@ use crate::head_scan::HeadScan;
 pub(crate) struct ConnState {
     /// Requests whose response has not finished yet.
     in_flight: AtomicU32,
+    /// Requests started on this connection (wrapping), so the I/O wrapper can tell that one
+    /// came and went between two of its reads.
+    started: AtomicU32,
+    /// Reads hyper made while a request was in flight (wrapping; see
+    /// [`crate::client_close::CloseWatch`]).
+    reads_in_flight: AtomicU32,
     /// Set when an HTTP/2 connection has been idle for the keep-alive timeout (by the I/O
     /// wrapper, inside the connection's own poll: the serving loop checks it right after).
     idle: AtomicBool,
@@ -43,6 +49,7 @@ impl ConnState {
     /// A request started.
     pub(crate) fn request_started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request's response finished (or was abandoned).
@@ -62,8 +69,14 @@ impl ConnState {
         self.head_flags.swap(0, Ordering::AcqRel)
     }
 
-    fn busy(&self) -> bool {
+    /// A request is in flight.
+    pub(crate) fn busy(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// How many reads hyper made while a request was in flight.
+    pub(crate) fn reads_in_flight(&self) -> u32 {
+        self.reads_in_flight.load(Ordering::Relaxed)
     }
 }
 
@@ -101,6 +114,9 @@ pub(crate) struct TimedIo<S = TcpStream> {
     http2: bool,
     /// Scan of the HTTP/1 request head arriving now.
     scan: HeadScan,
+    /// `ConnState::started` when the current phase began: a request may start and finish
+    /// without a read in between (hyper does not read while a bodiless request is in flight).
+    started_seen: u32,
 }
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
@@ -128,6 +144,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
             scan: HeadScan::default(),
             decided: false,
             http2: false,
+            started_seen: 0,
         }
     }
 
@@ -245,8 +262,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TimedIo<S> {
             // wakes this task to arm the keep-alive timer.
             this.state.reader.register(cx.waker());
             if this.state.busy() {
+                this.state.reads_in_flight.fetch_add(1, Ordering::Relaxed);
                 return Pin::new(&mut this.stream).poll_read(cx, buf);
             }
+        }
+        let started = this.state.started.load(Ordering::Relaxed);
+        if started != this.started_seen {
+            // A request came and went since the last read: its head is over.
+            this.started_seen = started;
+            this.phase = Phase::Busy;
         }
         if let Phase::Busy = this.phase {
             this.phase = Phase::Idle {

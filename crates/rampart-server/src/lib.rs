@@ -12,6 +12,7 @@ mod access_log;
 mod admin;
 pub mod audit;
 mod client_body;
+mod client_close;
 mod config_watch;
 mod conn;
 mod conn_io;

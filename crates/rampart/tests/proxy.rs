@@ -1315,6 +1315,42 @@ async fn an_http1_client_closing_mid_request_is_logged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_client_closing_after_sending_its_body_is_logged() {
+    // The body arrives after the head: the client is watched again once it has been read.
+    let origin = HttpOrigin::start().await.unwrap();
+    let gw = simple_gateway(origin.addr());
+    let mut conn = within(RawConnection::connect(gw.addr("public")))
+        .await
+        .unwrap();
+    within(
+        conn.send(b"POST /delay/3000 HTTP/1.1\r\nHost: app.example\r\nContent-Length: 5\r\n\r\n"),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    within(conn.send(b"hello")).await.unwrap();
+    within(async {
+        while origin.requests() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    drop(conn);
+    let lines = gw.access_log_json(1);
+    assert_eq!(
+        lines.len(),
+        1,
+        "no access log line for the abandoned request"
+    );
+    assert_eq!(
+        (&lines[0]["status"], &lines[0]["completed"]),
+        (&499.into(), &false.into()),
+        "{}",
+        lines[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_in_flight_requests_and_refuses_new_connections() {
     let origin = HttpOrigin::start().await.unwrap();
     let gw = simple_gateway(origin.addr());

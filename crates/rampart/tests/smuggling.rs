@@ -287,6 +287,28 @@ async fn bare_lf_line_endings_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_lf_in_a_later_request_on_a_keep_alive_connection_is_refused() {
+    // The head scan starts over for every request, including one that follows an answered
+    // request on the same connection.
+    let (gw, origin) = start().await;
+    let mut conn = RawConnection::connect(gw.addr("public")).await.unwrap();
+    conn.send(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(conn.read_response().await.unwrap().status, 200);
+    assert_eq!(origin.wait_for_requests(1, WAIT).await.len(), 1);
+    conn.send(b"GET /second HTTP/1.1\nHost: a\nX-A: 1\n\n")
+        .await
+        .unwrap();
+    let resp = conn.read_response().await.unwrap();
+    assert_eq!(resp.status, 400, "{}", String::from_utf8_lossy(&resp.raw));
+    assert!(conn.is_closed().await, "the connection stayed open");
+    let requests = origin.requests();
+    assert_eq!(requests.len(), 1, "the origin received {requests:?}");
+    assert!(requests[0].starts_with(b"GET /first HTTP/1.1\r\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_upgrades_are_never_forwarded() {
     let (gw, origin) = start().await;
     let (resp, _) = exchange(
