@@ -58,8 +58,16 @@ pub(crate) fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
     remove_dot_segments(&decoded).map(Cow::Owned)
 }
 
+/// True when a segment of `path` (which starts with `/`) is `.` or `..`. Runs on every
+/// request: it looks only at the `/.` pairs memchr finds, not at every segment.
 fn has_dot_segment(path: &str) -> bool {
-    path.split('/').skip(1).any(|s| s == "." || s == "..")
+    let bytes = path.as_bytes();
+    memchr::memmem::find_iter(bytes, b"/.").any(|at| {
+        matches!(
+            &bytes[at + 2..],
+            [] | [b'/', ..] | [b'.'] | [b'.', b'/', ..]
+        )
+    })
 }
 
 fn decode_unreserved(path: &str) -> Result<String, PathError> {
@@ -194,6 +202,26 @@ mod tests {
         assert_eq!(norm("/a%4"), Err(PathError::BadPercentEncoding));
         assert_eq!(norm("/a%00b"), Err(PathError::EncodedNul));
         assert_eq!(norm("relative"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn dot_segments_are_told_from_names_with_dots() {
+        for path in [
+            "/.", "/..", "/a/./b", "/a/../b", "/a/.", "/a/..", "/./", "/../",
+        ] {
+            assert!(has_dot_segment(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/1k.html",
+            "/.well-known/x",
+            "/a/...",
+            "/a/..b",
+            "/a./b",
+            "/a/b.",
+        ] {
+            assert!(!has_dot_segment(path), "{path}");
+        }
     }
 
     #[test]
