@@ -59,14 +59,16 @@ pub(crate) fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
 }
 
 /// True when a segment of `path` (which starts with `/`) is `.` or `..`. Runs on every
-/// request: it looks only at the `/.` pairs memchr finds, not at every segment.
+/// request: it looks only at the dots memchr finds that start a segment, not at every segment.
 fn has_dot_segment(path: &str) -> bool {
     let bytes = path.as_bytes();
-    memchr::memmem::find_iter(bytes, b"/.").any(|at| {
-        matches!(
-            &bytes[at + 2..],
-            [] | [b'/', ..] | [b'.'] | [b'.', b'/', ..]
-        )
+    memchr::memchr_iter(b'.', bytes).any(|at| {
+        at > 0
+            && bytes[at - 1] == b'/'
+            && matches!(
+                &bytes[at + 1..],
+                [] | [b'/', ..] | [b'.'] | [b'.', b'/', ..]
+            )
     })
 }
 
