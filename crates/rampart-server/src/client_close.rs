@@ -40,8 +40,14 @@ impl SharedStream {
     }
 
     fn lock(&self) -> MutexGuard<'_, TcpStream> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.0)
     }
+}
+
+/// Locks the shared stream. A panic while it was held cannot leave a `TcpStream` half-changed,
+/// so a poisoned lock is used as is.
+fn lock(stream: &Mutex<TcpStream>) -> MutexGuard<'_, TcpStream> {
+    stream.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl AsyncRead for SharedStream {
@@ -106,8 +112,7 @@ impl CloseWatch {
         }
         let mut byte = [0u8; 1];
         let mut buf = ReadBuf::new(&mut byte);
-        let stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
-        match stream.poll_peek(cx, &mut buf) {
+        match lock(&self.stream).poll_peek(cx, &mut buf) {
             Poll::Ready(Ok(0) | Err(_)) => Poll::Ready(()),
             Poll::Ready(Ok(_)) => {
                 self.resting_at = Some(reads);

@@ -1284,16 +1284,21 @@ async fn an_http2_request_cancelled_by_the_client_is_logged_and_frees_the_connec
     within(conn).await.unwrap().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_http1_client_closing_mid_request_is_logged() {
+/// Sends `parts` on one HTTP/1 connection (50 ms apart) for a request the origin answers after
+/// 3 s, closes the connection once the request reached the origin, and returns the request's
+/// access log line after checking it says the client closed it (499, not completed).
+async fn log_of_request_abandoned_after(parts: &[&[u8]]) -> Value {
     let origin = HttpOrigin::start().await.unwrap();
     let gw = simple_gateway(origin.addr());
     let mut conn = within(RawConnection::connect(gw.addr("public")))
         .await
         .unwrap();
-    within(conn.send(b"GET /delay/3000 HTTP/1.1\r\nHost: app.example\r\n\r\n"))
-        .await
-        .unwrap();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        within(conn.send(part)).await.unwrap();
+    }
     within(async {
         while origin.requests() == 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -1301,53 +1306,37 @@ async fn an_http1_client_closing_mid_request_is_logged() {
     })
     .await;
     drop(conn);
-    let lines = gw.access_log_json(1);
+    let mut lines = gw.access_log_json(1);
     assert_eq!(
         lines.len(),
         1,
         "no access log line for the abandoned request"
     );
+    let line = lines.remove(0);
     assert_eq!(
-        (&lines[0]["status"], &lines[0]["completed"]),
-        (&499.into(), &false.into())
+        (&line["status"], &line["completed"]),
+        (&499.into(), &false.into()),
+        "{line}"
     );
-    assert_eq!(lines[0]["uri"], "/delay/3000");
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_client_closing_mid_request_is_logged() {
+    let line =
+        log_of_request_abandoned_after(&[b"GET /delay/3000 HTTP/1.1\r\nHost: app.example\r\n\r\n"])
+            .await;
+    assert_eq!(line["uri"], "/delay/3000");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http1_client_closing_after_sending_its_body_is_logged() {
     // The body arrives after the head: the client is watched again once it has been read.
-    let origin = HttpOrigin::start().await.unwrap();
-    let gw = simple_gateway(origin.addr());
-    let mut conn = within(RawConnection::connect(gw.addr("public")))
-        .await
-        .unwrap();
-    within(
-        conn.send(b"POST /delay/3000 HTTP/1.1\r\nHost: app.example\r\nContent-Length: 5\r\n\r\n"),
-    )
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    within(conn.send(b"hello")).await.unwrap();
-    within(async {
-        while origin.requests() == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
+    log_of_request_abandoned_after(&[
+        b"POST /delay/3000 HTTP/1.1\r\nHost: app.example\r\nContent-Length: 5\r\n\r\n",
+        b"hello",
+    ])
     .await;
-    drop(conn);
-    let lines = gw.access_log_json(1);
-    assert_eq!(
-        lines.len(),
-        1,
-        "no access log line for the abandoned request"
-    );
-    assert_eq!(
-        (&lines[0]["status"], &lines[0]["completed"]),
-        (&499.into(), &false.into()),
-        "{}",
-        lines[0]
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
