@@ -40,6 +40,9 @@ pub(crate) struct ConnState {
     /// polled the socket while the request was busy (no timer armed then) and would otherwise
     /// wait for client bytes forever instead of starting the keep-alive timer.
     reader: AtomicWaker,
+    /// Set once an HTTP/1 connection switched protocols (a `101` was sent): it is a tunnel
+    /// from then on, and none of the HTTP timers or scans apply to it.
+    switched: AtomicBool,
     /// What the byte-level scan of the current HTTP/1 request head found (see
     /// [`crate::head_scan`]); taken by the request's pipeline.
     head_flags: AtomicU8,
@@ -67,6 +70,11 @@ impl ConnState {
     /// The head-scan flags of the request being dispatched, cleared for the next one.
     pub(crate) fn take_head_flags(&self) -> u8 {
         self.head_flags.swap(0, Ordering::AcqRel)
+    }
+
+    /// The connection switched protocols: it carries a tunnel from now on.
+    pub(crate) fn switch_protocols(&self) {
+        self.switched.store(true, Ordering::Release);
     }
 
     /// A request is in flight.
@@ -265,6 +273,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TimedIo<S> {
                 this.state.reads_in_flight.fetch_add(1, Ordering::Relaxed);
                 return Pin::new(&mut this.stream).poll_read(cx, buf);
             }
+        }
+        if this.state.switched.load(Ordering::Acquire) {
+            // The tunnel's own idle timeout governs it (see `crate::tunnel`).
+            return Pin::new(&mut this.stream).poll_read(cx, buf);
         }
         let started = this.state.started.load(Ordering::Relaxed);
         if started != this.started_seen {

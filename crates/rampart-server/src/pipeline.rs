@@ -109,6 +109,9 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
     if let Some(audit) = &conn.shared.audit {
         audit.security(ctx);
     }
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        conn.state.switch_protocols();
+    }
     finish.status = resp.status().as_u16();
     resp.map(|inner| ResponseBody::new(inner, finish))
 }

@@ -465,6 +465,31 @@ async fn an_idle_websocket_tunnel_is_closed_by_rampart() {
     assert_eq!(origin.upgrades(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_tunnel_outlives_the_header_and_keep_alive_timeouts() {
+    // Once upgraded, the connection is the tunnel's: only `tunnel_idle` applies to it, not the
+    // HTTP timers of the connection it came from.
+    let origin = WsOrigin::start().await.unwrap();
+    let gw = ws_gateway(
+        &origin,
+        "[timeouts]\nheader_read = \"300ms\"\nkeepalive = \"300ms\"\ntunnel_idle = \"30s\"\n",
+    );
+    let (mut ws, _) = within(connect_async(format!("ws://{}/chat", gw.addr("public"))))
+        .await
+        .unwrap();
+    // Silent first (past `keepalive`), then after each message (past `header_read`).
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let text = format!("message {i} after a silence");
+        within(ws.send(Message::text(text.clone()))).await.unwrap();
+        assert_eq!(
+            within(ws.next()).await.unwrap().unwrap(),
+            Message::text(text)
+        );
+    }
+    assert_eq!(origin.upgrades(), 1);
+}
+
 /// A gateway whose `/small` route allows 1 KiB bodies, in front of a recording origin.
 fn small_body_gateway(origin: &RecordingOrigin) -> TestGateway {
     let config = format!(
