@@ -9,7 +9,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::head_scan::HeadScan;
+use crate::stream_scan::{HeadQueue, StreamScan};
 
 /// State shared by a connection's I/O wrapper and its requests.
 #[derive(Debug, Default)]
@@ -43,9 +43,9 @@ pub(crate) struct ConnState {
     /// Set once an HTTP/1 connection switched protocols (a `101` was sent): it is a tunnel
     /// from then on, and none of the HTTP timers or scans apply to it.
     switched: AtomicBool,
-    /// What the byte-level scan of the current HTTP/1 request head found (see
-    /// [`crate::head_scan`]); taken by the request's pipeline.
-    head_flags: AtomicU8,
+    /// What the byte-level scan of each HTTP/1 request head found (see
+    /// [`crate::stream_scan`]), in request order; taken by each request's pipeline.
+    head_flags: HeadQueue,
 }
 
 impl ConnState {
@@ -67,9 +67,9 @@ impl ConnState {
         self.idle.load(Ordering::Relaxed) && self.idle.swap(false, Ordering::AcqRel)
     }
 
-    /// The head-scan flags of the request being dispatched, cleared for the next one.
+    /// The head-scan flags of the request being dispatched.
     pub(crate) fn take_head_flags(&self) -> u8 {
-        self.head_flags.swap(0, Ordering::AcqRel)
+        self.head_flags.take()
     }
 
     /// The connection switched protocols: it carries a tunnel from now on.
@@ -120,8 +120,8 @@ pub(crate) struct TimedIo<S = TcpStream> {
     /// Protocol decided: the preface was complete (HTTP/2) or did not match (HTTP/1).
     decided: bool,
     http2: bool,
-    /// Scan of the HTTP/1 request head arriving now.
-    scan: HeadScan,
+    /// Scan of the HTTP/1 request stream, head by head.
+    scan: StreamScan,
     /// `ConnState::started` when the current phase began: a request may start and finish
     /// without a read in between (hyper does not read while a bodiless request is in flight).
     started_seen: u32,
@@ -149,7 +149,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
             keepalive,
             timer: LazyTimer::new(deadline),
             preface_matched: 0,
-            scan: HeadScan::default(),
+            scan: StreamScan::default(),
             decided: false,
             http2: false,
             started_seen: 0,
@@ -185,7 +185,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
                     deadline: Instant::now() + self.header_timeout,
                     started: true,
                 };
-                self.scan.reset();
+                self.restart_lost_scan();
             }
             Phase::AwaitingHead {
                 deadline,
@@ -195,16 +195,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
                     deadline,
                     started: true,
                 };
-                self.scan.reset();
             }
-            Phase::AwaitingHead { .. } => {}
-            Phase::Busy => return,
+            Phase::AwaitingHead { .. } | Phase::Busy => {}
         }
-        if !self.scan.is_done() {
-            let flags = self.scan.feed(data);
-            if flags != 0 {
-                self.state.head_flags.fetch_or(flags, Ordering::AcqRel);
-            }
+        self.scan.feed(data, &self.state.head_flags);
+    }
+
+    /// A scan that lost the framing (a protocol switch that did not happen, say) starts over
+    /// with the first bytes after an idle connection: the next request's head.
+    fn restart_lost_scan(&mut self) {
+        if self.scan.is_lost() {
+            self.scan.restart();
         }
     }
 
@@ -221,6 +222,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
             self.decided = true;
             self.http2 = true;
         }
+    }
+
+    /// A read while a request is in flight: its body, or heads pipelined behind it. No timer
+    /// runs (body timeouts belong to the request), but the stream scan follows the bytes.
+    fn poll_read_busy(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if !self.http2 && buf.filled().len() > before {
+            self.scan
+                .feed(&buf.filled()[before..], &self.state.head_flags);
+        }
+        polled
     }
 
     fn on_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -271,7 +288,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TimedIo<S> {
             this.state.reader.register(cx.waker());
             if this.state.busy() {
                 this.state.reads_in_flight.fetch_add(1, Ordering::Relaxed);
-                return Pin::new(&mut this.stream).poll_read(cx, buf);
+                return this.poll_read_busy(cx, buf);
             }
         }
         if this.state.switched.load(Ordering::Acquire) {

@@ -4,8 +4,9 @@
 //! reads the body as chunked). Both are classic request-smuggling tools, so the pipeline refuses
 //! such requests with 400.
 //!
-//! The scan is fed every byte the connection reads while a head is arriving, stops at the
-//! blank line ending the head, and never allocates.
+//! The scan also notes how the head frames what follows it (a length, chunked, or a protocol
+//! switch), so that [`crate::stream_scan`] can find where the next pipelined head begins. It
+//! stops at the blank line ending the head and never allocates.
 
 /// A line ended in LF without CR.
 pub(crate) const BARE_LF: u8 = 1;
@@ -13,18 +14,80 @@ pub(crate) const BARE_LF: u8 = 1;
 pub(crate) const CONTENT_LENGTH: u8 = 2;
 /// A `Transfer-Encoding` field was present.
 pub(crate) const TRANSFER_ENCODING: u8 = 4;
+/// An `Upgrade` field was present (not a smuggling flag: it only ends the scan's knowledge of
+/// what follows, since the connection may become a tunnel).
+const UPGRADE: u8 = 8;
+/// The flags the pipeline checks.
+const CHECKED: u8 = BARE_LF | CONTENT_LENGTH | TRANSFER_ENCODING;
 
-const NAMES: [(&[u8], u8); 2] = [
+const NAMES: [(&[u8], u8); 3] = [
     (b"content-length", CONTENT_LENGTH),
     (b"transfer-encoding", TRANSFER_ENCODING),
+    (b"upgrade", UPGRADE),
 ];
-const ALL_CANDIDATES: u8 = 0b11;
+const ALL_CANDIDATES: u8 = 0b111;
+const CONNECT: &[u8] = b"CONNECT ";
+
+/// How a finished head says its message continues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// A body of this many bytes (0 without a framing field), then the next head.
+    Length(u64),
+    /// A chunked body, then the next head.
+    Chunked,
+    /// Unknown: a protocol switch (`Upgrade`, `CONNECT`) or a length the scan cannot read.
+    /// Such heads are refused by hyper or the pipeline, or turn the connection into a tunnel.
+    Unknown,
+}
+
+/// The value of `Content-Length` lines as they are read: digits between optional whitespace,
+/// or a comma-separated list of equal such values (which hyper accepts as one).
+#[derive(Debug, Clone, Copy, Default)]
+struct LengthValue {
+    value: u64,
+    digits: bool,
+    after_digits: bool,
+    bad: bool,
+    /// The value of the list's earlier elements.
+    earlier: Option<u64>,
+}
+
+impl LengthValue {
+    fn push(&mut self, b: u8) {
+        match b {
+            b'0'..=b'9' if !self.after_digits => {
+                self.digits = true;
+                match self
+                    .value
+                    .checked_mul(10)
+                    .and_then(|v| v.checked_add(u64::from(b - b'0')))
+                {
+                    Some(v) => self.value = v,
+                    None => self.bad = true,
+                }
+            }
+            b' ' | b'\t' => self.after_digits = self.digits,
+            b',' if self.digits && self.earlier.is_none_or(|v| v == self.value) => {
+                *self = Self {
+                    earlier: Some(self.value),
+                    ..Self::default()
+                };
+            }
+            _ => self.bad = true,
+        }
+    }
+
+    fn get(self) -> Option<u64> {
+        let agrees = self.earlier.is_none_or(|v| v == self.value);
+        (self.digits && !self.bad && agrees).then_some(self.value)
+    }
+}
 
 /// Scan state for one request head.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HeadScan {
     flags: u8,
-    /// Lines completed so far (0 while on the request line).
+    /// Lines completed so far (0 while on the request line; empty lines before it skipped).
     lines: usize,
     /// Position in the current line.
     pos: usize,
@@ -32,21 +95,42 @@ pub(crate) struct HeadScan {
     candidates: u8,
     prev_cr: bool,
     done: bool,
+    /// The request line starts with `CONNECT ` (as far as it was seen).
+    connect: bool,
+    /// The `Content-Length` value being read on the current line, if it is one.
+    reading_length: Option<LengthValue>,
+    /// `Content-Length`: `None` while absent, then its value (`None` inside if unreadable or
+    /// if two lines disagree).
+    length: Option<Option<u64>>,
 }
 
 impl HeadScan {
-    /// Starts over for a new head.
-    pub(crate) fn reset(&mut self) {
-        *self = Self::default();
-    }
-
     /// True once the blank line ending the head was seen.
     pub(crate) const fn is_done(&self) -> bool {
         self.done
     }
 
-    /// Feeds the next bytes of the connection; returns the flags found so far.
-    pub(crate) fn feed(&mut self, data: &[u8]) -> u8 {
+    /// The smuggling flags found so far.
+    pub(crate) const fn flags(&self) -> u8 {
+        self.flags & CHECKED
+    }
+
+    /// How the message continues after this (finished) head.
+    pub(crate) fn framing(&self) -> Framing {
+        if self.connect || self.flags & UPGRADE != 0 {
+            return Framing::Unknown;
+        }
+        match (self.flags & TRANSFER_ENCODING != 0, self.length) {
+            (true, None) => Framing::Chunked,
+            (false, None) => Framing::Length(0),
+            (false, Some(Some(n))) => Framing::Length(n),
+            _ => Framing::Unknown,
+        }
+    }
+
+    /// Feeds the next bytes of the connection; returns how many belong to this head (all of
+    /// them until the blank line ending it is seen).
+    pub(crate) fn feed(&mut self, data: &[u8]) -> usize {
         let mut rest = data;
         while !self.done && !rest.is_empty() {
             // Fast path: a whole line starting here is examined at once.
@@ -62,7 +146,7 @@ impl HeadScan {
             self.byte(rest[0]);
             rest = &rest[1..];
         }
-        self.flags
+        data.len() - rest.len()
     }
 
     /// A whole line (without its LF) that began at a line start.
@@ -74,16 +158,25 @@ impl HeadScan {
                 line
             }
         };
-        if content.is_empty() && self.lines > 0 {
-            self.done = true;
+        if content.is_empty() {
+            self.done = self.lines > 0;
             return;
         }
-        if self.lines > 0 {
+        if self.lines == 0 {
+            self.connect = content.starts_with(CONNECT);
+        } else {
             for (name, flag) in NAMES {
                 if content.get(name.len()) == Some(&b':')
                     && content[..name.len()].eq_ignore_ascii_case(name)
                 {
                     self.flags |= flag;
+                    if flag == CONTENT_LENGTH {
+                        let mut value = LengthValue::default();
+                        content[name.len() + 1..]
+                            .iter()
+                            .for_each(|&b| value.push(b));
+                        self.add_length(value);
+                    }
                 }
             }
         }
@@ -98,23 +191,55 @@ impl HeadScan {
                     self.flags |= BARE_LF;
                 }
                 self.prev_cr = false;
-                if self.pos == 0 && self.lines > 0 {
-                    self.done = true;
-                    return;
-                }
-                self.lines += 1;
-                self.pos = 0;
-                self.candidates = ALL_CANDIDATES;
+                self.end_line();
             }
             b'\r' => self.prev_cr = true,
             _ => {
+                if self.prev_cr
+                    && let Some(value) = &mut self.reading_length
+                {
+                    // A CR inside the value, as the whole-line path sees it.
+                    value.bad = true;
+                }
                 self.prev_cr = false;
-                if self.lines > 0 && self.candidates != 0 {
+                if self.lines == 0 {
+                    self.connect = match CONNECT.get(self.pos) {
+                        Some(&c) => (self.pos == 0 || self.connect) && b == c,
+                        None => self.connect,
+                    };
+                } else if let Some(value) = &mut self.reading_length {
+                    value.push(b);
+                } else if self.candidates != 0 {
                     self.match_name(b.to_ascii_lowercase());
                 }
                 self.pos += 1;
             }
         }
+    }
+
+    /// The end of a line fed byte by byte.
+    fn end_line(&mut self) {
+        if self.pos == 0 {
+            self.done = self.lines > 0;
+            return;
+        }
+        if self.lines == 0 && self.pos < CONNECT.len() {
+            self.connect = false;
+        }
+        if let Some(value) = self.reading_length.take() {
+            self.add_length(value);
+        }
+        self.lines += 1;
+        self.pos = 0;
+        self.candidates = ALL_CANDIDATES;
+    }
+
+    fn add_length(&mut self, value: LengthValue) {
+        let value = value.get();
+        self.length = Some(match self.length {
+            Some(seen) if seen != value => None,
+            _ => value,
+        });
     }
 
     fn match_name(&mut self, b: u8) {
@@ -126,6 +251,9 @@ impl HeadScan {
             if b == b':' && self.pos == name.len() {
                 self.flags |= flag;
                 self.candidates = 0;
+                if *flag == CONTENT_LENGTH {
+                    self.reading_length = Some(LengthValue::default());
+                }
                 return;
             }
             if name.get(self.pos) != Some(&b) {
@@ -141,11 +269,10 @@ mod tests {
 
     fn scan(parts: &[&[u8]]) -> (u8, bool) {
         let mut s = HeadScan::default();
-        let mut flags = 0;
         for p in parts {
-            flags = s.feed(p);
+            s.feed(p);
         }
-        (flags, s.is_done())
+        (s.flags(), s.is_done())
     }
 
     #[test]
@@ -212,5 +339,85 @@ mod tests {
             scan(&[b"GET / HTTP/1.1\r\n\r\nTransfer-Encoding: x\n"]),
             (0, true)
         );
+    }
+
+    /// The framing of `head` fed in `parts`, and its flags.
+    fn framing(parts: &[&[u8]]) -> (Framing, u8) {
+        let mut s = HeadScan::default();
+        for p in parts {
+            s.feed(p);
+        }
+        assert!(s.is_done());
+        (s.framing(), s.flags())
+    }
+
+    #[test]
+    fn the_framing_is_read_alike_from_whole_lines_and_split_lines() {
+        let cases: [(&[u8], Framing); 11] = [
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 4, 4,4\r\n\r\n",
+                Framing::Length(4),
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 4, 5\r\n\r\n",
+                Framing::Unknown,
+            ),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", Framing::Length(0)),
+            (
+                b"\r\nPOST / HTTP/1.1\r\nContent-Length:  12 \r\n\r\n",
+                Framing::Length(12),
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\n",
+                Framing::Length(3),
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Framing::Chunked,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n",
+                Framing::Unknown,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 1\r2\r\n\r\n",
+                Framing::Unknown,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Framing::Unknown,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nUPGRADE: websocket\r\n\r\n",
+                Framing::Unknown,
+            ),
+            (b"CONNECT a:1 HTTP/1.1\r\n\r\n", Framing::Unknown),
+        ];
+        for (head, expected) in cases {
+            let whole = framing(&[head]);
+            assert_eq!(whole.0, expected, "{:?}", String::from_utf8_lossy(head));
+            let pieces: Vec<&[u8]> = head.chunks(1).collect();
+            assert_eq!(
+                framing(&pieces),
+                whole,
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
+            for split in 0..head.len() {
+                assert_eq!(
+                    framing(&[&head[..split], &head[split..]]),
+                    whole,
+                    "split {split}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn feed_stops_right_after_the_blank_line() {
+        let mut s = HeadScan::default();
+        assert_eq!(s.feed(b"GET / HTTP/1.1\r\nHost"), 20);
+        assert_eq!(s.feed(b": a\r\n\r\nGET"), 7);
+        assert!(s.is_done());
     }
 }

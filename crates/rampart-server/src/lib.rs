@@ -34,6 +34,7 @@ mod route_gates;
 mod runtime;
 mod sanity;
 mod server;
+mod stream_scan;
 mod timefmt;
 pub mod tls;
 mod tunnel;

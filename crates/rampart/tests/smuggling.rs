@@ -308,6 +308,58 @@ async fn bare_lf_in_a_later_request_on_a_keep_alive_connection_is_refused() {
     assert!(requests[0].starts_with(b"GET /first HTTP/1.1\r\n"));
 }
 
+/// Sends `first` and a pipelined second request in one write: the first is answered 200, the
+/// second refused with 400 and the connection closed, and only the first reached the origin.
+async fn assert_pipelined_second_refused(first: &[u8], second: &[u8]) {
+    let (gw, origin) = start().await;
+    let mut conn = RawConnection::connect(gw.addr("public")).await.unwrap();
+    conn.send(&[first, second].concat()).await.unwrap();
+    let what = String::from_utf8_lossy(second).into_owned();
+    assert_eq!(conn.read_response().await.unwrap().status, 200, "{what:?}");
+    let resp = conn.read_response().await.unwrap();
+    assert_eq!(
+        resp.status,
+        400,
+        "{what:?}: {}",
+        String::from_utf8_lossy(&resp.raw)
+    );
+    assert!(
+        conn.is_closed().await,
+        "{what:?}: the connection stayed open"
+    );
+    let requests = origin.requests();
+    assert_eq!(
+        requests.len(),
+        1,
+        "{what:?}: the origin received {requests:?}"
+    );
+    assert!(
+        requests[0].starts_with(b"GET /first HTTP/1.1\r\n")
+            || requests[0].starts_with(b"POST /first HTTP/1.1\r\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smuggling_head_pipelined_in_the_same_packet_is_refused() {
+    // The head scan follows the byte stream through every head and body the read holds, so a
+    // request pipelined behind another one is checked as if it came alone.
+    let seconds: [&[u8]; 3] = [
+        b"GET /second HTTP/1.1\nHost: a\nX-A: 1\n\n",
+        b"POST /second HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /second HTTP/1.1\r\nHost: a\r\nX-A: 1\n\r\n",
+    ];
+    let firsts: [&[u8]; 3] = [
+        b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nGET /x \n\n",
+        b"POST /first HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;e=1\r\n\n\nx\r\n0\r\nT: 1\r\n\r\n",
+    ];
+    for first in firsts {
+        for second in seconds {
+            assert_pipelined_second_refused(first, second).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_upgrades_are_never_forwarded() {
     let (gw, origin) = start().await;
