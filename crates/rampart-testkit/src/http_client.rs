@@ -95,6 +95,14 @@ impl RawConnection {
             .map_err(|_| timed_out("shutdown"))?
     }
 
+    /// Closes the connection with a reset (RST) instead of a FIN, as a crashed client or a
+    /// middlebox would.
+    pub fn reset(self) -> io::Result<()> {
+        socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO))?;
+        drop(self.stream);
+        Ok(())
+    }
+
     /// Reads the raw bytes of the next response (to a request that was `HEAD` or not).
     ///
     /// Returns an empty vector if the server closed without sending anything.

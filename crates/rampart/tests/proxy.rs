@@ -1284,10 +1284,24 @@ async fn an_http2_request_cancelled_by_the_client_is_logged_and_frees_the_connec
     within(conn).await.unwrap().unwrap();
 }
 
+/// How a test client leaves.
+#[derive(Clone, Copy)]
+enum Leave {
+    /// Close normally (FIN).
+    Close,
+    /// Reset the connection (RST).
+    Reset,
+}
+
 /// Sends `parts` on one HTTP/1 connection (50 ms apart) for a request the origin answers after
 /// 3 s, closes the connection once the request reached the origin, and returns the request's
 /// access log line after checking it says the client closed it (499, not completed).
 async fn log_of_request_abandoned_after(parts: &[&[u8]]) -> Value {
+    log_of_request_abandoned_by(parts, Leave::Close).await
+}
+
+/// [`log_of_request_abandoned_after`], leaving the way `leave` says.
+async fn log_of_request_abandoned_by(parts: &[&[u8]], leave: Leave) -> Value {
     let origin = HttpOrigin::start().await.unwrap();
     let gw = simple_gateway(origin.addr());
     let mut conn = within(RawConnection::connect(gw.addr("public")))
@@ -1305,7 +1319,10 @@ async fn log_of_request_abandoned_after(parts: &[&[u8]]) -> Value {
         }
     })
     .await;
-    drop(conn);
+    match leave {
+        Leave::Close => drop(conn),
+        Leave::Reset => conn.reset().unwrap(),
+    }
     let mut lines = gw.access_log_json(1);
     assert_eq!(
         lines.len(),
@@ -1326,6 +1343,16 @@ async fn an_http1_client_closing_mid_request_is_logged() {
     let line =
         log_of_request_abandoned_after(&[b"GET /delay/3000 HTTP/1.1\r\nHost: app.example\r\n\r\n"])
             .await;
+    assert_eq!(line["uri"], "/delay/3000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_client_resetting_mid_request_is_logged() {
+    let line = log_of_request_abandoned_by(
+        &[b"GET /delay/3000 HTTP/1.1\r\nHost: app.example\r\n\r\n"],
+        Leave::Reset,
+    )
+    .await;
     assert_eq!(line["uri"], "/delay/3000");
 }
 
