@@ -4,9 +4,9 @@
 //! reads the body as chunked). Both are classic request-smuggling tools, so the pipeline refuses
 //! such requests with 400.
 //!
-//! The scan also notes how the head frames what follows it (a length, chunked, or a protocol
-//! switch), so that [`crate::stream_scan`] can find where the next pipelined head begins. It
-//! stops at the blank line ending the head and never allocates.
+//! The scan also reads how the head frames the body that follows it (a length, or chunked), so
+//! that [`crate::stream_scan`] can find where the next pipelined head begins. It stops at the
+//! blank line ending the head and never allocates.
 
 /// A line ended in LF without CR.
 pub(crate) const BARE_LF: u8 = 1;
@@ -14,19 +14,12 @@ pub(crate) const BARE_LF: u8 = 1;
 pub(crate) const CONTENT_LENGTH: u8 = 2;
 /// A `Transfer-Encoding` field was present.
 pub(crate) const TRANSFER_ENCODING: u8 = 4;
-/// An `Upgrade` field was present (not a smuggling flag: it only ends the scan's knowledge of
-/// what follows, since the connection may become a tunnel).
-const UPGRADE: u8 = 8;
-/// The flags the pipeline checks.
-const CHECKED: u8 = BARE_LF | CONTENT_LENGTH | TRANSFER_ENCODING;
 
-const NAMES: [(&[u8], u8); 3] = [
+const NAMES: [(&[u8], u8); 2] = [
     (b"content-length", CONTENT_LENGTH),
     (b"transfer-encoding", TRANSFER_ENCODING),
-    (b"upgrade", UPGRADE),
 ];
-const ALL_CANDIDATES: u8 = 0b111;
-const CONNECT: &[u8] = b"CONNECT ";
+const ALL_CANDIDATES: u8 = 0b11;
 
 /// How a finished head says its message continues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +28,8 @@ pub(crate) enum Framing {
     Length(u64),
     /// A chunked body, then the next head.
     Chunked,
-    /// Unknown: a protocol switch (`Upgrade`, `CONNECT`) or a length the scan cannot read.
-    /// Such heads are refused by hyper or the pipeline, or turn the connection into a tunnel.
+    /// Unknown: framing the scan cannot read (differing or malformed lengths, a length beside
+    /// chunked). hyper or the pipeline refuse such heads and close the connection.
     Unknown,
 }
 
@@ -95,8 +88,6 @@ pub(crate) struct HeadScan {
     candidates: u8,
     prev_cr: bool,
     done: bool,
-    /// The request line starts with `CONNECT ` (as far as it was seen).
-    connect: bool,
     /// The `Content-Length` value being read on the current line, if it is one.
     reading_length: Option<LengthValue>,
     /// `Content-Length`: `None` while absent, then its value (`None` inside if unreadable or
@@ -112,14 +103,11 @@ impl HeadScan {
 
     /// The smuggling flags found so far.
     pub(crate) const fn flags(&self) -> u8 {
-        self.flags & CHECKED
+        self.flags
     }
 
     /// How the message continues after this (finished) head.
     pub(crate) fn framing(&self) -> Framing {
-        if self.connect || self.flags & UPGRADE != 0 {
-            return Framing::Unknown;
-        }
         match (self.flags & TRANSFER_ENCODING != 0, self.length) {
             (true, None) => Framing::Chunked,
             (false, None) => Framing::Length(0),
@@ -162,9 +150,7 @@ impl HeadScan {
             self.done = self.lines > 0;
             return;
         }
-        if self.lines == 0 {
-            self.connect = content.starts_with(CONNECT);
-        } else {
+        if self.lines > 0 {
             for (name, flag) in NAMES {
                 if content.get(name.len()) == Some(&b':')
                     && content[..name.len()].eq_ignore_ascii_case(name)
@@ -202,15 +188,12 @@ impl HeadScan {
                     value.bad = true;
                 }
                 self.prev_cr = false;
-                if self.lines == 0 {
-                    self.connect = match CONNECT.get(self.pos) {
-                        Some(&c) => (self.pos == 0 || self.connect) && b == c,
-                        None => self.connect,
-                    };
-                } else if let Some(value) = &mut self.reading_length {
-                    value.push(b);
-                } else if self.candidates != 0 {
-                    self.match_name(b.to_ascii_lowercase());
+                if self.lines > 0 {
+                    if let Some(value) = &mut self.reading_length {
+                        value.push(b);
+                    } else if self.candidates != 0 {
+                        self.match_name(b.to_ascii_lowercase());
+                    }
                 }
                 self.pos += 1;
             }
@@ -222,9 +205,6 @@ impl HeadScan {
         if self.pos == 0 {
             self.done = self.lines > 0;
             return;
-        }
-        if self.lines == 0 && self.pos < CONNECT.len() {
-            self.connect = false;
         }
         if let Some(value) = self.reading_length.take() {
             self.add_length(value);
@@ -389,9 +369,9 @@ mod tests {
             ),
             (
                 b"GET / HTTP/1.1\r\nUPGRADE: websocket\r\n\r\n",
-                Framing::Unknown,
+                Framing::Length(0),
             ),
-            (b"CONNECT a:1 HTTP/1.1\r\n\r\n", Framing::Unknown),
+            (b"CONNECT a:1 HTTP/1.1\r\n\r\n", Framing::Length(0)),
         ];
         for (head, expected) in cases {
             let whole = framing(&[head]);

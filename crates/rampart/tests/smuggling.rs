@@ -386,8 +386,10 @@ async fn a_smuggling_head_pipelined_in_the_same_packet_is_refused() {
         b"POST /second HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"GET /second HTTP/1.1\r\nHost: a\r\nX-A: 1\n\r\n",
     ];
-    let firsts: [&[u8]; 3] = [
+    let firsts: [&[u8]; 4] = [
         b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n",
+        // An upgrade the origin does not accept: the connection stays HTTP.
+        b"GET /first HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
         b"POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nGET /x \n\n",
         b"POST /first HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;e=1\r\n\n\nx\r\n0\r\nT: 1\r\n\r\n",
     ];
