@@ -245,8 +245,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
             Phase::AwaitingHead { started: true, .. } if !self.http2 => {
                 let request_id = rampart_core::ids::new_request_id();
                 let response = timeout_response(&request_id);
-                // Best effort: one non-blocking write; a client this slow may not read it.
+                // Best effort: one non-blocking write; a client this slow may not read it. The
+                // flush sends what a TLS stream holds (see `crate::tls`).
                 let _ = Pin::new(&mut self.stream).poll_write(cx, response.as_bytes());
+                let _ = Pin::new(&mut self.stream).poll_flush(cx);
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     HeaderTimeout { request_id },

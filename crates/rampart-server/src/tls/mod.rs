@@ -31,6 +31,7 @@ use rustls::server::{
     WebPkiClientVerifier,
 };
 use rustls::{ServerConfig, ServerConnection, SupportedProtocolVersion};
+use tokio::io::{AsyncWrite, BufWriter};
 use tokio::net::TcpStream;
 
 use self::resolver::{CertSlot, SniResolver};
@@ -302,7 +303,8 @@ impl TlsListener {
                 })
         } else {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            tokio::time::timeout(timeout, acceptor.accept(stream))
+            let stream = BufWriter::with_capacity(RECORD_BATCH, stream);
+            tokio::time::timeout(timeout, accept_sending_alerts(&acceptor, stream))
                 .await
                 .map(|r| {
                     r.map(|s| {
@@ -357,10 +359,37 @@ impl TlsListener {
     }
 }
 
+/// Completes a handshake; on failure, first sends what rustls left for the client (the alert
+/// saying why), which waits in the write buffer for a flush.
+async fn accept_sending_alerts(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: BufWriter<TcpStream>,
+) -> io::Result<tokio_rustls::server::TlsStream<BufWriter<TcpStream>>> {
+    acceptor
+        .accept(stream)
+        .into_fallible()
+        .await
+        .map_err(|(err, mut io)| {
+            // Best effort, as a last gasp: one non-blocking attempt.
+            let waker = std::task::Waker::noop();
+            let _ =
+                std::pin::Pin::new(&mut io).poll_flush(&mut std::task::Context::from_waker(waker));
+            err
+        })
+}
+
+/// How many bytes of sealed TLS records wait for the next flush under a TLS stream.
+/// tokio-rustls writes each record to the socket as soon as it is sealed, and the HTTP/2
+/// codec writes one flush's frames in several calls; held until the flush, the frames of
+/// every response ready at that moment leave in one `writev` and one TCP segment instead of
+/// two or more. A full-size record (16 KiB of data) is larger than the buffer and goes
+/// straight through, so large bodies are not copied again.
+const RECORD_BATCH: usize = 16 * 1024;
+
 /// A connection after its handshake (or, with early data, after the ClientHello).
 pub(crate) enum Accepted {
     /// Handshake complete.
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Tls(Box<tokio_rustls::server::TlsStream<BufWriter<TcpStream>>>),
     /// Early data possible: the rest of the handshake happens while requests are served.
     Early(Box<early::EarlyTlsStream>),
 }
