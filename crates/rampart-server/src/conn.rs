@@ -25,6 +25,7 @@ use crate::conn_proto::{Prefixed, Served, Version};
 use crate::runtime::Runtime;
 use crate::server::Shared;
 use crate::tls::Accepted;
+use crate::tls::batch::BatchFlusher;
 
 /// What every request on a connection shares.
 pub(crate) struct ConnCtx {
@@ -112,6 +113,7 @@ pub(crate) async fn serve(
             info: Arc::new(info),
             handshake_done: None,
             close_watch: Some(watch),
+            flusher: None,
         };
         return serve_http(stream, facts, (rt, listener_index), shared, shutdown).await;
     };
@@ -119,11 +121,12 @@ pub(crate) async fn serve(
     // keep-alive connection holds) is not sized for the handshake and the TLS streams.
     let timeout = rt.settings.header_read_timeout;
     match Box::pin(tls.accept(stream, timeout)).await {
-        Ok((Accepted::Tls(s), facts)) => {
+        Ok((Accepted::Tls(s, flusher), facts)) => {
             let facts = ConnFacts {
                 info: Arc::new(info.with_tls(Arc::new(facts))),
                 handshake_done: None,
                 close_watch: None,
+                flusher: Some(flusher),
             };
             Box::pin(serve_http(
                 *s,
@@ -139,6 +142,7 @@ pub(crate) async fn serve(
                 info: Arc::new(info.with_tls(Arc::new(facts))),
                 handshake_done: Some(s.handshake_done()),
                 close_watch: None,
+                flusher: None,
             };
             let rt = (rt, listener_index);
             Box::pin(serve_http(*s, facts, rt, shared, shutdown)).await;
@@ -210,6 +214,9 @@ struct ConnFacts {
     /// Plain TCP: the watch for a client closing mid-request, which replaces hyper's (see
     /// [`crate::client_close`]). TLS connections keep hyper's.
     close_watch: Option<CloseWatch>,
+    /// TLS: writes out the records a wake-up of the connection produced, in one call (see
+    /// [`crate::tls::batch`]).
+    flusher: Option<BatchFlusher>,
 }
 
 /// Serves HTTP/1.1 and HTTP/2 on `stream` (TCP, or TLS after the handshake).
@@ -219,6 +226,7 @@ async fn serve_http<S>(
         info,
         handshake_done,
         mut close_watch,
+        flusher,
     }: ConnFacts,
     (rt, listener_index): (Arc<Runtime>, usize),
     shared: Arc<Shared>,
@@ -334,9 +342,20 @@ async fn serve_http<S>(
     let mut stop_registered = false;
     let stop = crate::worker::closed(shutdown);
     tokio::pin!(stop);
+    // From here until `finish` below, this loop writes out what the connection wrote.
+    if let Some(flusher) = &flusher {
+        flusher.defer();
+    }
     let result = loop {
         let event = std::future::poll_fn(|cx| {
-            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+            let polled = conn.as_mut().poll(cx);
+            // What this poll wrote leaves now, in one call.
+            if let Some(flusher) = &flusher
+                && let Poll::Ready(Err(_)) = flusher.poll_write_out(cx)
+            {
+                return Poll::Ready(ConnEvent::ClientGone);
+            }
+            if let Poll::Ready(result) = polled {
                 return Poll::Ready(ConnEvent::Ended(result));
             }
             if let Some(watch) = close_watch.as_mut()
@@ -386,6 +405,11 @@ async fn serve_http<S>(
             }
         }
     };
+    if let Some(flusher) = flusher {
+        // Flushes write at once again (a tunnel may carry on with this stream), and what is
+        // still held (a last response, a 408) is written, within the header timeout.
+        let _ = tokio::time::timeout(header_timeout, flusher.finish()).await;
+    }
     if let Err(err) = result {
         log_connection_error(&err, &info, &shared);
     }

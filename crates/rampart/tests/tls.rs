@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rampart_testkit::{HttpOrigin, TestGateway, TestPki};
+use rampart_testkit::{HttpOrigin, TestGateway, TestPki, WsOrigin};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
@@ -486,6 +486,57 @@ fn a_slow_head_over_tls_gets_its_408() {
     .unwrap();
     assert_eq!(status(&resp), 408, "{resp}");
     assert!(header(&resp, "x-request-id").is_some(), "{resp}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_over_tls_round_trips_through_the_tunnel() {
+    // The 101 is written while the connection's loop batches its writes; the tunnel that
+    // follows writes through the same stream once the loop has let go of it.
+    use futures_util::{SinkExt, StreamExt};
+    use rampart_testkit::tokio_tungstenite::client_async;
+    use rampart_testkit::tokio_tungstenite::tungstenite::Message;
+    let wait = Duration::from_secs(10);
+    let pki = TestPki::new();
+    let origin = WsOrigin::start().await.unwrap();
+    let a = pki.server("a", &["a.test"]);
+    let gw = TestGateway::builder(format!(
+        "[[listeners]]\nname = \"https\"\nbind = \"127.0.0.1:0\"\n[listeners.tls]\n\
+         [[listeners.tls.certificates]]\ncert = {:?}\nkey = {:?}\n\n\
+         [[upstreams]]\nname = \"ws\"\ntargets = [\"{}\"]\n\n\
+         [[routes]]\nname = \"ws\"\nupstream = \"ws\"\n",
+        a.cert,
+        a.key,
+        origin.addr()
+    ))
+    .start();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(pki.client_config(&[b"http/1.1"])));
+    let tcp = tokio::net::TcpStream::connect(gw.addr("https"))
+        .await
+        .unwrap();
+    let name = ServerName::try_from("a.test").unwrap();
+    let tls = tokio::time::timeout(wait, connector.connect(name, tcp))
+        .await
+        .unwrap()
+        .unwrap();
+    let (mut ws, resp) = tokio::time::timeout(wait, client_async("wss://a.test/chat", tls))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    for i in 0..5 {
+        let text = format!("message {i} over TLS");
+        tokio::time::timeout(wait, ws.send(Message::text(text.clone())))
+            .await
+            .unwrap()
+            .unwrap();
+        let reply = tokio::time::timeout(wait, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(reply, Message::text(text));
+    }
+    assert_eq!(origin.upgrades(), 1);
 }
 
 #[test]

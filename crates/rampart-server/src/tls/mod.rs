@@ -6,6 +6,7 @@
 //! Every config is built with an explicit aws-lc-rs provider (`builder_with_provider`), so
 //! library code does not depend on a process-wide default provider being installed.
 
+pub(crate) mod batch;
 pub(crate) mod certs;
 pub mod client_hello;
 pub(crate) mod early;
@@ -31,9 +32,10 @@ use rustls::server::{
     WebPkiClientVerifier,
 };
 use rustls::{ServerConfig, ServerConnection, SupportedProtocolVersion};
-use tokio::io::{AsyncWrite, BufWriter};
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
+use self::batch::{BatchFlusher, BatchedIo};
 use self::resolver::{CertSlot, SniResolver};
 use self::stats::{HandshakeFailure, TlsStats};
 
@@ -303,13 +305,13 @@ impl TlsListener {
                 })
         } else {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            let stream = BufWriter::with_capacity(RECORD_BATCH, stream);
+            let (stream, flusher) = BatchedIo::new(stream);
             tokio::time::timeout(timeout, accept_sending_alerts(&acceptor, stream))
                 .await
                 .map(|r| {
                     r.map(|s| {
                         let info = self.info(s.get_ref().1, false);
-                        (Accepted::Tls(Box::new(s)), info)
+                        (Accepted::Tls(Box::new(s), flusher), info)
                     })
                 })
         };
@@ -363,8 +365,8 @@ impl TlsListener {
 /// saying why), which waits in the write buffer for a flush.
 async fn accept_sending_alerts(
     acceptor: &tokio_rustls::TlsAcceptor,
-    stream: BufWriter<TcpStream>,
-) -> io::Result<tokio_rustls::server::TlsStream<BufWriter<TcpStream>>> {
+    stream: BatchedIo,
+) -> io::Result<tokio_rustls::server::TlsStream<BatchedIo>> {
     acceptor
         .accept(stream)
         .into_fallible()
@@ -378,18 +380,14 @@ async fn accept_sending_alerts(
         })
 }
 
-/// How many bytes of sealed TLS records wait for the next flush under a TLS stream.
-/// tokio-rustls writes each record to the socket as soon as it is sealed, and the HTTP/2
-/// codec writes one flush's frames in several calls; held until the flush, the frames of
-/// every response ready at that moment leave in one `writev` and one TCP segment instead of
-/// two or more. A full-size record (16 KiB of data) is larger than the buffer and goes
-/// straight through, so large bodies are not copied again.
-const RECORD_BATCH: usize = 16 * 1024;
-
 /// A connection after its handshake (or, with early data, after the ClientHello).
 pub(crate) enum Accepted {
-    /// Handshake complete.
-    Tls(Box<tokio_rustls::server::TlsStream<BufWriter<TcpStream>>>),
+    /// Handshake complete; the flusher writes out what the connection's records leave
+    /// waiting (see [`batch`]).
+    Tls(
+        Box<tokio_rustls::server::TlsStream<BatchedIo>>,
+        BatchFlusher,
+    ),
     /// Early data possible: the rest of the handshake happens while requests are served.
     Early(Box<early::EarlyTlsStream>),
 }
