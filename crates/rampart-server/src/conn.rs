@@ -137,12 +137,12 @@ pub(crate) async fn serve(
             ))
             .await;
         }
-        Ok((Accepted::Early(s), facts)) => {
+        Ok((Accepted::Early(s, flusher), facts)) => {
             let facts = ConnFacts {
                 info: Arc::new(info.with_tls(Arc::new(facts))),
                 handshake_done: Some(s.handshake_done()),
                 close_watch: None,
-                flusher: None,
+                flusher: Some(flusher),
             };
             let rt = (rt, listener_index);
             Box::pin(serve_http(*s, facts, rt, shared, shutdown)).await;

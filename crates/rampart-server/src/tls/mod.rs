@@ -291,6 +291,7 @@ impl TlsListener {
     ) -> Result<(Accepted, TlsInfo), io::Error> {
         let timeout = self.handshake_timeout.unwrap_or(timeout);
         let config = self.config();
+        let (stream, flusher) = BatchedIo::new(stream);
         let result = if self.early_data {
             tokio::time::timeout(timeout, early::EarlyTlsStream::accept(stream, config))
                 .await
@@ -300,12 +301,11 @@ impl TlsListener {
                         if info.early_data {
                             self.stats.early_data_accepted();
                         }
-                        (Accepted::Early(Box::new(s)), info)
+                        (Accepted::Early(Box::new(s), flusher), info)
                     })
                 })
         } else {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            let (stream, flusher) = BatchedIo::new(stream);
             tokio::time::timeout(timeout, accept_sending_alerts(&acceptor, stream))
                 .await
                 .map(|r| {
@@ -389,7 +389,7 @@ pub(crate) enum Accepted {
         BatchFlusher,
     ),
     /// Early data possible: the rest of the handshake happens while requests are served.
-    Early(Box<early::EarlyTlsStream>),
+    Early(Box<early::EarlyTlsStream>, BatchFlusher),
 }
 
 /// Headers for a verified client certificate.
