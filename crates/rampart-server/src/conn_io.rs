@@ -185,7 +185,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
                     deadline: Instant::now() + self.header_timeout,
                     started: true,
                 };
-                self.restart_lost_scan();
+                self.scan.resync();
             }
             Phase::AwaitingHead {
                 deadline,
@@ -199,14 +199,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
             Phase::AwaitingHead { .. } | Phase::Busy => {}
         }
         self.scan.feed(data, &self.state.head_flags);
-    }
-
-    /// A scan that lost the framing (a protocol switch that did not happen, say) starts over
-    /// with the first bytes after an idle connection: the next request's head.
-    fn restart_lost_scan(&mut self) {
-        if self.scan.is_lost() {
-            self.scan.restart();
-        }
     }
 
     /// Recognises the HTTP/2 preface even when it arrives split over several reads.
@@ -245,8 +237,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
             Phase::AwaitingHead { started: true, .. } if !self.http2 => {
                 let request_id = rampart_core::ids::new_request_id();
                 let response = timeout_response(&request_id);
-                // Best effort: one non-blocking write; a client this slow may not read it. The
-                // flush sends what a TLS stream holds (see `crate::tls`).
+                // Best effort: one non-blocking write and its flush; a client this slow may not
+                // read it. Over TLS the serving loop writes the records out as it ends (see
+                // `crate::tls::batch`).
                 let _ = Pin::new(&mut self.stream).poll_write(cx, response.as_bytes());
                 let _ = Pin::new(&mut self.stream).poll_flush(cx);
                 Poll::Ready(Err(io::Error::new(

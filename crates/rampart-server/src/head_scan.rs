@@ -90,9 +90,20 @@ pub(crate) struct HeadScan {
     done: bool,
     /// The `Content-Length` value being read on the current line, if it is one.
     reading_length: Option<LengthValue>,
-    /// `Content-Length`: `None` while absent, then its value (`None` inside if unreadable or
-    /// if two lines disagree).
-    length: Option<Option<u64>>,
+    /// What the `Content-Length` lines so far say.
+    length: Length,
+}
+
+/// What a head's `Content-Length` lines say.
+#[derive(Debug, Clone, Copy, Default)]
+enum Length {
+    /// No such line.
+    #[default]
+    Absent,
+    /// One value, however many lines repeat it.
+    Known(u64),
+    /// Not a number, or two lines that disagree.
+    Unreadable,
 }
 
 impl HeadScan {
@@ -109,9 +120,9 @@ impl HeadScan {
     /// How the message continues after this (finished) head.
     pub(crate) fn framing(&self) -> Framing {
         match (self.flags & TRANSFER_ENCODING != 0, self.length) {
-            (true, None) => Framing::Chunked,
-            (false, None) => Framing::Length(0),
-            (false, Some(Some(n))) => Framing::Length(n),
+            (true, Length::Absent) => Framing::Chunked,
+            (false, Length::Absent) => Framing::Length(0),
+            (false, Length::Known(n)) => Framing::Length(n),
             _ => Framing::Unknown,
         }
     }
@@ -215,11 +226,11 @@ impl HeadScan {
     }
 
     fn add_length(&mut self, value: LengthValue) {
-        let value = value.get();
-        self.length = Some(match self.length {
-            Some(seen) if seen != value => None,
-            _ => value,
-        });
+        self.length = match (self.length, value.get()) {
+            (Length::Absent, Some(n)) => Length::Known(n),
+            (Length::Known(seen), Some(n)) if seen == n => Length::Known(n),
+            _ => Length::Unreadable,
+        };
     }
 
     fn match_name(&mut self, b: u8) {
@@ -241,6 +252,27 @@ impl HeadScan {
             }
         }
     }
+}
+
+/// Feeds `input` to `outcome` whole, byte by byte and split in two at every position;
+/// asserts all agree and returns the outcome (for the scans' tests).
+#[cfg(test)]
+pub(crate) fn agree_on_every_split<T: PartialEq + std::fmt::Debug>(
+    input: &[u8],
+    outcome: impl Fn(&[&[u8]]) -> T,
+) -> T {
+    let what = String::from_utf8_lossy(input);
+    let whole = outcome(&[input]);
+    let pieces: Vec<&[u8]> = input.chunks(1).collect();
+    assert_eq!(outcome(&pieces), whole, "byte by byte: {what:?}");
+    for split in 0..input.len() {
+        assert_eq!(
+            outcome(&[&input[..split], &input[split..]]),
+            whole,
+            "split at {split}: {what:?}"
+        );
+    }
+    whole
 }
 
 #[cfg(test)]
@@ -298,16 +330,7 @@ mod tests {
             b"GET / HTTP/1.1\r\ncontent-length : 1\r\n\n",
         ];
         for head in heads {
-            let whole = scan(&[head]);
-            let pieces: Vec<&[u8]> = head.chunks(1).collect();
-            assert_eq!(scan(&pieces), whole, "{:?}", String::from_utf8_lossy(head));
-            for split in 0..head.len() {
-                assert_eq!(
-                    scan(&[&head[..split], &head[split..]]),
-                    whole,
-                    "split {split}"
-                );
-            }
+            agree_on_every_split(head, scan);
         }
     }
 
@@ -374,22 +397,8 @@ mod tests {
             (b"CONNECT a:1 HTTP/1.1\r\n\r\n", Framing::Length(0)),
         ];
         for (head, expected) in cases {
-            let whole = framing(&[head]);
+            let whole = agree_on_every_split(head, framing);
             assert_eq!(whole.0, expected, "{:?}", String::from_utf8_lossy(head));
-            let pieces: Vec<&[u8]> = head.chunks(1).collect();
-            assert_eq!(
-                framing(&pieces),
-                whole,
-                "{:?}",
-                String::from_utf8_lossy(head)
-            );
-            for split in 0..head.len() {
-                assert_eq!(
-                    framing(&[&head[..split], &head[split..]]),
-                    whole,
-                    "split {split}"
-                );
-            }
         }
     }
 

@@ -6,7 +6,7 @@
 //! Bodies are skipped, not scanned: a length is skipped in one step, a chunked body by reading
 //! its chunk-size lines only. Where the framing cannot be followed (a length the scan cannot
 //! read, chunk framing it does not understand), the scan stops until the connection's I/O
-//! wrapper restarts it at a request boundary. The scan is lenient where hyper may be: a byte
+//! wrapper resyncs it at a request boundary. The scan is lenient where hyper may be: a byte
 //! stream hyper refuses ends the connection anyway. A protocol switch needs no care here: once
 //! a `101` is sent, the I/O wrapper no longer feeds the scan.
 
@@ -20,7 +20,7 @@ enum Position {
     Head(HeadScan),
     Length(u64),
     Chunked(ChunkSkip),
-    /// Lost: waits for [`StreamScan::restart`].
+    /// Lost: waits for [`StreamScan::resync`].
     Lost,
 }
 
@@ -40,14 +40,17 @@ impl Default for StreamScan {
 
 impl StreamScan {
     /// True once the scan lost track of the framing.
-    pub(crate) const fn is_lost(&self) -> bool {
+    #[cfg(test)]
+    const fn is_lost(&self) -> bool {
         matches!(self.at, Position::Lost)
     }
 
-    /// Starts over at a head, after the connection knows a request boundary (used only once
-    /// the scan is lost).
-    pub(crate) fn restart(&mut self) {
-        self.at = Position::Head(HeadScan::default());
+    /// The connection is at a request boundary (the first bytes after it went idle): a scan
+    /// that lost track starts over here; one that kept track knows better and carries on.
+    pub(crate) fn resync(&mut self) {
+        if let Position::Lost = self.at {
+            self.at = Position::Head(HeadScan::default());
+        }
     }
 
     /// Feeds the next bytes the connection read; pushes the flags of every head finished in
@@ -70,8 +73,7 @@ impl StreamScan {
                     used
                 }
                 Position::Length(left) => {
-                    let used = usize::try_from(*left).map_or(data.len(), |n| n.min(data.len()));
-                    *left -= used as u64;
+                    let used = take_up_to(left, data.len());
                     if *left == 0 {
                         self.at = Position::Head(HeadScan::default());
                     }
@@ -90,6 +92,13 @@ impl StreamScan {
             data = &data[used..];
         }
     }
+}
+
+/// Takes up to `available` bytes of the `left` still to skip; returns how many it took.
+fn take_up_to(left: &mut u64, available: usize) -> usize {
+    let n = usize::try_from(*left).map_or(available, |l| l.min(available));
+    *left -= n as u64;
+    n
 }
 
 /// Where a chunked body is.
@@ -131,10 +140,7 @@ impl ChunkSkip {
         let mut i = 0;
         while i < data.len() {
             if self.at == Chunk::Data {
-                let n =
-                    usize::try_from(self.size).map_or(data.len() - i, |s| s.min(data.len() - i));
-                i += n;
-                self.size -= n as u64;
+                i += take_up_to(&mut self.size, data.len() - i);
                 if self.size == 0 {
                     self.at = Chunk::DataEnd;
                 }
@@ -199,6 +205,11 @@ const COUNT_SHIFT: u32 = 60;
 const ENTRY_MASK: u64 = (1 << ENTRY_BITS) - 1;
 const LAST_SLOT: u32 = (CAPACITY as u32 - 1) * ENTRY_BITS;
 
+/// The entries of a queue word, without its count.
+const fn entries(word: u64) -> u64 {
+    word & !(u64::MAX << COUNT_SHIFT)
+}
+
 impl HeadQueue {
     /// Appends a finished head's flags.
     pub(crate) fn push(&self, flags: u8) {
@@ -209,9 +220,7 @@ impl HeadQueue {
                 let count = word >> COUNT_SHIFT;
                 Some(if count < CAPACITY {
                     let slot = count as u32 * ENTRY_BITS;
-                    ((count + 1) << COUNT_SHIFT)
-                        | (word & !(u64::MAX << COUNT_SHIFT))
-                        | flags << slot
+                    ((count + 1) << COUNT_SHIFT) | entries(word) | flags << slot
                 } else {
                     word | flags << LAST_SLOT
                 })
@@ -229,8 +238,7 @@ impl HeadQueue {
                     return None;
                 }
                 taken = (word & ENTRY_MASK) as u8;
-                let entries = (word & !(u64::MAX << COUNT_SHIFT)) >> ENTRY_BITS;
-                Some(((count - 1) << COUNT_SHIFT) | entries)
+                Some(((count - 1) << COUNT_SHIFT) | entries(word) >> ENTRY_BITS)
             });
         taken
     }
@@ -239,35 +247,20 @@ impl HeadQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::head_scan::{BARE_LF, CONTENT_LENGTH, TRANSFER_ENCODING};
+    use crate::head_scan::{BARE_LF, CONTENT_LENGTH, TRANSFER_ENCODING, agree_on_every_split};
 
-    /// Feeds `stream` split at every position (and byte by byte); returns the queued flags,
-    /// which must be the same for every split.
+    /// The flags `stream` queues, which must be the same however it is split into reads.
     fn queued(stream: &[u8]) -> Vec<u8> {
-        let drain = |queue: &HeadQueue| {
+        agree_on_every_split(stream, |parts| {
+            let queue = HeadQueue::default();
+            let mut scan = StreamScan::default();
+            parts.iter().for_each(|p| scan.feed(p, &queue));
             let mut out = Vec::new();
             while queue.0.load(Ordering::Relaxed) >> COUNT_SHIFT > 0 {
                 out.push(queue.take());
             }
             out
-        };
-        let whole = {
-            let queue = HeadQueue::default();
-            StreamScan::default().feed(stream, &queue);
-            drain(&queue)
-        };
-        for split in 0..stream.len() {
-            let queue = HeadQueue::default();
-            let mut scan = StreamScan::default();
-            scan.feed(&stream[..split], &queue);
-            scan.feed(&stream[split..], &queue);
-            assert_eq!(drain(&queue), whole, "split at {split}");
-        }
-        let queue = HeadQueue::default();
-        let mut scan = StreamScan::default();
-        stream.chunks(1).for_each(|b| scan.feed(b, &queue));
-        assert_eq!(drain(&queue), whole, "byte by byte");
-        whole
+        })
     }
 
     const BAD_NEXT: &[u8] = b"GET /b HTTP/1.1\nHost: a\n\n";
@@ -340,7 +333,7 @@ mod tests {
             let mut scan = StreamScan::default();
             scan.feed(&stream, &queue);
             assert!(scan.is_lost());
-            scan.restart();
+            scan.resync();
             scan.feed(BAD_NEXT, &queue);
             assert_eq!((queue.take(), queue.take()), (flags, BARE_LF));
         }

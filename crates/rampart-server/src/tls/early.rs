@@ -236,8 +236,8 @@ impl AsyncWrite for EarlyTlsStream {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         this.conn.writer().flush()?;
-        std::task::ready!(this.poll_write_tls(cx))?;
-        Pin::new(&mut this.io).poll_flush(cx)
+        // Writes the records and flushes the stream under them.
+        this.poll_write_tls(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
