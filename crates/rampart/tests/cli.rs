@@ -527,6 +527,30 @@ fn bench_templates_render_to_valid_configs() {
     }
 }
 
+/// The training workload of `scripts/build-pgo` is a valid config once the variables the script
+/// exports are set.
+#[test]
+fn pgo_training_config_passes_check() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/pgo/train.toml");
+    let pki = rampart_testkit::TestPki::new();
+    let _ = pki.server("server", &["www.example.com"]);
+    let work = TempDir::new();
+    let ports = [
+        ("PGO_PORT_PLAIN", "47081"),
+        ("PGO_PORT_TLS", "47082"),
+        ("PGO_PORT_ORIGIN", "47083"),
+    ];
+    let mut env: Vec<(&str, &Path)> = ports.iter().map(|(k, v)| (*k, Path::new(v))).collect();
+    env.extend([("PGO_WORK", work.0.as_path()), ("PGO_CERTS", pki.dir())]);
+    let out = run_cli_env(&["check", "-c", config.to_str().unwrap()], &env);
+    assert!(
+        out.status.success(),
+        "bench/pgo/train.toml fails check:\n{}",
+        out.stderr
+    );
+    assert!(out.stdout.contains(": ok ("), "{}", out.stdout);
+}
+
 /// Keeps the lines marked `keep` (marker removed), drops those marked `drop`, and fills the
 /// harness's placeholders other than the certificate paths (the listener on port 0).
 fn render_bench_template(source: &str, keep: &str, drop: &str, upstream: SocketAddr) -> String {
