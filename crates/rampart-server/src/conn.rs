@@ -128,24 +128,17 @@ pub(crate) async fn serve(
                 close_watch: None,
                 flusher: Some(flusher),
             };
-            Box::pin(serve_http(
-                *s,
-                facts,
-                (rt, listener_index),
-                shared,
-                shutdown,
-            ))
-            .await;
+            Box::pin(serve_http(s, facts, (rt, listener_index), shared, shutdown)).await;
         }
-        Ok((Accepted::Early(s, flusher), facts)) => {
+        Ok((Accepted::Early(s, flusher, handshake_done), facts)) => {
             let facts = ConnFacts {
                 info: Arc::new(info.with_tls(Arc::new(facts))),
-                handshake_done: Some(s.handshake_done()),
+                handshake_done: Some(handshake_done),
                 close_watch: None,
                 flusher: Some(flusher),
             };
             let rt = (rt, listener_index);
-            Box::pin(serve_http(*s, facts, rt, shared, shutdown)).await;
+            Box::pin(serve_http(s, facts, rt, shared, shutdown)).await;
         }
         Err(e) => {
             tracing::debug!(peer = %peer, listener = %tls.name, error = %e, "TLS handshake failed");
@@ -214,7 +207,7 @@ struct ConnFacts {
     /// Plain TCP: the watch for a client closing mid-request, which replaces hyper's (see
     /// [`crate::client_close`]). TLS connections keep hyper's.
     close_watch: Option<CloseWatch>,
-    /// TLS: writes out the records a wake-up of the connection produced, in one call (see
+    /// TLS: hands what a wake-up of the connection wrote to TLS in one write (see
     /// [`crate::tls::batch`]).
     flusher: Option<BatchFlusher>,
 }

@@ -238,7 +238,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
                 let request_id = rampart_core::ids::new_request_id();
                 let response = timeout_response(&request_id);
                 // Best effort: one non-blocking write and its flush; a client this slow may not
-                // read it. Over TLS the serving loop writes the records out as it ends (see
+                // read it. Over TLS the serving loop hands it to TLS as it ends (see
                 // `crate::tls::batch`).
                 let _ = Pin::new(&mut self.stream).poll_write(cx, response.as_bytes());
                 let _ = Pin::new(&mut self.stream).poll_flush(cx);

@@ -1,19 +1,20 @@
-//! [`BatchedIo`]: the TCP stream under a TLS connection, whose writes leave once per wake-up
-//! of the connection instead of once per flush.
+//! [`BatchedIo`]: a TLS stream whose writes reach TLS once per wake-up of the connection
+//! instead of once per flush.
 //!
-//! tokio-rustls hands each sealed record to the stream at once, and the HTTP/2 codec flushes
-//! after every DATA frame larger than 256 bytes (it writes such payloads without copying them
-//! and must flush before it can encode the next frame). Ten responses ready at the same moment
-//! thus cost ten `writev` calls and ten TCP segments. Here the records of a connection are
-//! gathered while hyper runs, and the connection's serving loop writes them out in one call
-//! right after each poll of the connection ([`BatchFlusher::poll_write_out`]). Hand-written:
-//! no crate defers an `AsyncWrite` flush to its caller's task like this.
+//! The HTTP/2 codec flushes after every DATA frame larger than 256 bytes (it writes such
+//! payloads without copying them and must flush before it can encode the next frame), and
+//! tokio-rustls seals what it is given into a record and writes it to the socket at once. Ten
+//! responses ready at the same moment thus cost ten records (each with its AEAD setup, nonce,
+//! tag and 22 bytes on the wire) and ten `writev` calls. Here the plaintext a connection writes
+//! is gathered while hyper runs, and the connection's serving loop hands it to TLS in one write
+//! right after each poll of the connection ([`BatchFlusher::poll_write_out`]): one record per
+//! 16 KiB and one system call. Hand-written: no crate defers an `AsyncWrite` flush to its
+//! caller's task like this.
 //!
-//! A flush is deferred only while the serving loop owns the connection (after the handshake,
-//! until hyper finishes with it); otherwise it writes at once, so a handshake, a tunnel or a
-//! shutdown never waits for a loop that no longer runs. Writes of [`DIRECT`] bytes or more
-//! pass straight through when nothing is held, and the buffer is written out before it would
-//! pass [`LIMIT`].
+//! A flush is deferred only while the serving loop owns the connection (until hyper finishes
+//! with it); otherwise it writes at once, so a tunnel or a shutdown never waits for a loop that
+//! no longer runs. Writes of [`DIRECT`] bytes or more pass straight through when nothing is
+//! held, and the buffer is written out before it would pass [`LIMIT`].
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -21,18 +22,17 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
-/// A write at least this large is not buffered when nothing is held (a full-size TLS record
-/// is 16 KiB of data plus its overhead).
+/// A write at least this large is not buffered when nothing is held (it fills a full-size TLS
+/// record, 16 KiB, on its own).
 const DIRECT: usize = 16 * 1024;
 /// The buffer is written out before it grows past this.
 const LIMIT: usize = 64 * 1024;
 /// A buffer grown past this is freed once written out, so idle connections hold no large one.
 const KEEP: usize = 16 * 1024;
 
-struct Batch {
-    stream: TcpStream,
+struct Batch<S> {
+    stream: S,
     buf: Vec<u8>,
     /// Bytes at the front of `buf` already written.
     written: usize,
@@ -40,8 +40,8 @@ struct Batch {
     deferring: bool,
 }
 
-impl Batch {
-    /// Writes out everything held.
+impl<S: AsyncWrite + Unpin> Batch<S> {
+    /// Writes everything held to the stream.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.written < self.buf.len() {
             let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &self.buf[self.written..]))?;
@@ -59,8 +59,14 @@ impl Batch {
         Poll::Ready(Ok(()))
     }
 
+    /// Writes everything held and flushes the stream (where TLS writes its records out).
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
     /// Makes room for `len` more bytes: true once they may be held, false when they should go
-    /// straight to the socket.
+    /// straight to the stream.
     fn poll_room(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<io::Result<bool>> {
         if self.buf.len() + len > LIMIT {
             ready!(self.poll_drain(cx))?;
@@ -69,22 +75,37 @@ impl Batch {
     }
 }
 
-fn lock(batch: &Mutex<Batch>) -> MutexGuard<'_, Batch> {
+fn lock<S>(batch: &Mutex<Batch<S>>) -> MutexGuard<'_, Batch<S>> {
     // A panic while the lock was held cannot leave the buffer inconsistent with `written`
     // in a way that matters more than the connection it belongs to.
     batch.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The stream side, handed to rustls.
-pub(crate) struct BatchedIo(Arc<Mutex<Batch>>);
+/// The stream side, handed to hyper.
+pub(crate) struct BatchedIo<S>(Arc<Mutex<Batch<S>>>);
 
 /// The serving loop's side: writes out what the stream holds.
-pub(crate) struct BatchFlusher(Arc<Mutex<Batch>>);
+pub(crate) struct BatchFlusher(Arc<dyn WriteOut>);
 
-impl BatchedIo {
-    /// Wraps a freshly accepted stream; flushes write at once until
-    /// [`BatchFlusher::defer`].
-    pub(crate) fn new(stream: TcpStream) -> (Self, BatchFlusher) {
+/// What the serving loop does to a batch, whatever stream is under it.
+trait WriteOut: Send + Sync {
+    fn set_deferring(&self, deferring: bool);
+    fn poll_write_out(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl<S: AsyncWrite + Unpin + Send> WriteOut for Mutex<Batch<S>> {
+    fn set_deferring(&self, deferring: bool) {
+        lock(self).deferring = deferring;
+    }
+
+    fn poll_write_out(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        lock(self).poll_write_out(cx)
+    }
+}
+
+impl<S: AsyncWrite + Unpin + Send + 'static> BatchedIo<S> {
+    /// Wraps a stream; flushes write at once until [`BatchFlusher::defer`].
+    pub(crate) fn new(stream: S) -> (Self, BatchFlusher) {
         let batch = Arc::new(Mutex::new(Batch {
             stream,
             buf: Vec::new(),
@@ -98,22 +119,22 @@ impl BatchedIo {
 impl BatchFlusher {
     /// From now on, flushes wait for [`Self::poll_write_out`].
     pub(crate) fn defer(&self) {
-        lock(&self.0).deferring = true;
+        self.0.set_deferring(true);
     }
 
     /// Writes out what is held (registering for writability if the socket is full).
     pub(crate) fn poll_write_out(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        lock(&self.0).poll_drain(cx)
+        self.0.poll_write_out(cx)
     }
 
     /// The serving loop is done: flushes write at once again, and what is held is written.
     pub(crate) async fn finish(&self) -> io::Result<()> {
-        lock(&self.0).deferring = false;
+        self.0.set_deferring(false);
         std::future::poll_fn(|cx| self.poll_write_out(cx)).await
     }
 }
 
-impl AsyncRead for BatchedIo {
+impl<S: AsyncRead + Unpin> AsyncRead for BatchedIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -123,7 +144,7 @@ impl AsyncRead for BatchedIo {
     }
 }
 
-impl AsyncWrite for BatchedIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for BatchedIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -162,8 +183,7 @@ impl AsyncWrite for BatchedIo {
         if batch.deferring {
             return Poll::Ready(Ok(()));
         }
-        ready!(batch.poll_drain(cx))?;
-        Pin::new(&mut batch.stream).poll_flush(cx)
+        batch.poll_write_out(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -180,12 +200,12 @@ mod tests {
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
 
     /// A connected loopback pair: the batched side with its flusher, and a plain reader.
-    async fn pair() -> (BatchedIo, BatchFlusher, TcpStream) {
+    async fn pair() -> (BatchedIo<TcpStream>, BatchFlusher, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());

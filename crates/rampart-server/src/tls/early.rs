@@ -16,12 +16,11 @@ use std::task::{Context, Poll};
 
 use rustls::{ServerConfig, ServerConnection};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-use super::batch::BatchedIo;
+use tokio::net::TcpStream;
 
 /// Server TLS over a TCP stream, with early data.
 pub(crate) struct EarlyTlsStream {
-    io: BatchedIo,
+    io: TcpStream,
     conn: ServerConnection,
     done: Arc<AtomicBool>,
     eof: bool,
@@ -29,7 +28,7 @@ pub(crate) struct EarlyTlsStream {
 }
 
 struct SyncIo<'a, 'b> {
-    io: &'a mut BatchedIo,
+    io: &'a mut TcpStream,
     cx: &'a mut Context<'b>,
 }
 
@@ -67,7 +66,7 @@ impl io::Write for SyncIo<'_, '_> {
 impl EarlyTlsStream {
     /// Reads the ClientHello and sends the server's flight. Returns once the handshake is
     /// complete, or earlier when early data was accepted (the rest then happens while reading).
-    pub(crate) async fn accept(io: BatchedIo, config: Arc<ServerConfig>) -> io::Result<Self> {
+    pub(crate) async fn accept(io: TcpStream, config: Arc<ServerConfig>) -> io::Result<Self> {
         let conn = ServerConnection::new(config).map_err(io::Error::other)?;
         let mut this = Self {
             io,
@@ -121,9 +120,7 @@ impl EarlyTlsStream {
         Arc::clone(&self.done)
     }
 
-    /// Writes pending TLS records; `Ready(Ok)` when nothing is left to write. The records
-    /// leave at once during the handshake, and with the connection's next batch once its
-    /// serving loop runs (see [`super::batch`]).
+    /// Writes pending TLS records to the socket; `Ready(Ok)` when nothing is left to write.
     fn poll_write_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.conn.wants_write() {
             let mut sync = SyncIo {

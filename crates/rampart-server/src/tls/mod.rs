@@ -32,7 +32,6 @@ use rustls::server::{
     WebPkiClientVerifier,
 };
 use rustls::{ServerConfig, ServerConnection, SupportedProtocolVersion};
-use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
 use self::batch::{BatchFlusher, BatchedIo};
@@ -291,7 +290,6 @@ impl TlsListener {
     ) -> Result<(Accepted, TlsInfo), io::Error> {
         let timeout = self.handshake_timeout.unwrap_or(timeout);
         let config = self.config();
-        let (stream, flusher) = BatchedIo::new(stream);
         let result = if self.early_data {
             tokio::time::timeout(timeout, early::EarlyTlsStream::accept(stream, config))
                 .await
@@ -301,17 +299,21 @@ impl TlsListener {
                         if info.early_data {
                             self.stats.early_data_accepted();
                         }
-                        (Accepted::Early(Box::new(s), flusher), info)
+                        let handshake_done = s.handshake_done();
+                        let (s, flusher) = BatchedIo::new(s);
+                        (Accepted::Early(s, flusher, handshake_done), info)
                     })
                 })
         } else {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            tokio::time::timeout(timeout, accept_sending_alerts(&acceptor, stream))
+            // On failure, tokio-rustls writes the alert saying why straight to the socket.
+            tokio::time::timeout(timeout, acceptor.accept(stream))
                 .await
                 .map(|r| {
                     r.map(|s| {
                         let info = self.info(s.get_ref().1, false);
-                        (Accepted::Tls(Box::new(s), flusher), info)
+                        let (s, flusher) = BatchedIo::new(s);
+                        (Accepted::Tls(s, flusher), info)
                     })
                 })
         };
@@ -361,35 +363,21 @@ impl TlsListener {
     }
 }
 
-/// Completes a handshake; on failure, first sends what rustls left for the client (the alert
-/// saying why), which waits in the write buffer for a flush.
-async fn accept_sending_alerts(
-    acceptor: &tokio_rustls::TlsAcceptor,
-    stream: BatchedIo,
-) -> io::Result<tokio_rustls::server::TlsStream<BatchedIo>> {
-    acceptor
-        .accept(stream)
-        .into_fallible()
-        .await
-        .map_err(|(err, mut io)| {
-            // Best effort, as a last gasp: one non-blocking attempt.
-            let waker = std::task::Waker::noop();
-            let _ =
-                std::pin::Pin::new(&mut io).poll_flush(&mut std::task::Context::from_waker(waker));
-            err
-        })
-}
-
-/// A connection after its handshake (or, with early data, after the ClientHello).
+/// A connection after its handshake (or, with early data, after the ClientHello). The
+/// flusher hands what the connection wrote to TLS once per wake-up (see [`batch`]).
 pub(crate) enum Accepted {
-    /// Handshake complete; the flusher writes out what the connection's records leave
-    /// waiting (see [`batch`]).
+    /// Handshake complete.
     Tls(
-        Box<tokio_rustls::server::TlsStream<BatchedIo>>,
+        BatchedIo<tokio_rustls::server::TlsStream<TcpStream>>,
         BatchFlusher,
     ),
-    /// Early data possible: the rest of the handshake happens while requests are served.
-    Early(Box<early::EarlyTlsStream>, BatchFlusher),
+    /// Early data possible: the rest of the handshake happens while requests are served; the
+    /// flag is set once it is done.
+    Early(
+        BatchedIo<early::EarlyTlsStream>,
+        BatchFlusher,
+        Arc<std::sync::atomic::AtomicBool>,
+    ),
 }
 
 /// Headers for a verified client certificate.
