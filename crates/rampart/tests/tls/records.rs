@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rampart_testkit::{TestGateway, TestPki};
+use rampart_testkit::{HttpOrigin, TestGateway, TestPki};
 use rustls::ClientConnection;
 use rustls::pki_types::ServerName;
 
@@ -63,20 +63,25 @@ impl RecordCountingH2 {
         }
     }
 
-    /// Sends a GET for each stream in one write, then reads until every one of them has ended
-    /// with a DATA frame; returns the records received meanwhile.
-    fn get_all(&mut self, streams: &[u32]) -> usize {
+    /// Sends a GET of `path` for each stream, all in one write.
+    fn send_gets(&mut self, path: &str, streams: &[u32]) {
         let mut batch = Vec::new();
         for id in streams {
             batch.extend(frame(
                 FRAME_HEADERS,
                 END_STREAM | END_HEADERS,
                 *id,
-                &get_block(),
+                &get_block(path),
             ));
         }
-        self.records = 0;
         self.send(&batch);
+    }
+
+    /// Sends a GET for each stream in one write, then reads until every one of them has ended
+    /// with a DATA frame; returns the records received meanwhile.
+    fn get_all(&mut self, streams: &[u32]) -> usize {
+        self.records = 0;
+        self.send_gets("/", streams);
         let mut open: Vec<u32> = streams.to_vec();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !open.is_empty() {
@@ -158,28 +163,20 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// HPACK for `GET https://h2.test/`: static-table entries and one literal never indexed.
-fn get_block() -> Vec<u8> {
-    let authority = b"h2.test";
-    let mut block = vec![
-        0x82,
-        0x87,
-        0x84,
-        0x01,
-        u8::try_from(authority.len()).unwrap(),
-    ];
-    block.extend_from_slice(authority);
+/// HPACK for `GET https://h2.test{path}`: static-table entries and literals never indexed.
+fn get_block(path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x87];
+    for (name_index, value) in [(4u8, path.as_bytes()), (1, b"h2.test".as_slice())] {
+        block.extend([name_index, u8::try_from(value.len()).unwrap()]);
+        block.extend_from_slice(value);
+    }
     block
 }
 
-#[test]
-fn responses_ready_together_share_tls_records() {
-    let pki = TestPki::new();
+/// A gateway with one TLS listener (`https`, one worker) and `routes`, logging requests.
+fn tls_gateway(pki: &TestPki, routes: &str) -> TestGateway {
     let cert = pki.server("h2", &["h2.test"]);
-    // A fixed answer larger than the 256 bytes above which the HTTP/2 codec flushes after
-    // each DATA frame.
-    let body = "x".repeat(1024);
-    let gw = TestGateway::builder(format!(
+    TestGateway::builder(format!(
         r#"
 [server]
 workers = 1
@@ -190,17 +187,33 @@ bind = "127.0.0.1:0"
 cert = {:?}
 key = {:?}
 default = true
-[[routes]]
-name = "fixed"
-respond = {{ status = 200, body = "{body}" }}
+{routes}
 "#,
         cert.cert, cert.key
     ))
-    .start();
+    .access_log()
+    .start()
+}
+
+/// Stream IDs 3, 5, ... for `n` requests after the first.
+fn next_streams(n: u32) -> Vec<u32> {
+    (1..=n).map(|i| 2 * i + 1).collect()
+}
+
+#[test]
+fn responses_ready_together_share_tls_records() {
+    let pki = TestPki::new();
+    // A fixed answer larger than the 256 bytes above which the HTTP/2 codec flushes after
+    // each DATA frame.
+    let body = "x".repeat(1024);
+    let gw = tls_gateway(
+        &pki,
+        &format!("[[routes]]\nname = \"fixed\"\nrespond = {{ status = 200, body = \"{body}\" }}"),
+    );
     let mut client = RecordCountingH2::connect(&gw, &pki);
     // The first request also takes in the server's SETTINGS and its session tickets.
     client.get_all(&[1]);
-    let streams: Vec<u32> = (1..=16).map(|i| 2 * i + 1).collect();
+    let streams = next_streams(16);
     let records = client.get_all(&streams);
     // Sealed per flush, 16 responses of 1 KiB each took at least 16 records.
     assert!(
@@ -208,4 +221,56 @@ respond = {{ status = 200, body = "{body}" }}
         "{records} records for {} responses",
         streams.len()
     );
+}
+
+/// A client that sends requests and leaves before their answers come: each is logged as
+/// closed by the client (499), and the gateway goes on serving.
+#[test]
+fn a_tls_client_leaving_before_its_answers_is_logged_499_and_others_are_served() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let origin = runtime.block_on(HttpOrigin::start()).unwrap();
+    let pki = TestPki::new();
+    let gw = tls_gateway(
+        &pki,
+        &format!(
+            r#"
+[[upstreams]]
+name = "origin"
+targets = ["{}"]
+[[routes]]
+name = "all"
+upstream = "origin"
+"#,
+            origin.addr()
+        ),
+    );
+    let mut client = RecordCountingH2::connect(&gw, &pki);
+    client.get_all(&[1]);
+    let streams = next_streams(16);
+    client.send_gets("/delay/300", &streams);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while origin.requests() < 17 {
+        assert!(
+            Instant::now() < deadline,
+            "the requests never reached the origin"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Closing with received bytes unread makes the kernel answer with a reset.
+    drop(client);
+
+    let lines = gw.access_log_json(17);
+    assert_eq!(
+        lines.len(),
+        17,
+        "requests missing from the access log: {lines:#?}"
+    );
+    let statuses: Vec<Option<u64>> = lines.iter().map(|l| l["status"].as_u64()).collect();
+    let closed = statuses.iter().filter(|s| **s == Some(499)).count();
+    assert_eq!(
+        closed, 16,
+        "the abandoned requests are logged 499: {statuses:?}"
+    );
+    let mut next = RecordCountingH2::connect(&gw, &pki);
+    next.get_all(&[1]);
 }
