@@ -37,6 +37,16 @@ pub use units::{ByteSize, HumanDuration};
 pub use validate_observability::split_endpoint;
 pub use validate_tls::normalize_fingerprint;
 
+/// True when two pieces of config are the same as written (compared as JSON, so spans and
+/// formatting do not count): what a reload uses to decide which state it may keep.
+#[must_use]
+pub fn same_as_written<T: serde::Serialize>(a: &T, b: &T) -> bool {
+    match (serde_json::to_value(a), serde_json::to_value(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// The config Rampart runs when started without one (`rampart config default` prints it).
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 

@@ -130,7 +130,20 @@ pub struct RequestCtx {
     pub country: Option<CountryCode>,
     /// The client's autonomous system number from the GeoIP database, when known.
     pub asn: Option<u32>,
+    /// The stage that answered or refused the request, when one did.
+    pub stage: Option<&'static str>,
+    /// Why a stage answered the request itself (the reason of its
+    /// [`Flow::Respond`](crate::Flow::Respond)), for the access log.
+    pub answer: Option<&'static str>,
+    /// Per-request state stages keep between phases, keyed by type (empty until a stage
+    /// inserts something: no allocation).
+    pub extensions: http::Extensions,
 }
+
+/// Request extension set by the HTTP front end: the request arrived in TLS early data
+/// (0-RTT), before the handshake completed, and may be a replay (RFC 8470).
+#[derive(Debug, Clone, Copy)]
+pub struct EarlyData;
 
 impl ConnInfo {
     /// Describes a connection from `peer` accepted on `local` by listener `listener`.
@@ -204,6 +217,9 @@ impl RequestCtx {
             early_data: false,
             country: None,
             asn: None,
+            stage: None,
+            answer: None,
+            extensions: http::Extensions::new(),
         }
     }
 }

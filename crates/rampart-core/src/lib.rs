@@ -1,7 +1,7 @@
-//! Rampart's shared vocabulary: the [`Body`] type, [`ProxyError`] and its reasons, the
-//! [`Stage`] trait with [`Flow`], [`RequestCtx`], request IDs and trace context, header helpers,
-//! the one place where errors become responses, and the [`timer::LazyTimer`] connection timers
-//! share.
+//! Rampart's shared vocabulary: the [`Body`] type, [`ProxyError`] and its reasons, the Stage
+//! API every feature plugs into ([`Stage`], its phases and [`Flow`], [`StageFactory`]),
+//! [`RequestCtx`], request IDs and trace context, header helpers, the one place where errors
+//! become responses, and the [`timer::LazyTimer`] connection timers share.
 //!
 //! Depends only on `rampart-config` among Rampart crates; every other Rampart crate may use it.
 
@@ -24,9 +24,12 @@ pub mod timer;
 
 pub use body::{Body, BodyTooLarge, BoxError};
 pub use country::CountryCode;
-pub use ctx::{ClientCertInfo, ConnInfo, RequestCtx, TlsInfo};
+pub use ctx::{ClientCertInfo, ConnInfo, EarlyData, RequestCtx, TlsInfo};
 pub use error::{ErrorKind, ProxyError, Side};
 pub use ids::TraceContext;
 pub use ipset::IpSet;
 pub use respond::error_response;
-pub use stage::{Flow, Stage, StageFuture, StageResult};
+pub use stage::{
+    Flow, Outcome, Phases, Prepared, Previous, RouteSpec, Stage, StageFactory, StageFuture,
+    StageResult,
+};

@@ -7,10 +7,12 @@
 //! ASN is unknown. Checks are allocation-free; only a refusal formats its log detail.
 
 use http::Request;
+use rampart_config::ConfigError;
 use rampart_config::model::AccessRules;
 use rampart_core::{
-    Body, CountryCode, ErrorKind, Flow, IpSet, ProxyError, RequestCtx, Stage, StageFuture,
+    Body, CountryCode, ErrorKind, Flow, IpSet, Phases, ProxyError, RequestCtx, Stage, StageFuture,
 };
+use rampart_core::{Prepared, RouteSpec, StageFactory};
 
 /// A compiled `access` table.
 #[derive(Debug, Clone, Default)]
@@ -130,12 +132,39 @@ impl Stage for AccessStage {
         "access"
     }
 
+    fn phases(&self) -> Phases {
+        Phases::REQUEST
+    }
+
     fn on_request<'a>(
         &'a self,
         _req: &'a mut Request<Body>,
         ctx: &'a mut RequestCtx,
     ) -> StageFuture<'a> {
         self.0.check(ctx).map(|()| Flow::Continue).into()
+    }
+}
+
+/// Builds the `access` stage of routes that have an `access` table.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessStages;
+
+impl StageFactory for AccessStages {
+    fn name(&self) -> &'static str {
+        "access"
+    }
+
+    fn build(
+        &self,
+        route: &RouteSpec<'_>,
+        _prepared: &Prepared,
+    ) -> Result<Vec<Box<dyn Stage>>, Vec<ConfigError>> {
+        Ok(route
+            .route
+            .access
+            .iter()
+            .map(|access| Box::new(AccessStage(AccessList::new(access))) as Box<dyn Stage>)
+            .collect())
     }
 }
 

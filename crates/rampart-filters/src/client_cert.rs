@@ -3,8 +3,10 @@
 //! over cleartext) gets 403.
 
 use http::Request;
+use rampart_config::ConfigError;
 use rampart_config::model::ClientCertRequirement;
-use rampart_core::{Body, ErrorKind, Flow, ProxyError, RequestCtx, Stage, StageFuture};
+use rampart_core::{Body, ErrorKind, Flow, Phases, ProxyError, RequestCtx, Stage, StageFuture};
+use rampart_core::{Prepared, RouteSpec, StageFactory};
 
 /// The compiled requirement.
 #[derive(Debug, Clone)]
@@ -72,6 +74,10 @@ impl Stage for ClientCertCheck {
         "client_cert"
     }
 
+    fn phases(&self) -> Phases {
+        Phases::REQUEST
+    }
+
     fn on_request<'a>(
         &'a self,
         _req: &'a mut Request<Body>,
@@ -81,6 +87,29 @@ impl Stage for ClientCertCheck {
             Ok(()) => Ok(Flow::Continue),
             Err(why) => Err(ProxyError::new(ErrorKind::ClientCertRejected, why)),
         })
+    }
+}
+
+/// Builds the `client_cert` stage of routes that require a client certificate.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCertStages;
+
+impl StageFactory for ClientCertStages {
+    fn name(&self) -> &'static str {
+        "client_cert"
+    }
+
+    fn build(
+        &self,
+        route: &RouteSpec<'_>,
+        _prepared: &Prepared,
+    ) -> Result<Vec<Box<dyn Stage>>, Vec<ConfigError>> {
+        Ok(route
+            .route
+            .client_cert
+            .iter()
+            .map(|cc| Box::new(ClientCertCheck::new(cc)) as Box<dyn Stage>)
+            .collect())
     }
 }
 

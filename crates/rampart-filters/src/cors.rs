@@ -12,8 +12,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use http::header::{self, Entry, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
+use rampart_config::ConfigError;
 use rampart_config::model::{Cors, OriginPattern};
-use rampart_core::{Body, ErrorKind, Flow, ProxyError, RequestCtx, Stage, StageFuture};
+use rampart_core::{Body, ErrorKind, Flow, Phases, ProxyError, RequestCtx, Stage, StageFuture};
+use rampart_core::{Prepared, RouteSpec, StageFactory};
 
 static VARY_PREFLIGHT: HeaderValue = HeaderValue::from_static(
     "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
@@ -267,6 +269,10 @@ impl Stage for CorsStage {
         "cors"
     }
 
+    fn phases(&self) -> Phases {
+        Phases::REQUEST | Phases::RESPONSE
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut Request<Body>,
@@ -286,7 +292,9 @@ impl Stage for CorsStage {
             if answer.is_ok() {
                 ctx.cors_origin = Some(origin.clone());
             }
-            return answer.map(|resp| Flow::Respond(Box::new(resp))).into();
+            return answer
+                .map(|resp| Flow::respond(resp, "cors_preflight"))
+                .into();
         }
         if allowed {
             ctx.cors_origin = Some(origin.clone());
@@ -326,5 +334,28 @@ impl Hasher for Fnv {
         for b in bytes {
             self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
         }
+    }
+}
+
+/// Builds the `cors` stage of routes with a `cors` table. It comes before the route's other
+/// stages, so preflights are answered before anything else costs.
+#[derive(Debug, Clone, Copy)]
+pub struct CorsStages;
+
+impl StageFactory for CorsStages {
+    fn name(&self) -> &'static str {
+        "cors"
+    }
+
+    fn build(
+        &self,
+        route: &RouteSpec<'_>,
+        _prepared: &Prepared,
+    ) -> Result<Vec<Box<dyn Stage>>, Vec<ConfigError>> {
+        let Some(cors) = &route.route.cors else {
+            return Ok(Vec::new());
+        };
+        let stage = CorsStage::new(cors).map_err(|m| vec![route.error(None, "cors", m)])?;
+        Ok(vec![Box::new(stage)])
     }
 }

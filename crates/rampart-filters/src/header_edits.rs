@@ -5,8 +5,10 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response};
+use rampart_config::ConfigError;
 use rampart_config::model::HeaderEdits;
-use rampart_core::{Body, Flow, RequestCtx, Stage, StageFuture};
+use rampart_core::{Body, Flow, Phases, RequestCtx, Stage, StageFuture};
+use rampart_core::{Prepared, RouteSpec, StageFactory};
 
 /// One side's compiled edits.
 #[derive(Debug, Default)]
@@ -88,6 +90,10 @@ impl Stage for HeaderEditStage {
         "header_edits"
     }
 
+    fn phases(&self) -> Phases {
+        Phases::REQUEST | Phases::RESPONSE
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut Request<Body>,
@@ -103,5 +109,29 @@ impl Stage for HeaderEditStage {
         if !self.response.is_empty() {
             self.response.apply(resp.headers_mut());
         }
+    }
+}
+
+/// Builds the `header_edits` stage of routes with `request_headers` or `response_headers`.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderEditStages;
+
+impl StageFactory for HeaderEditStages {
+    fn name(&self) -> &'static str {
+        "header_edits"
+    }
+
+    fn build(
+        &self,
+        route: &RouteSpec<'_>,
+        _prepared: &Prepared,
+    ) -> Result<Vec<Box<dyn Stage>>, Vec<ConfigError>> {
+        let r = route.route;
+        if r.request_headers.is_none() && r.response_headers.is_none() {
+            return Ok(Vec::new());
+        }
+        let stage = HeaderEditStage::new(r.request_headers.as_ref(), r.response_headers.as_ref())
+            .map_err(|m| vec![route.error(None, "request_headers", m)])?;
+        Ok(vec![Box::new(stage)])
     }
 }

@@ -2,7 +2,9 @@
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request};
-use rampart_core::{Body, ErrorKind, Flow, ProxyError, RequestCtx, Stage, StageFuture};
+use rampart_config::ConfigError;
+use rampart_core::{Body, ErrorKind, Flow, Phases, ProxyError, RequestCtx, Stage, StageFuture};
+use rampart_core::{Prepared, RouteSpec, StageFactory};
 
 /// Refuses methods a route does not allow with 405 and an `Allow` header. Allowing `GET`
 /// allows `HEAD` too, as HTTP requires of a server that answers GET.
@@ -47,6 +49,10 @@ impl Stage for MethodAllowList {
         "allow_methods"
     }
 
+    fn phases(&self) -> Phases {
+        Phases::REQUEST
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut Request<Body>,
@@ -81,6 +87,10 @@ impl Stage for BodyLimit {
         "body_limit"
     }
 
+    fn phases(&self) -> Phases {
+        Phases::REQUEST
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut Request<Body>,
@@ -103,5 +113,54 @@ impl Stage for BodyLimit {
             };
         }
         Ok(Flow::Continue).into()
+    }
+}
+
+/// Builds the `allow_methods` stage of routes that list methods.
+#[derive(Debug, Clone, Copy)]
+pub struct MethodStages;
+
+impl StageFactory for MethodStages {
+    fn name(&self) -> &'static str {
+        "allow_methods"
+    }
+
+    fn build(
+        &self,
+        route: &RouteSpec<'_>,
+        _prepared: &Prepared,
+    ) -> Result<Vec<Box<dyn Stage>>, Vec<ConfigError>> {
+        let r = route.route;
+        if r.allow_methods.is_empty() {
+            return Ok(Vec::new());
+        }
+        let methods: Vec<String> = r.allow_methods.iter().map(|m| m.to_string()).collect();
+        let stage = MethodAllowList::new(&methods)
+            .map_err(|m| vec![route.error(None, "allow_methods", m)])?;
+        Ok(vec![Box::new(stage)])
+    }
+}
+
+/// Builds every route's `body_limit` stage: the route's `max_body_size`, else
+/// `limits.max_body_size`.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimitStages;
+
+impl StageFactory for BodyLimitStages {
+    fn name(&self) -> &'static str {
+        "body_limit"
+    }
+
+    fn build(
+        &self,
+        route: &RouteSpec<'_>,
+        _prepared: &Prepared,
+    ) -> Result<Vec<Box<dyn Stage>>, Vec<ConfigError>> {
+        let max = route
+            .route
+            .max_body_size
+            .unwrap_or(route.config.raw().limits.max_body_size)
+            .get();
+        Ok(vec![Box::new(BodyLimit::new(max))])
     }
 }

@@ -4,8 +4,10 @@
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Uri};
+use rampart_config::ConfigError;
 use rampart_config::Pattern;
-use rampart_core::{Body, ErrorKind, Flow, ProxyError, RequestCtx, Stage, StageFuture};
+use rampart_core::{Body, ErrorKind, Flow, Phases, ProxyError, RequestCtx, Stage, StageFuture};
+use rampart_core::{Prepared, RouteSpec, StageFactory};
 
 /// How a path is rewritten.
 #[derive(Debug)]
@@ -79,6 +81,10 @@ impl Stage for PathRewrite {
         "rewrite_path"
     }
 
+    fn phases(&self) -> Phases {
+        Phases::REQUEST
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut Request<Body>,
@@ -134,6 +140,10 @@ impl Stage for HostRewrite {
         "rewrite_host"
     }
 
+    fn phases(&self) -> Phases {
+        Phases::REQUEST
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut Request<Body>,
@@ -141,6 +151,49 @@ impl Stage for HostRewrite {
     ) -> StageFuture<'a> {
         req.headers_mut().insert(header::HOST, self.host.clone());
         Ok(Flow::Continue).into()
+    }
+}
+
+/// Builds a route's `rewrite` stages, in this order: strip prefix, replace prefix, path regex,
+/// host.
+#[derive(Debug, Clone, Copy)]
+pub struct RewriteStages;
+
+impl StageFactory for RewriteStages {
+    fn name(&self) -> &'static str {
+        "rewrite"
+    }
+
+    fn build(
+        &self,
+        route: &RouteSpec<'_>,
+        _prepared: &Prepared,
+    ) -> Result<Vec<Box<dyn Stage>>, Vec<ConfigError>> {
+        let Some(rw) = &route.route.rewrite else {
+            return Ok(Vec::new());
+        };
+        let mut stages: Vec<Box<dyn Stage>> = Vec::new();
+        if let Some(p) = &rw.strip_prefix {
+            stages.push(Box::new(PathRewrite::StripPrefix(p.to_string())));
+        }
+        if let Some(rp) = &rw.replace_prefix {
+            stages.push(Box::new(PathRewrite::ReplacePrefix {
+                from: rp.from.to_string(),
+                to: rp.to.to_string(),
+            }));
+        }
+        if let Some(rx) = &rw.path_regex {
+            stages.push(Box::new(PathRewrite::Regex {
+                pattern: rx.pattern.clone(),
+                replace: rx.replace.to_string(),
+            }));
+        }
+        if let Some(host) = &rw.host {
+            let stage = HostRewrite::new(host)
+                .map_err(|m| vec![route.error(Some(host.span()), "rewrite.host", m)])?;
+            stages.push(Box::new(stage));
+        }
+        Ok(stages)
     }
 }
 

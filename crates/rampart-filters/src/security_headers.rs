@@ -6,8 +6,10 @@
 
 use http::Response;
 use http::header::{self, HeaderName, HeaderValue};
+use rampart_config::ConfigError;
 use rampart_config::model::SecurityHeaders;
-use rampart_core::{Body, RequestCtx, Stage};
+use rampart_core::{Body, Phases, RequestCtx, Stage};
+use rampart_core::{Prepared, RouteSpec, StageFactory};
 
 /// Headers that name the software behind the route.
 static SERVER_HEADERS: [HeaderName; 4] = [
@@ -93,6 +95,10 @@ impl Stage for SecurityHeadersStage {
         "security_headers"
     }
 
+    fn phases(&self) -> Phases {
+        Phases::RESPONSE
+    }
+
     fn on_response(&self, resp: &mut Response<Body>, ctx: &mut RequestCtx) {
         let headers = resp.headers_mut();
         if self.hide_server {
@@ -128,5 +134,29 @@ fn hide_server_headers(headers: &mut http::HeaderMap) {
         for (name, _) in SERVER_HEADERS.iter().zip(found).filter(|(_, f)| *f) {
             headers.remove(name);
         }
+    }
+}
+
+/// Builds the `security_headers` stage of routes with a `security_headers` table. It is a
+/// route's last stage, so its response side is the first to run.
+#[derive(Debug, Clone, Copy)]
+pub struct SecurityHeaderStages;
+
+impl StageFactory for SecurityHeaderStages {
+    fn name(&self) -> &'static str {
+        "security_headers"
+    }
+
+    fn build(
+        &self,
+        route: &RouteSpec<'_>,
+        _prepared: &Prepared,
+    ) -> Result<Vec<Box<dyn Stage>>, Vec<ConfigError>> {
+        let Some(h) = &route.route.security_headers else {
+            return Ok(Vec::new());
+        };
+        let stage = SecurityHeadersStage::new(h)
+            .map_err(|m| vec![route.error(None, "security_headers", m)])?;
+        Ok(vec![Box::new(stage)])
     }
 }

@@ -1,48 +1,38 @@
-//! Rampart's data plane: listeners and worker threads, HTTP/1.1 and cleartext HTTP/2 on one
-//! port, the request pipeline (identity, limits, normalization, routing, stages, handlers), the
-//! proxy handler with forwarding headers and upgrade tunnels, the access log, graceful shutdown,
-//! and the compiled runtime snapshot shared by all of them.
+//! Rampart's data plane, in rooms that follow the way a request travels:
+//!
+//! - `listen`: accepting connections (`SO_REUSEPORT` sockets, connection caps, PROXY
+//!   protocol, TLS termination and passthrough);
+//! - `http`: the HTTP/1.1 and HTTP/2 front end, which turns each request into the one request
+//!   type;
+//! - `pipeline`: identity, gates, routing, the route's stages (the Stage API of
+//!   `rampart-core`), handlers and tunnels, finishing with metrics and the access log;
+//! - `observe`: access log, audit log, metrics, OTLP, TLS counters (a leaf every room uses);
+//! - `runtime`: compiling a config into the snapshot the others read, workers, reload, and
+//!   the handle the admin API uses.
+//!
+//! Imports point one way: `runtime → listen → http → pipeline → observe`.
 //!
 //! Depends on `rampart-core`, `rampart-config`, `rampart-router`, `rampart-upstream` and
 //! `rampart-filters`; nothing depends on it but the binary, the admin API and the test kit.
 
 #![forbid(unsafe_code)]
 
-mod access_log;
-mod admin;
-pub mod audit;
-mod client_body;
-mod client_close;
-mod config_watch;
-mod conn;
-mod conn_io;
-mod conn_limits;
-mod conn_proto;
-mod control;
-mod explain;
-mod gates;
-mod handler;
-mod head_scan;
-mod listener;
-mod metrics;
-mod normalize;
-pub mod otel;
+mod http;
+mod listen;
+mod observe;
 mod pipeline;
-mod proxy_header;
-mod reuse;
-mod route_gates;
 mod runtime;
-mod sanity;
-mod server;
-mod stream_scan;
-mod timefmt;
-pub mod tls;
-mod tunnel;
-mod worker;
 
-pub use access_log::AccessLog;
-pub use control::ReloadReport;
-pub use explain::{ExplainReport, explain};
-pub use runtime::{CompiledRoute, Runtime, compile};
-pub use server::{ADMIN_SOCKET, ServerHandle, StartError, StartOptions, start, start_with};
-pub use tls::stats::{HandshakeFailure, TlsStats, TlsStatsSnapshot};
+pub use listen::tls;
+pub use observe::access_log::AccessLog;
+pub use observe::tls_stats::{HandshakeFailure, TlsStats, TlsStatsSnapshot};
+pub use observe::{audit, otel};
+pub use pipeline::plane::CompiledRoute;
+pub use pipeline::stages::StageRegistry;
+pub use runtime::compile::{Runtime, compile};
+pub use runtime::control::ReloadReport;
+pub use runtime::explain::{ExplainReport, explain};
+pub use runtime::handle::{
+    AdminHandle, ListenerProtocol, ListenerStatus, METRICS_CONTENT_TYPE, StageDecisions,
+};
+pub use runtime::server::{ServerHandle, StartError, StartOptions, start, start_with};

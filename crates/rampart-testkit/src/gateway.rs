@@ -5,11 +5,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rampart_server::ServerHandle;
+use rampart_admin::AdminServer;
+use rampart_server::{ServerHandle, StageRegistry, StartOptions};
 
-/// A running gateway; shut down (drained and joined) on drop.
+/// A running gateway, with its admin API when the config enables `[admin]`; shut down
+/// (drained and joined) on drop.
 pub struct TestGateway {
     handle: Option<ServerHandle>,
+    admin: Option<AdminServer>,
     access_log: Option<PathBuf>,
     _dir: Option<TempDir>,
 }
@@ -20,6 +23,7 @@ pub struct GatewayBuilder {
     config: String,
     access_log: bool,
     workers: usize,
+    stages: StageRegistry,
 }
 
 impl TestGateway {
@@ -32,6 +36,7 @@ impl TestGateway {
             config: config.into(),
             access_log: false,
             workers: 1,
+            stages: StageRegistry::builtin(),
         }
     }
 
@@ -113,14 +118,20 @@ impl TestGateway {
     #[must_use]
     pub fn admin_url(&self, path: &str) -> String {
         let addr = self
-            .handle()
-            .admin_addr()
+            .admin
+            .as_ref()
+            .map(AdminServer::addr)
             .unwrap_or_else(|| panic!("no [admin] section"));
         format!("http://{addr}{path}")
     }
 
-    /// Stops accepting, drains and joins the workers.
+    /// Stops the admin API, then stops accepting, drains and joins the workers.
     pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        drop(self.admin.take());
         if let Some(h) = self.handle.take() {
             h.shutdown();
         }
@@ -129,9 +140,7 @@ impl TestGateway {
 
 impl Drop for TestGateway {
     fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            h.shutdown();
-        }
+        self.stop();
     }
 }
 
@@ -148,6 +157,14 @@ impl GatewayBuilder {
     #[must_use]
     pub const fn workers(mut self, n: usize) -> Self {
         self.workers = n;
+        self
+    }
+
+    /// Builds routes with `stages` instead of Rampart's built-in stages alone (to test a stage
+    /// defined outside Rampart).
+    #[must_use]
+    pub fn stages(mut self, stages: StageRegistry) -> Self {
+        self.stages = stages;
         self
     }
 
@@ -180,10 +197,17 @@ impl GatewayBuilder {
         };
         let config = rampart_config::load_str(&text, "test.toml")
             .unwrap_or_else(|d| panic!("config refused:\n{d}\n---\n{text}"));
-        let handle =
-            rampart_server::start(&config).unwrap_or_else(|e| panic!("gateway did not start: {e}"));
+        let options = StartOptions {
+            stages: self.stages,
+            ..StartOptions::default()
+        };
+        let handle = rampart_server::start_with(&config, options)
+            .unwrap_or_else(|e| panic!("gateway did not start: {e}"));
+        let admin = rampart_admin::start(&config, &handle, &mut Vec::new())
+            .unwrap_or_else(|e| panic!("admin API did not start: {e}"));
         TestGateway {
             handle: Some(handle),
+            admin,
             access_log,
             _dir: dir,
         }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, anyhow};
+use rampart_admin::AdminServer;
 use rampart_config::Config;
 use rampart_server::audit::Trigger;
 use rampart_server::{ServerHandle, StartOptions};
@@ -28,14 +29,21 @@ pub(crate) fn run(
     // the service says it listens, and that must drain and exit 0, not kill the process.
     let mut signals = Signals::install()?;
     let mut inherited = upgrade::inherit()?;
-    let options = StartOptions {
+    let mut options = StartOptions {
         config_path,
         inherited: std::mem::take(&mut inherited.sockets),
+        ..StartOptions::default()
     };
+    let mut admin_socket = std::mem::take(&mut options.inherited);
+    options.inherited = admin_socket
+        .extract_if(.., |(name, _)| name != rampart_admin::ADMIN_SOCKET)
+        .collect();
     let handle = rampart_server::start_with(config, options).map_err(|e| match e {
         rampart_server::StartError::Config(d) => anyhow!(Refused(d)),
         rampart_server::StartError::Io(e) => anyhow!("cannot start: {e}"),
     })?;
+    let admin = rampart_admin::start(config, &handle, &mut admin_socket)
+        .context("cannot start the admin API")?;
     inherited.ready();
     for (name, addr) in handle.listeners() {
         tracing::info!(listener = %name, "listening on http://{addr}");
@@ -66,7 +74,7 @@ pub(crate) fn run(
                 // Errors are logged, counted and audited by the reload itself.
                 let _ = handle.reload(Trigger::Sighup);
             }
-            Event::Upgrade => match upgrade_to_successor(&handle, &exe) {
+            Event::Upgrade => match upgrade_to_successor(&handle, admin.as_ref(), &exe) {
                 Ok(()) => {
                     tracing::info!("upgrade: the new process serves; draining and exiting");
                     break;
@@ -77,15 +85,26 @@ pub(crate) fn run(
             },
         }
     }
+    drop(admin);
     handle.shutdown();
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-fn upgrade_to_successor(handle: &ServerHandle, exe: &SelfExe) -> anyhow::Result<()> {
-    let sockets = handle
+fn upgrade_to_successor(
+    handle: &ServerHandle,
+    admin: Option<&AdminServer>,
+    exe: &SelfExe,
+) -> anyhow::Result<()> {
+    let mut sockets = handle
         .listening_sockets()
         .context("upgrade: cannot duplicate the listening sockets")?;
+    if let Some(admin) = admin {
+        let socket = admin
+            .socket()
+            .context("upgrade: cannot duplicate the admin API's socket")?;
+        sockets.push((rampart_admin::ADMIN_SOCKET.to_owned(), vec![socket]));
+    }
     upgrade::hand_over(exe, &sockets)?;
     handle.drain();
     Ok(())

@@ -10,6 +10,7 @@
 pub mod gcra;
 pub mod key;
 pub mod local;
+mod policies;
 pub mod redis;
 
 use std::hash::{BuildHasher, RandomState};
@@ -20,12 +21,13 @@ use http::Request;
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use rampart_config::model::RedisFailure;
 use rampart_core::{
-    Body, ErrorKind, Flow, ProxyError, RequestCtx, Stage, StageFuture, StageResult,
+    Body, ErrorKind, Flow, Phases, ProxyError, RequestCtx, Stage, StageFuture, StageResult,
 };
 
 pub use gcra::{Rate, Verdict};
 pub use key::{KeyBytes, KeyInput, KeySpec};
 pub use local::LocalTable;
+pub use policies::{RateLimitStages, RateLimiters};
 pub use redis::{RedisStore, RedisUnavailable};
 
 static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
@@ -176,6 +178,10 @@ impl RateLimitStage {
 impl Stage for RateLimitStage {
     fn name(&self) -> &'static str {
         "rate_limit"
+    }
+
+    fn phases(&self) -> Phases {
+        Phases::REQUEST
     }
 
     fn on_request<'a>(

@@ -1,0 +1,109 @@
+//! Opening one accepted client connection: the PROXY protocol header from a configured load
+//! balancer, TLS passthrough by SNI, the TLS handshake, then the HTTP front end.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rampart_core::ConnInfo;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::http::close_watch::SharedStream;
+use crate::http::conn::{ConnFacts, serve_http};
+use crate::listen::edge::{Edge, Listening};
+use crate::listen::proxy_header;
+use crate::listen::tls::Accepted;
+use crate::observe::metrics;
+use crate::observe::track::track_connection;
+
+/// Serves `stream` until it closes, the client goes idle, or shutdown is requested. `local` is
+/// the connection's local address when the listening socket already tells it (bound to one IP).
+pub(crate) async fn serve(
+    mut stream: TcpStream,
+    (peer, local): (SocketAddr, Option<SocketAddr>),
+    (edge, listener_index): (Arc<Edge>, usize),
+    listening: Arc<Listening>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _guard = track_connection();
+    let _ = stream.set_nodelay(true);
+    let local = local.or_else(|| stream.local_addr().ok()).unwrap_or(peer);
+    let plane = &edge.plane;
+    let (Some(listener), Some(opening)) = (
+        plane.listeners.get(listener_index),
+        edge.listeners.get(listener_index),
+    ) else {
+        return;
+    };
+    let shared = &listening.shared;
+    let mut info = ConnInfo::new(peer, local, listener.name.clone(), "http");
+    // A configured load balancer must open with a PROXY protocol header; others are not asked.
+    if let Some(from) = &listener.gates.proxy_protocol
+        && from.contains(peer.ip())
+    {
+        match proxy_header::read(&mut stream, plane.settings.header_read_timeout).await {
+            Ok(Some(client)) => info = info.with_proxy_source(client),
+            Ok(None) => {}
+            Err(e) => {
+                proxy_header::log_refused(&e, &Arc::new(info), shared);
+                return;
+            }
+        }
+    }
+    if let Some(p) = opening.passthrough.clone() {
+        let _gauge = listener.metrics.connection(metrics::TCP);
+        let stats = Arc::clone(&plane.tls_stats);
+        drop(edge);
+        Box::pin(p.serve(stream, (info.peer, info.local), &stats)).await;
+        return;
+    }
+    let shared = Arc::clone(shared);
+    let Some(tls) = opening.tls.clone() else {
+        let (stream, watch) = SharedStream::new(stream);
+        let facts = ConnFacts {
+            info: Arc::new(info),
+            handshake_done: None,
+            close_watch: Some(watch),
+            flusher: None,
+        };
+        let plane = Arc::clone(&edge.plane);
+        drop(edge);
+        return serve_http(stream, facts, (plane, listener_index), shared, shutdown).await;
+    };
+    // The TLS futures are boxed so that a plain connection's future (which every idle
+    // keep-alive connection holds) is not sized for the handshake and the TLS streams.
+    let timeout = plane.settings.header_read_timeout;
+    let plane = Arc::clone(&edge.plane);
+    drop(edge);
+    match Box::pin(tls.accept(stream, timeout)).await {
+        Ok((Accepted::Tls(s, flusher), facts)) => {
+            let facts = ConnFacts {
+                info: Arc::new(info.with_tls(Arc::new(facts))),
+                handshake_done: None,
+                close_watch: None,
+                flusher: Some(flusher),
+            };
+            Box::pin(serve_http(
+                s,
+                facts,
+                (plane, listener_index),
+                shared,
+                shutdown,
+            ))
+            .await;
+        }
+        Ok((Accepted::Early(s, flusher, handshake_done), facts)) => {
+            let facts = ConnFacts {
+                info: Arc::new(info.with_tls(Arc::new(facts))),
+                handshake_done: Some(handshake_done),
+                close_watch: None,
+                flusher: Some(flusher),
+            };
+            let plane = (plane, listener_index);
+            Box::pin(serve_http(s, facts, plane, shared, shutdown)).await;
+        }
+        Err(e) => {
+            tracing::debug!(peer = %peer, listener = %tls.name, error = %e, "TLS handshake failed");
+        }
+    }
+}

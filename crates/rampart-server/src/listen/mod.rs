@@ -1,0 +1,14 @@
+//! Where connections come in: binding listening sockets (`SO_REUSEPORT`, one per worker), the
+//! accept loops with the connection caps, the PROXY protocol header, TLS (certificates by SNI,
+//! client verification, early data, passthrough, certificate reload), and the compiled
+//! [`edge::Edge`] they read. The QUIC listener will live here too.
+//!
+//! Imports `http`, `pipeline` and `observe`; only `runtime` imports it.
+
+pub(crate) mod accept;
+pub(crate) mod bind;
+mod conn;
+pub(crate) mod conn_limits;
+pub(crate) mod edge;
+mod proxy_header;
+pub mod tls;

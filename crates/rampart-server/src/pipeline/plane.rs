@@ -1,0 +1,140 @@
+//! [`Plane`]: the part of a compiled config that every request reads (listeners' routers and
+//! policies, routes with their stages and handlers, upstream sets, request settings). It is
+//! immutable: a reload builds a new one and swaps it in, and each request keeps the one it
+//! started with. The runtime room compiles it.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::{HeaderValue, StatusCode};
+use rampart_config::model::ForwardedPolicy;
+use rampart_router::Router;
+use rampart_upstream::UpstreamSet;
+
+use crate::observe::metrics::{ListenerMetrics, Registry, RequestCounts, RouteMetrics};
+use crate::observe::tls_stats::TlsStats;
+use crate::pipeline::gates::{GlobalGates, ListenerGates};
+use crate::pipeline::handler::Handler;
+use crate::pipeline::stages::RouteStages;
+
+/// What requests read, compiled from one config.
+pub(crate) struct Plane {
+    pub(crate) listeners: Vec<ListenerRt>,
+    /// The compiled upstreams, by name.
+    pub(crate) upstreams: HashMap<String, Arc<UpstreamSet>>,
+    /// Upstreams whose balancer hashes on a request header (see `Handler::proxy`).
+    pub(crate) header_hashed: HashSet<String>,
+    pub(crate) settings: Settings,
+    /// Process-wide security gates: GeoIP, HTTP/2 and connection limits, body rate.
+    pub(crate) gates: GlobalGates,
+    /// TLS counters shared by every TLS listener.
+    pub(crate) tls_stats: Arc<TlsStats>,
+    /// The process's metrics (kept across reloads).
+    pub(crate) metrics: Arc<Registry>,
+    /// Identifies the listener list by names and order: a connection's cached listener index
+    /// is valid in any plane with the same layout.
+    pub(crate) layout: u64,
+}
+
+impl Plane {
+    /// The listener called `name`.
+    pub(crate) fn listener(&self, name: &str) -> Option<&ListenerRt> {
+        self.listeners.iter().find(|l| &*l.name == name)
+    }
+}
+
+/// One listener's request policy and the router of the routes it serves.
+pub(crate) struct ListenerRt {
+    pub(crate) name: Arc<str>,
+    pub(crate) bind: SocketAddr,
+    pub(crate) http2: bool,
+    pub(crate) backlog: u32,
+    pub(crate) x_forwarded: ForwardedPolicy,
+    pub(crate) forwarded: bool,
+    pub(crate) trust_request_id: bool,
+    pub(crate) health_endpoints: bool,
+    pub(crate) router: Router<Arc<CompiledRoute>>,
+    /// Trusted proxies, PROXY protocol sources and the access list.
+    pub(crate) gates: ListenerGates,
+    /// What TLS termination means for requests, when the listener terminates TLS.
+    pub(crate) tls: Option<TlsPolicy>,
+    /// Redirect every request to HTTPS: (status, port suffix such as `:8443` or empty).
+    pub(crate) redirect_https: Option<(StatusCode, Arc<str>)>,
+    /// Header names carrying the client certificate upstream (client copies are removed).
+    pub(crate) client_cert_headers: Arc<[HeaderName; 3]>,
+    /// Bytes and open connections of this listener (kept across reloads).
+    pub(crate) metrics: Arc<ListenerMetrics>,
+    /// Requests answered without a route (fast path, refusals before routing, 404).
+    pub(crate) no_route: Arc<RequestCounts>,
+}
+
+/// The request side of a TLS listener's settings.
+pub(crate) struct TlsPolicy {
+    /// Refuse (421) requests whose host the connection's certificate does not cover.
+    pub(crate) strict_sni: bool,
+    /// `Strict-Transport-Security` added to responses that have none.
+    pub(crate) hsts: Option<HeaderValue>,
+}
+
+/// Process-wide request and connection settings.
+pub(crate) struct Settings {
+    pub(crate) max_uri_length: usize,
+    pub(crate) max_header_count: usize,
+    pub(crate) max_header_size: usize,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) keepalive_timeout: Duration,
+    pub(crate) tunnel_idle_timeout: Duration,
+    /// `Via` values by the protocol version the message was received with (RFC 9110 §7.6.3).
+    pub(crate) via: Via,
+}
+
+/// Precomputed `Via` header values, `None` when `server.via` is off.
+pub(crate) struct Via {
+    pub(crate) http10: Option<HeaderValue>,
+    pub(crate) http11: Option<HeaderValue>,
+    pub(crate) http2: Option<HeaderValue>,
+}
+
+impl Via {
+    /// The value for a message received as `version`.
+    pub(crate) const fn for_version(&self, version: http::Version) -> Option<&HeaderValue> {
+        match version {
+            http::Version::HTTP_2 => self.http2.as_ref(),
+            http::Version::HTTP_10 | http::Version::HTTP_09 => self.http10.as_ref(),
+            _ => self.http11.as_ref(),
+        }
+    }
+}
+
+/// A route ready to serve: its stages by phase and its handler.
+pub struct CompiledRoute {
+    pub(crate) name: Arc<str>,
+    pub(crate) stages: RouteStages,
+    pub(crate) handler: Handler,
+    pub(crate) timeout: Option<Duration>,
+    /// What the route's requests count into.
+    pub(crate) metrics: RouteMetrics,
+}
+
+impl CompiledRoute {
+    /// The route's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Names of the stages the route runs, in order.
+    #[must_use]
+    pub fn stage_names(&self) -> Vec<&'static str> {
+        self.stages.names()
+    }
+
+    /// A one-line description of the handler.
+    #[must_use]
+    pub fn handler_summary(&self) -> String {
+        self.handler.summary()
+    }
+}

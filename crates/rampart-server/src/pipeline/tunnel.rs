@@ -1,0 +1,152 @@
+//! Upgraded connections (WebSocket and any other HTTP/1.1 `Upgrade`): once the upstream has
+//! answered 101, bytes are copied both ways until either side closes or the tunnel has been
+//! idle for `timeouts.tunnel_idle`.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::HeaderValue;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+/// Starts the tunnel between the client's and the upstream's upgraded connections.
+pub(crate) fn spawn(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    idle: Duration,
+    request_id: HeaderValue,
+) {
+    let guard = crate::observe::track::track_connection();
+    tokio::spawn(async move {
+        let _guard = guard;
+        let (client, upstream) = match tokio::join!(client, upstream) {
+            (Ok(c), Ok(u)) => (c, u),
+            (c, u) => {
+                tracing::debug!(request_id = ?request_id, client_ok = c.is_ok(), upstream_ok = u.is_ok(), "upgrade failed");
+                return;
+            }
+        };
+        let clock = Arc::new(Activity::new());
+        let mut a = Tracked {
+            io: TokioIo::new(client),
+            clock: clock.clone(),
+        };
+        let mut b = Tracked {
+            io: TokioIo::new(upstream),
+            clock: clock.clone(),
+        };
+        tokio::select! {
+            result = tokio::io::copy_bidirectional(&mut a, &mut b) => {
+                if let Ok((up, down)) = result {
+                    tracing::debug!(request_id = ?request_id, bytes_to_upstream = up, bytes_to_client = down, "tunnel closed");
+                }
+            }
+            () = clock.idle_for(idle) => {
+                tracing::debug!(request_id = ?request_id, ?idle, "tunnel closed after idle timeout");
+            }
+        }
+    });
+}
+
+/// The time of the last byte moved, in milliseconds since the tunnel started.
+struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Completes once nothing has moved for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = last + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// An I/O object that records activity on every successful read or write.
+struct Tracked<T> {
+    io: T,
+    clock: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.clock.touch();
+        }
+        poll
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.io).poll_write(cx, data);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.clock.touch();
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Copies bytes both ways between `a` and `b` until either side closes or nothing has moved for
+/// `idle`. Returns the bytes moved (a→b, b→a) when the copy ended by itself.
+pub(crate) async fn relay<A, B>(a: A, b: B, idle: Duration) -> Option<io::Result<(u64, u64)>>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let clock = Arc::new(Activity::new());
+    let mut a = Tracked {
+        io: a,
+        clock: clock.clone(),
+    };
+    let mut b = Tracked {
+        io: b,
+        clock: clock.clone(),
+    };
+    tokio::select! {
+        result = tokio::io::copy_bidirectional(&mut a, &mut b) => Some(result),
+        () = clock.idle_for(idle) => None,
+    }
+}

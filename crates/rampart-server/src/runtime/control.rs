@@ -1,0 +1,269 @@
+//! The control plane of a running server: hot reload (parse → validate → compile → swap),
+//! listeners bound and closed on reload, and the listening sockets kept for a binary upgrade.
+//!
+//! Reloads are serialized by one mutex that the request path never touches. A config that
+//! fails anywhere leaves the running one in service, and the failure is logged, counted in
+//! `rampart_config_reloads_total{result="failure"}` and returned to the caller.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use rampart_config::Config;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use arc_swap::ArcSwap;
+
+use crate::listen::bind::bind_all;
+use crate::listen::edge::Listening;
+use crate::listen::tls::TlsListener;
+use crate::observe::audit::{ChangeSummary, Trigger};
+use crate::observe::metrics::Registry;
+use crate::runtime::compile::{Runtime, compile_with};
+use crate::runtime::worker::WorkerCmd;
+
+/// One listener's listening sockets (one per worker, sharing the port with `SO_REUSEPORT`).
+pub(crate) struct BoundListener {
+    pub(crate) name: Arc<str>,
+    /// The address in the config (port 0 stays 0 here).
+    pub(crate) bind: SocketAddr,
+    /// The address actually bound.
+    pub(crate) addr: SocketAddr,
+    /// Duplicates of the workers' sockets: handed to a new binary on upgrade, closed when a
+    /// reload removes the listener.
+    pub(crate) sockets: Vec<std::net::TcpListener>,
+}
+
+/// What a successful reload changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadReport {
+    /// The generation now in service.
+    pub generation: u64,
+    /// Listeners bound by this reload.
+    pub listeners_added: Vec<String>,
+    /// Listeners closed by this reload.
+    pub listeners_removed: Vec<String>,
+}
+
+/// Mutable control-plane state, behind [`Control::state`].
+pub(crate) struct ControlState {
+    pub(crate) listeners: Vec<BoundListener>,
+    pub(crate) tls_watcher: Option<crate::listen::tls::reload::Watcher>,
+}
+
+/// The control plane of one running server.
+pub(crate) struct Control {
+    /// The runtime in service.
+    pub(crate) current: ArcSwap<Runtime>,
+    /// The data plane's accept path, which serves the current runtime's edge and plane.
+    pub(crate) listening: Arc<Listening>,
+    pub(crate) metrics: Arc<Registry>,
+    pub(crate) workers: Vec<mpsc::UnboundedSender<WorkerCmd>>,
+    pub(crate) config_path: Option<PathBuf>,
+    pub(crate) started: Instant,
+    pub(crate) state: Mutex<ControlState>,
+    /// Bumped by `POST /upgrade`; the binary watches it and starts the new process.
+    pub(crate) upgrade: tokio::sync::watch::Sender<u64>,
+}
+
+impl Control {
+    /// The runtime in service.
+    pub(crate) fn runtime(&self) -> Arc<Runtime> {
+        self.current.load_full()
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, ControlState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reloads from the config file the server was started with.
+    pub(crate) fn reload_file(&self, trigger: Trigger) -> Result<ReloadReport, String> {
+        let Some(path) = &self.config_path else {
+            return self.refused(
+                trigger,
+                "the server was not started from a config file".into(),
+            );
+        };
+        match rampart_config::load_file(path) {
+            Ok(config) => self.apply(&config, trigger),
+            Err(d) => self.refused(trigger, d.to_string()),
+        }
+    }
+
+    /// Reloads from config text (tests, embedding).
+    pub(crate) fn reload_str(&self, text: &str, trigger: Trigger) -> Result<ReloadReport, String> {
+        match rampart_config::load_str(text, "<reload>") {
+            Ok(config) => self.apply(&config, trigger),
+            Err(d) => self.refused(trigger, d.to_string()),
+        }
+    }
+
+    fn refused(&self, trigger: Trigger, error: String) -> Result<ReloadReport, String> {
+        self.metrics.reload_result(None);
+        tracing::error!(trigger = ?trigger, error = %error, "config reload refused: the running config stays in service");
+        if let Some(audit) = &self.listening.shared.audit {
+            audit.config_rejected(trigger, &error);
+        }
+        Err(error)
+    }
+
+    /// Compiles `config` against the running snapshot, binds new listeners, swaps, closes
+    /// removed listeners.
+    fn apply(&self, config: &Config, trigger: Trigger) -> Result<ReloadReport, String> {
+        let mut state = self.state();
+        let current = self.runtime();
+        let mut next = match compile_with(config, &self.metrics, Some(&current), &current.stages) {
+            Ok(rt) => rt,
+            Err(d) => return self.refused(trigger, d.to_string()),
+        };
+        let (added, removed) = match self.bind_new(&state, &next) {
+            Ok(diff) => diff,
+            Err(e) => return self.refused(trigger, e),
+        };
+        next.generation = current.generation + 1;
+        let generation = next.generation;
+        let report = ReloadReport {
+            generation,
+            listeners_added: added.iter().map(|b| b.name.to_string()).collect(),
+            listeners_removed: removed.clone(),
+        };
+        // Removed listeners stop accepting first, so no connection is accepted for a
+        // listener the new snapshot no longer has.
+        for name in &removed {
+            self.broadcast(|| WorkerCmd::Remove(Arc::from(name.as_str())));
+        }
+        state
+            .listeners
+            .retain(|b| !removed.iter().any(|r| **r == *b.name));
+        let tls_changed = tls_set_changed(&current, &next);
+        let summary = ChangeSummary::between(Some(current.config.raw()), config.raw());
+        let next = Arc::new(next);
+        self.current.store(Arc::clone(&next));
+        self.listening.swap(Arc::clone(&next.edge));
+        for bound in added {
+            for (i, socket) in bound.sockets.iter().enumerate() {
+                match socket.try_clone() {
+                    Ok(s) => {
+                        if let Some(w) = self.workers.get(i % self.workers.len().max(1)) {
+                            let _ = w.send(WorkerCmd::Add(bound.name.clone(), s));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(listener = %bound.name, error = %e, "cannot hand socket to worker");
+                    }
+                }
+            }
+            tracing::info!(listener = %bound.name, "listening on http://{}", bound.addr);
+            state.listeners.push(bound);
+        }
+        if tls_changed {
+            state.tls_watcher = crate::listen::tls::reload::spawn(tls_listeners(&next));
+        }
+        let raw = config.raw();
+        let listeners: Vec<&str> = raw.listeners.iter().map(|l| l.name.as_str()).collect();
+        let routes: Vec<&str> = raw.routes.iter().map(|r| r.name.as_str()).collect();
+        let upstreams: Vec<&str> = raw.upstreams.iter().map(|u| u.name.as_str()).collect();
+        self.metrics.retain(&listeners, &routes, &upstreams);
+        self.metrics.reload_result(Some(generation));
+        if let Some(audit) = &self.listening.shared.audit {
+            audit.config_change(trigger, generation, &summary);
+        }
+        tracing::info!(trigger = ?trigger, generation, added = ?report.listeners_added, removed = ?report.listeners_removed, "config reloaded");
+        Ok(report)
+    }
+
+    /// Binds the listeners `next` has and the running server does not (or has on another
+    /// address); returns them and the names of the listeners to close.
+    fn bind_new(
+        &self,
+        state: &ControlState,
+        next: &Runtime,
+    ) -> Result<(Vec<BoundListener>, Vec<String>), String> {
+        let next = next.plane();
+        let keeps = |b: &BoundListener| {
+            next.listeners
+                .iter()
+                .any(|l| l.name == b.name && l.bind == b.bind)
+        };
+        let removed: Vec<String> = state
+            .listeners
+            .iter()
+            .filter(|b| !keeps(b))
+            .map(|b| b.name.to_string())
+            .collect();
+        let mut added = Vec::new();
+        for l in &next.listeners {
+            let kept = state
+                .listeners
+                .iter()
+                .any(|b| b.name == l.name && b.bind == l.bind);
+            if kept {
+                continue;
+            }
+            let sockets = bind_all(l.bind, self.workers.len(), l.backlog)
+                .map_err(|e| format!("listener {:?}: {e}", l.name))?;
+            let addr = sockets
+                .first()
+                .and_then(|s| s.local_addr().ok())
+                .unwrap_or(l.bind);
+            added.push(BoundListener {
+                name: l.name.clone(),
+                bind: l.bind,
+                addr,
+                sockets,
+            });
+        }
+        Ok((added, removed))
+    }
+
+    fn broadcast(&self, cmd: impl Fn() -> WorkerCmd) {
+        for w in &self.workers {
+            let _ = w.send(cmd());
+        }
+    }
+
+    /// Asks the running binary to start its successor (see `rampart upgrade`).
+    pub(crate) fn request_upgrade(&self) -> Result<(), String> {
+        if self.upgrade.receiver_count() == 0 {
+            return Err("binary upgrade is only available under `rampart run`".into());
+        }
+        self.upgrade.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub(crate) fn metrics_text(&self) -> String {
+        crate::observe::metrics::expo::encode(&self.metrics, self.runtime().upstreams())
+    }
+
+    /// Marks the server as draining (`/readyz` answers 503).
+    pub(crate) fn drain(&self) {
+        self.listening.shared.set_draining();
+    }
+
+    /// Each listener's name and bound address.
+    pub(crate) fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.state()
+            .listeners
+            .iter()
+            .map(|b| (b.name.to_string(), b.addr))
+            .collect()
+    }
+}
+
+/// The TLS listeners of `rt`, for the certificate watcher.
+pub(crate) fn tls_listeners(rt: &Runtime) -> Vec<Arc<TlsListener>> {
+    rt.edge
+        .listeners
+        .iter()
+        .filter_map(|l| l.tls.clone())
+        .collect()
+}
+
+fn tls_set_changed(a: &Runtime, b: &Runtime) -> bool {
+    let a = tls_listeners(a);
+    let b = tls_listeners(b);
+    a.len() != b.len() || a.iter().zip(&b).any(|(x, y)| !Arc::ptr_eq(x, y))
+}
