@@ -11,8 +11,7 @@ use crate::RequestView;
 use crate::host::{self, HostPattern};
 use crate::matcher::Matcher;
 use crate::path::PathMatch;
-use crate::precedence::{self, Precedence, Rule};
-use crate::router::host_spec;
+use crate::precedence::{self, HostSpec, Precedence, Rule};
 
 /// Which route takes a request and why each other route does not; `Display` renders it for
 /// people (`{:#}` adds every route's precedence key), the fields serve machine output.
@@ -125,7 +124,7 @@ fn evaluate<'m>(
         m.hosts
             .iter()
             .filter(|p| !only_matching || p.matches(host))
-            .min_by_key(|p| m.precedence(host_spec(p), index))
+            .min_by_key(|p| m.precedence(HostSpec::of(p), index))
     };
     let matched_host = best_pattern(true);
     let shown_host = matched_host
@@ -136,7 +135,7 @@ fn evaluate<'m>(
         index,
         matcher: m,
         host: shown_host.to_string(),
-        key: m.precedence(host_spec(shown_host), index),
+        key: m.precedence(HostSpec::of(shown_host), index),
         passed: 0,
         checks,
         failure: None,

@@ -12,6 +12,7 @@ use std::cmp::{Ordering, Reverse};
 
 use serde::Serialize;
 
+use crate::host::HostPattern;
 use crate::path::PathMatch;
 
 /// How specific the host pattern that matched is.
@@ -26,6 +27,15 @@ pub(crate) enum HostSpec {
 }
 
 impl HostSpec {
+    /// The precedence class of a host pattern.
+    pub(crate) fn of(pattern: &HostPattern) -> Self {
+        match pattern {
+            HostPattern::Exact(_) => Self::Exact,
+            HostPattern::Wildcard(suffix) => Self::Wildcard(HostPattern::wildcard_labels(suffix)),
+            HostPattern::Any => Self::Any,
+        }
+    }
+
     fn order(self) -> (u8, Reverse<usize>) {
         match self {
             Self::Exact => (0, Reverse(0)),

@@ -366,7 +366,7 @@ impl<T> Router<T> {
         let mut keyed = Vec::new();
         for (index, m) in matchers.iter().enumerate() {
             for (p, pattern) in m.hosts.iter().enumerate() {
-                keyed.push((m.precedence(host_spec(pattern), index), index, p));
+                keyed.push((m.precedence(HostSpec::of(pattern), index), index, p));
             }
         }
         keyed.sort_unstable_by_key(|k| k.0);
@@ -481,15 +481,6 @@ impl<T> Router<T> {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.matchers.is_empty()
-    }
-}
-
-/// The precedence class of a host pattern.
-pub(crate) fn host_spec(pattern: &HostPattern) -> HostSpec {
-    match pattern {
-        HostPattern::Exact(_) => HostSpec::Exact,
-        HostPattern::Wildcard(suffix) => HostSpec::Wildcard(HostPattern::wildcard_labels(suffix)),
-        HostPattern::Any => HostSpec::Any,
     }
 }
 

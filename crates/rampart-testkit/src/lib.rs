@@ -1,5 +1,5 @@
 //! Test support for Rampart: a real gateway started in-process ([`TestGateway`]), real origin
-//! servers and raw clients for integration tests.
+//! servers and raw clients for integration tests, and the module-circle check ([`modgraph`]).
 //!
 //! Every origin binds `127.0.0.1:0`, runs on the caller's tokio runtime, exposes `addr()`, and
 //! stops (its accept loop and every connection task are aborted) when dropped.
@@ -12,6 +12,7 @@ mod h1;
 pub mod http_client;
 mod http_origin;
 mod mmdb;
+pub mod modgraph;
 mod ports;
 mod recording;
 mod scripted;

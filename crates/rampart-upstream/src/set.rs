@@ -1,6 +1,7 @@
 //! [`UpstreamSet`]: a compiled `[[upstreams]]` entry with its targets, balancer, health state,
 //! retry rules, circuit breaker and, when configured, the discovery that keeps its targets
-//! current.
+//! current. It holds those parts; the services that run on a set (health, probes, discovery
+//! tasks, connecting) sit above it and start from [`crate::health::service`].
 
 use std::net::IpAddr;
 use std::ops::Deref;
@@ -20,8 +21,8 @@ use crate::balance::{HashOn, View};
 use crate::breaker::Breaker;
 use crate::discovery::Discovery;
 use crate::health::TargetStatus;
+use crate::health::check::HealthCheckRt;
 use crate::health::passive::{Health, OutlierRt};
-use crate::health::probe::HealthCheckRt;
 use crate::members::{Entry, Members, Shape};
 use crate::retry::RetryRt;
 
@@ -59,7 +60,8 @@ pub struct UpstreamSet {
     pub(crate) discovery: Option<Discovery>,
     /// Becomes true once discovery has produced a first list of targets.
     ready: tokio::sync::watch::Sender<bool>,
-    health_started: AtomicBool,
+    /// Whether [`UpstreamSet::start_health`] has run.
+    pub(crate) health_started: AtomicBool,
     /// Attempts beyond the first, all requests together.
     pub(crate) retries_total: AtomicU64,
 }
@@ -363,18 +365,6 @@ impl UpstreamSet {
     #[must_use]
     pub fn in_panic_mode(&self) -> bool {
         self.health.panicking()
-    }
-
-    /// Starts the background services of this set: health (re-admission, slow start, gray
-    /// failure detection, active probes) and discovery. Idempotent; the services stop once the
-    /// set is dropped. Call it when a runtime goes live; [`crate::forward`] also starts it on
-    /// first use.
-    pub fn start_health(self: &Arc<Self>) {
-        if !self.health_started.load(Ordering::Relaxed)
-            && !self.health_started.swap(true, Ordering::AcqRel)
-        {
-            crate::health::service::start(self);
-        }
     }
 }
 

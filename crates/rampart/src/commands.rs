@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
-use rampart_config::{Config, DEFAULT_CONFIG, Diagnostics};
+use rampart_config::{Config, DEFAULT_CONFIG};
 
 use crate::cli::{Cli, Command, ConfigCommand, ExplainArgs, ProxyArgs};
+use crate::refused::Refused;
 use crate::serve::run;
 
 /// Runs the command the user asked for.
@@ -51,23 +52,6 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
 }
-
-/// A config problem is printed as the diagnostics themselves, not wrapped in another message.
-pub(crate) struct Refused(pub(crate) Diagnostics);
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "config refused:\n{}", self.0)
-    }
-}
-
-impl std::fmt::Debug for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(self, f)
-    }
-}
-
-impl std::error::Error for Refused {}
 
 fn load(path: Option<&Path>) -> anyhow::Result<Config> {
     let loaded = match path {

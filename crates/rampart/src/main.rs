@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod doctor;
 mod logging;
+mod refused;
 mod serve;
 mod top;
 mod upgrade;

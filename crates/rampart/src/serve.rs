@@ -12,8 +12,8 @@ use rampart_server::audit::Trigger;
 use rampart_server::{ServerHandle, StartOptions};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::commands::Refused;
 use crate::logging;
+use crate::refused::Refused;
 use crate::upgrade::{self, SelfExe};
 
 /// Runs `config` until a stop signal or a completed upgrade.

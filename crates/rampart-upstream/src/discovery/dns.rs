@@ -17,9 +17,8 @@ use hickory_resolver::{Resolver, TokioResolver};
 use rampart_config::model::{AddressFamily, Discovery as DiscoveryConfig};
 use rampart_config::syntax::{self, Target as TargetSpec};
 
-use super::{apply, backoff};
+use super::{Sink, backoff};
 use crate::members::Entry;
-use crate::set::UpstreamSet;
 
 /// Most targets one answer may produce (a runaway record set must not become a runaway pool).
 const MAX_TARGETS: usize = 512;
@@ -116,11 +115,11 @@ impl DnsSource {
         builder.build().map_err(|e| format!("DNS resolver: {e}"))
     }
 
-    pub(super) async fn run(&self, set: &Weak<UpstreamSet>) {
+    pub(super) async fn run<S: Sink>(&self, set: &Weak<S>) {
         let resolver = match self.resolver() {
             Ok(r) => r,
             Err(e) => {
-                let name = set.upgrade().map(|s| Arc::clone(&s.name));
+                let name = set.upgrade().map(|s| s.name().to_owned());
                 tracing::error!(upstream = ?name, error = %e, "discovery cannot start");
                 return;
             }
@@ -133,22 +132,22 @@ impl DnsSource {
             let wait = match result {
                 Ok((entries, valid_until)) => {
                     if failures > 0 {
-                        tracing::info!(upstream = %set.name, source, "discovery answers again");
+                        tracing::info!(upstream = %set.name(), source, "discovery answers again");
                     }
                     failures = 0;
-                    apply(&set, entries, &source);
+                    set.apply(entries, &source);
                     valid_until
                         .saturating_duration_since(Instant::now())
                         .clamp(self.min_ttl, self.max_ttl)
                 }
                 Err(why) => {
                     // Requests waiting for a first answer get theirs (503 without targets).
-                    set.discovery_answered();
-                    let kept = set.target_labels().len();
+                    set.answered();
+                    let kept = set.target_count();
                     if failures == 0 {
-                        tracing::warn!(upstream = %set.name, source, error = %why, kept, "discovery failed; keeping the last targets");
+                        tracing::warn!(upstream = %set.name(), source, error = %why, kept, "discovery failed; keeping the last targets");
                     } else {
-                        tracing::debug!(upstream = %set.name, source, error = %why, kept, "discovery still failing");
+                        tracing::debug!(upstream = %set.name(), source, error = %why, kept, "discovery still failing");
                     }
                     failures += 1;
                     backoff(self.min_ttl, self.max_ttl, failures - 1)

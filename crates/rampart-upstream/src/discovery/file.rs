@@ -16,9 +16,8 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher as _};
 use serde::Deserialize;
 
-use super::apply;
+use super::Sink;
 use crate::members::Entry;
-use crate::set::UpstreamSet;
 
 /// Re-read the file this often even without a change notification.
 const POLL: Duration = Duration::from_secs(10);
@@ -59,7 +58,7 @@ impl FileSource {
         parse(&self.path, &text).map_err(|e| format!("target file {shown}: {e}"))
     }
 
-    pub(super) async fn run(&self, set: &Weak<UpstreamSet>) {
+    pub(super) async fn run<S: Sink>(&self, set: &Weak<S>) {
         let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel::<()>();
         let _watcher = watch(&self.path, tx);
         let mut last_error: Option<String> = None;
@@ -73,11 +72,11 @@ impl FileSource {
             match self.read() {
                 Ok(entries) => {
                     last_error = None;
-                    apply(&set, entries, "file");
+                    set.apply(entries, "file");
                 }
                 Err(why) => {
                     if last_error.as_ref() != Some(&why) {
-                        tracing::warn!(upstream = %set.name, error = %why, "target file not used; keeping the last targets");
+                        tracing::warn!(upstream = %set.name(), error = %why, "target file not used; keeping the last targets");
                     }
                     last_error = Some(why);
                 }

@@ -1,8 +1,11 @@
 //! Discovery: keeps a dynamic upstream's targets current from DNS (A/AAAA of a name, or SRV
 //! records) or from a watched file. Each source runs as one task on the health thread and
-//! hands every new list to [`UpstreamSet::replace_members`], which swaps the targets as one
-//! snapshot and keeps the live state of the targets that remain. A failed lookup, an empty
+//! hands every new list to its [`Sink`] (the upstream set, which swaps the targets as one
+//! snapshot and keeps the live state of the targets that remain). A failed lookup, an empty
 //! answer or a broken file keeps the last list in service and is logged with its reason.
+//!
+//! This module knows sources and entries only, not the set that owns it: the set implements
+//! [`Sink`] where its health service lives.
 
 mod dns;
 mod file;
@@ -14,7 +17,19 @@ use rampart_config::ConfigError;
 use rampart_config::model::Discovery as DiscoveryConfig;
 
 use crate::members::Entry;
-use crate::set::UpstreamSet;
+
+/// Where a discovery task delivers: the upstream whose targets it keeps current. The task
+/// holds it weakly and ends once it is gone.
+pub(crate) trait Sink: Send + Sync + 'static {
+    /// The upstream's name, for logs.
+    fn name(&self) -> &str;
+    /// Takes in a new list of targets from `source` (swapped in only when it changed).
+    fn apply(self: &Arc<Self>, entries: Vec<Entry>, source: &str);
+    /// Discovery has answered, even if only with a failure: requests stop waiting for it.
+    fn answered(&self);
+    /// How many targets are in service now.
+    fn target_count(&self) -> usize;
+}
 
 /// A compiled `[upstreams.discovery]`, cheap to clone into its task.
 #[derive(Debug, Clone)]
@@ -55,20 +70,11 @@ impl Discovery {
     }
 
     /// Keeps the targets of `set` current until the set is dropped.
-    pub(crate) async fn run(self, set: Weak<UpstreamSet>) {
+    pub(crate) async fn run<S: Sink>(self, set: Weak<S>) {
         match &*self.0 {
             Source::Dns(d) => d.run(&set).await,
             Source::File(f) => f.run(&set).await,
         }
-    }
-}
-
-/// Swaps in `entries` as the targets of `set` (when they changed) and takes the new ones in.
-fn apply(set: &Arc<UpstreamSet>, entries: Vec<Entry>, source: &str) {
-    let count = entries.len();
-    if let Some(change) = set.replace_members(entries) {
-        tracing::info!(upstream = %set.name, source, targets = count, joined = change.fresh.len(), "upstream targets updated");
-        crate::health::service::admit_discovered(set, &change.members, &change.fresh, change.first);
     }
 }
 

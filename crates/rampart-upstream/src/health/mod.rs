@@ -1,7 +1,7 @@
 //! Per-target health: the live state every worker reads ([`TargetStats`], atomics only), the
-//! passive outlier detection fed by finished requests ([`passive`]), and the background
-//! service that re-admits ejected targets, ramps slow starts, ejects gray failures and runs
-//! the active probes ([`service`], [`probe`]).
+//! passive outlier detection fed by finished requests ([`passive`]), the compiled active
+//! check ([`check`]), and the background service that re-admits ejected targets, ramps slow
+//! starts, ejects gray failures, runs the active probes and discovery ([`service`], [`probe`]).
 //!
 //! State machine of one target:
 //!
@@ -13,6 +13,7 @@
 //!
 //! Every transition is made by one compare-and-swap, so exactly one thread logs it.
 
+pub(crate) mod check;
 pub(crate) mod passive;
 pub(crate) mod probe;
 pub(crate) mod service;

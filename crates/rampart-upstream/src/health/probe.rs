@@ -1,70 +1,25 @@
 //! Active health probes: HTTP/1.1 request, TCP connect, or `grpc.health.v1.Health/Check`.
 //! Each target has its own probe task on the health thread; thresholds of consecutive
-//! results move it between `unhealthy` and the states that take requests.
+//! results move it between `unhealthy` and the states that take requests. What to probe and
+//! what passes is the compiled check ([`HealthCheckRt`]).
 
 use std::sync::Weak;
-use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
-use rampart_config::model::{HealthCheck, HealthCheckKind};
+use rampart_config::model::HealthCheckKind;
 use rampart_config::syntax::Target as TargetSpec;
 use rampart_core::Body;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::check::HealthCheckRt;
 use super::{Reason, SLOW_START_SHARE, State, TargetStats};
 use crate::members::{Members, Target};
 use crate::set::UpstreamSet;
 
 /// Most response bytes an HTTP probe reads.
 const MAX_PROBE_READ: usize = 64 * 1024;
-
-/// Compiled `[upstreams.health_check]`.
-#[derive(Debug, Clone)]
-pub(crate) struct HealthCheckRt {
-    kind: HealthCheckKind,
-    path: String,
-    method: String,
-    host: Option<String>,
-    statuses: Vec<u16>,
-    body_contains: Option<String>,
-    grpc_service: String,
-    interval: Duration,
-    timeout: Duration,
-    jitter: Duration,
-    healthy_threshold: u32,
-    unhealthy_threshold: u32,
-}
-
-impl HealthCheckRt {
-    pub(crate) fn new(c: &HealthCheck) -> Self {
-        Self {
-            kind: c.kind,
-            path: c.path.to_string(),
-            method: c.method.to_ascii_uppercase(),
-            host: c.host.as_ref().map(|h| h.to_string()),
-            statuses: c.expected_statuses.iter().map(|s| **s).collect(),
-            body_contains: c.body_contains.clone(),
-            grpc_service: c.grpc_service.clone(),
-            interval: c.interval.get(),
-            timeout: c.timeout.get(),
-            jitter: c.jitter.get(),
-            healthy_threshold: c.healthy_threshold.max(1),
-            unhealthy_threshold: c.unhealthy_threshold.max(1),
-        }
-    }
-
-    fn next_delay(&self) -> Duration {
-        let jitter_ms = u64::try_from(self.jitter.as_millis()).unwrap_or(0);
-        let extra = if jitter_ms == 0 {
-            0
-        } else {
-            fastrand::u64(0..=jitter_ms)
-        };
-        self.interval + Duration::from_millis(extra)
-    }
-}
 
 /// Probes one target (known by its stats) until its set is dropped or discovery removes it.
 pub(crate) async fn run(set: Weak<UpstreamSet>, stats: Weak<TargetStats>, check: HealthCheckRt) {
@@ -180,37 +135,7 @@ async fn probe_http(
             Err(_) => break,
         }
     }
-    judge_http(&buf, check)
-}
-
-/// Checks a raw HTTP/1.1 response against the expected statuses and body text.
-fn judge_http(raw: &[u8], check: &HealthCheckRt) -> Result<(), String> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut headers);
-    let body_start = match resp.parse(raw) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Err("incomplete response head".to_owned()),
-        Err(e) => return Err(format!("bad response: {e}")),
-    };
-    let status = resp.code.unwrap_or(0);
-    let ok = if check.statuses.is_empty() {
-        (200..400).contains(&status)
-    } else {
-        check.statuses.contains(&status)
-    };
-    if !ok {
-        return Err(format!("status {status}"));
-    }
-    if let Some(needle) = &check.body_contains {
-        let body = &raw[body_start..];
-        if !body
-            .windows(needle.len().max(1))
-            .any(|w| w == needle.as_bytes())
-        {
-            return Err("body does not contain the expected text".to_owned());
-        }
-    }
-    Ok(())
+    check.judge_http(&buf)
 }
 
 /// `grpc.health.v1.Health/Check` over HTTP/2; healthy when the answer is `SERVING` (1).
@@ -304,22 +229,6 @@ fn grpc_serving_status(frame: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn check(toml_text: &str) -> HealthCheckRt {
-        HealthCheckRt::new(&toml::from_str(toml_text).unwrap())
-    }
-
-    #[test]
-    fn http_statuses_and_body_are_judged() {
-        let any = check("");
-        assert!(judge_http(b"HTTP/1.1 204 No Content\r\n\r\n", &any).is_ok());
-        assert!(judge_http(b"HTTP/1.1 503 Busy\r\n\r\n", &any).is_err());
-        assert!(judge_http(b"garbage", &any).is_err());
-        let strict = check("expected_statuses = [200]\nbody_contains = \"ok\"");
-        assert!(judge_http(b"HTTP/1.1 200 OK\r\n\r\nall ok", &strict).is_ok());
-        assert!(judge_http(b"HTTP/1.1 200 OK\r\n\r\nnope", &strict).is_err());
-        assert!(judge_http(b"HTTP/1.1 204 OK\r\n\r\nok", &strict).is_err());
-    }
 
     #[test]
     fn grpc_messages_encode_and_decode() {

@@ -5,14 +5,16 @@
 //!
 //! The tasks hold only a [`Weak`] reference to their set: when a reload replaces the set and
 //! the last request using it finishes, they end by themselves. A probe task also ends when
-//! discovery removes its target.
+//! discovery removes its target. [`UpstreamSet::start_health`] starts them, and the set is the
+//! [`Sink`] its discovery task delivers to.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use super::{FULL_SHARE, Reason, SLOW_START_SHARE, State, now_ms};
-use crate::members::Members;
+use crate::discovery::Sink;
+use crate::members::{Entry, Members};
 use crate::set::UpstreamSet;
 
 /// Period of the maintenance task.
@@ -39,8 +41,44 @@ fn handle() -> Option<&'static tokio::runtime::Handle> {
         .as_ref()
 }
 
+impl UpstreamSet {
+    /// Starts the background services of this set: health (re-admission, slow start, gray
+    /// failure detection, active probes) and discovery. Idempotent; the services stop once the
+    /// set is dropped. Call it when a runtime goes live; [`crate::forward`] also starts it on
+    /// first use.
+    pub fn start_health(self: &Arc<Self>) {
+        if !self.health_started.load(Ordering::Relaxed)
+            && !self.health_started.swap(true, Ordering::AcqRel)
+        {
+            start(self);
+        }
+    }
+}
+
+impl Sink for UpstreamSet {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn apply(self: &Arc<Self>, entries: Vec<Entry>, source: &str) {
+        let count = entries.len();
+        if let Some(change) = self.replace_members(entries) {
+            tracing::info!(upstream = %self.name, source, targets = count, joined = change.fresh.len(), "upstream targets updated");
+            admit_discovered(self, &change.members, &change.fresh, change.first);
+        }
+    }
+
+    fn answered(&self) {
+        self.discovery_answered();
+    }
+
+    fn target_count(&self) -> usize {
+        self.members().len()
+    }
+}
+
 /// Starts the maintenance task, the active probes and the discovery of `set`.
-pub(crate) fn start(set: &Arc<UpstreamSet>) {
+fn start(set: &Arc<UpstreamSet>) {
     let Some(handle) = handle() else {
         tracing::error!(upstream = %set.name, "could not start the health service thread");
         return;
@@ -71,7 +109,7 @@ fn start_probes(set: &Arc<UpstreamSet>, m: &Members, which: impl IntoIterator<It
 
 /// Takes in targets that discovery added to a running upstream: they ramp up through slow
 /// start (when configured) and get their probes.
-pub(crate) fn admit_discovered(set: &Arc<UpstreamSet>, m: &Members, fresh: &[usize], first: bool) {
+fn admit_discovered(set: &Arc<UpstreamSet>, m: &Members, fresh: &[usize], first: bool) {
     let slow_start = set.health.outlier.slow_start_ms > 0 && !first;
     for &i in fresh {
         let (Some(s), Some(t)) = (m.stats.get(i), m.targets.get(i)) else {
