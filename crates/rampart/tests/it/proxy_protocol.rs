@@ -2,8 +2,6 @@
 //! balancers, required from them, never parsed from anyone else. The load balancer connects
 //! from 127.0.0.1; other clients from 127.0.0.2.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::SocketAddr;
 use std::time::Duration;
 

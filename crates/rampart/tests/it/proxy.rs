@@ -3,9 +3,6 @@
 //! Every test starts its own gateway (listeners on `127.0.0.1:0`) and origins, bounds every
 //! wait with a timeout, and asserts behaviour, never timing.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -17,22 +14,7 @@ use rampart_testkit::{
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Bound on every single wait in these tests.
-const WAIT: Duration = Duration::from_secs(15);
-
-/// Awaits `f`, failing the test if it takes longer than [`WAIT`].
-async fn within<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(WAIT, f).await.expect("timed out")
-}
-
-/// An HTTP/1.1 client that ignores proxy settings from the environment.
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(WAIT)
-        .build()
-        .unwrap()
-}
+use crate::support::{WAIT, client, within};
 
 /// Config for one upstream called `origin` with these targets and extra keys.
 fn upstream(name: &str, targets: &[SocketAddr], extra: &str) -> String {

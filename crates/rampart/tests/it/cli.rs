@@ -2,24 +2,25 @@
 //! SIGTERM, `proxy`, and clear failures. Every child is killed if a test fails, and every wait
 //! is bounded.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rampart_testkit::{HttpOrigin, reqwest};
+use rampart_testkit::HttpOrigin;
 use serde_json::Value;
+
+use crate::support::{TempDir, client_with_timeout};
 
 /// Bound on a short command (`check`, `explain`, ...), generous for a loaded machine.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on a server starting up or shutting down.
 const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on one HTTP request to a running server.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn rampart() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
@@ -30,32 +31,6 @@ fn rampart() -> Command {
 // ---------------------------------------------------------------------------------------------
 // Helpers: temp files, short commands, long-running children
 // ---------------------------------------------------------------------------------------------
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("rampart-cli-test-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// What a finished command printed.
 struct Output {
@@ -224,14 +199,6 @@ impl Drop for Server {
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .no_proxy()
-        .build()
-        .unwrap()
-}
-
 // ---------------------------------------------------------------------------------------------
 // --version, --help, config
 // ---------------------------------------------------------------------------------------------
@@ -282,7 +249,7 @@ fn config_default_prints_a_config_that_check_accepts() {
     let out = run_cli(&["config", "default"]);
     assert!(out.status.success(), "{}", out.stderr);
     assert!(out.stdout.contains("[[listeners]]"), "{}", out.stdout);
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let path = dir.file("default.toml", &out.stdout);
     let check = run_cli(&["check", "-c", path.to_str().unwrap()]);
     assert!(
@@ -371,7 +338,7 @@ upstream = "app"
 
 #[test]
 fn check_accepts_a_valid_file_and_prints_a_summary() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let path = dir.file("valid.toml", VALID);
     let out = run_cli(&["check", "-c", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", out.stderr);
@@ -383,7 +350,7 @@ fn check_accepts_a_valid_file_and_prints_a_summary() {
 
 #[test]
 fn check_reports_every_error_with_location_key_and_expectation() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let broken = r#"[[listeners]]
 name = "web"
 bind = "127.0.0.1:8080"
@@ -445,7 +412,7 @@ upstream = "nowhere"
 
 #[test]
 fn check_fails_clearly_on_an_unreadable_path() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let missing = dir.0.join("missing.toml");
     for path in [missing.as_path(), dir.0.as_path()] {
         let out = run_cli(&["check", "-c", path.to_str().unwrap()]);
@@ -502,7 +469,7 @@ fn bench_templates_render_to_valid_configs() {
     assert!(!templates.is_empty(), "no bench/*.toml.tmpl found");
     let pki = rampart_testkit::TestPki::new();
     let cert = pki.server("bench", &["localhost"]);
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     // `check` binds nothing and connects nowhere; the upstream is still a real local socket.
     let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream = upstream.local_addr().unwrap();
@@ -534,7 +501,7 @@ fn pgo_training_config_passes_check() {
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/pgo/train.toml");
     let pki = rampart_testkit::TestPki::new();
     let _ = pki.server("server", &["www.example.com"]);
-    let work = TempDir::new();
+    let work = TempDir::new("cli");
     let ports = [
         ("PGO_PORT_PLAIN", "47081"),
         ("PGO_PORT_TLS", "47082"),
@@ -645,7 +612,7 @@ respond = { body = "m" }
 
 #[test]
 fn explain_prints_the_winner_its_stages_the_upstream_and_near_misses() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let path = dir.file("explain.toml", EXPLAIN_CONFIG);
     let out = run_cli(&[
         "explain",
@@ -757,7 +724,7 @@ fn explain_prints_the_winner_its_stages_the_upstream_and_near_misses() {
 
 #[test]
 fn explain_json_is_machine_readable() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let path = dir.file("explain.toml", EXPLAIN_CONFIG);
     let out = run_cli(&[
         "explain",
@@ -797,7 +764,7 @@ fn explain_json_is_machine_readable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_serves_requests_and_drains_in_flight_ones_on_sigterm() {
     let origin = HttpOrigin::start().await.unwrap();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let config = format!(
         r#"
 [server]
@@ -827,7 +794,7 @@ upstream = "origin"
         .listening_addr()
         .unwrap_or_else(|stderr| panic!("rampart run failed:\n{stderr}"));
 
-    let http = client();
+    let http = client_with_timeout(HTTP_TIMEOUT);
     let resp = http
         .get(format!("http://{addr}/hello"))
         .send()
@@ -905,7 +872,7 @@ async fn proxy_forwards_every_request_to_one_upstream() {
             Err(stderr) => panic!("rampart proxy failed:\n{stderr}"),
         }
     };
-    let http = client();
+    let http = client_with_timeout(HTTP_TIMEOUT);
     for path in ["/", "/a/b?c=d"] {
         let resp = http
             .post(format!("http://{addr}{path}"))
@@ -947,7 +914,7 @@ fn proxy_refuses_an_unsupported_scheme() {
 
 #[test]
 fn run_fails_clearly_on_an_unreadable_config_path() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let missing = dir.0.join("nope.toml");
     for path in [missing.as_path(), dir.0.as_path()] {
         let out = run_cli(&["run", "-c", path.to_str().unwrap()]);
@@ -975,7 +942,7 @@ fn listener_config(port: u16) -> String {
 fn run_fails_clearly_when_the_port_is_taken() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let path = dir.file("taken.toml", &listener_config(port));
     let out = run_cli(&["run", "-c", path.to_str().unwrap()]);
     assert!(!out.status.success());
@@ -994,7 +961,7 @@ fn run_fails_clearly_when_the_port_is_taken() {
 
 #[test]
 fn run_fails_clearly_when_another_rampart_holds_the_port() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let first_config = dir.file("first.toml", &listener_config(0));
     let mut first = Server::spawn(&["run", "-c", first_config.to_str().unwrap()]);
     let addr = first
@@ -1027,7 +994,7 @@ fn run_fails_clearly_when_another_rampart_holds_the_port() {
 
 #[test]
 fn sigterm_right_after_startup_is_a_clean_shutdown() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let path = dir.file("quick.toml", &listener_config(0));
     let mut server = Server::spawn(&["run", "-c", path.to_str().unwrap()]);
     // Supervisors may stop a service as soon as it says it listens: the signal must already be

@@ -4,8 +4,6 @@
 //! (obs-fold in a plain header, NUL in a value, two Content-Length lines, `Transfer-Encoding:
 //! gzip`) are not repeated here.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::SocketAddr;
 use std::time::Duration;
 

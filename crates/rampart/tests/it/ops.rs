@@ -4,9 +4,6 @@
 //!
 //! Every wait is bounded; nothing asserts on wall-clock durations.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::future::Future;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -16,11 +13,7 @@ use rampart_testkit::tokio_tungstenite::tungstenite::Message;
 use rampart_testkit::{HttpOrigin, TestGateway, WsOrigin};
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(15);
-
-async fn within<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(WAIT, f).await.expect("timed out")
-}
+use crate::support::within;
 
 fn config(origin: &str, extra_route: &str, admin: &str) -> String {
     format!(

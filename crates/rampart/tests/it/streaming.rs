@@ -3,9 +3,6 @@
 //!
 //! Every wait is bounded; nothing asserts on wall-clock durations.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -19,8 +16,7 @@ use rampart_testkit::{
 };
 use serde_json::Value;
 
-/// Bound on every ordinary wait.
-const WAIT: Duration = Duration::from_secs(15);
+use crate::support::{WAIT, client, client_with_timeout, within};
 
 /// Bound on moving a gibibyte through a debug build.
 const BIG_WAIT: Duration = Duration::from_secs(600);
@@ -33,19 +29,6 @@ const MAX_RSS_GROWTH: u64 = 256 << 20;
 
 /// The two gibibyte tests run one at a time, so each measures only its own memory peak.
 static BIG: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Awaits `f`, failing the test if it takes longer than [`WAIT`].
-async fn within<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(WAIT, f).await.expect("timed out")
-}
-
-fn client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(timeout)
-        .build()
-        .unwrap()
-}
 
 /// A gateway with listener `public`, one upstream `origin` and a catch-all route to it.
 fn gateway(
@@ -81,7 +64,7 @@ async fn server_sent_events_reach_the_client_as_they_are_sent() {
     let origin = HttpOrigin::start().await.unwrap();
     let gw = gateway(origin.addr(), "", "", "");
     let resp = within(
-        client(WAIT)
+        client()
             .get(gw.url("public", "/sse?events=5&interval_ms=300"))
             .send(),
     )
@@ -132,13 +115,9 @@ async fn server_sent_events_reach_the_client_as_they_are_sent() {
 async fn chunked_and_close_delimited_upstream_bodies_arrive_whole() {
     let origin = HttpOrigin::start().await.unwrap();
     let gw = gateway(origin.addr(), "", "", "");
-    let resp = within(
-        client(WAIT)
-            .get(gw.url("public", "/chunked?chunks=50"))
-            .send(),
-    )
-    .await
-    .unwrap();
+    let resp = within(client().get(gw.url("public", "/chunked?chunks=50")).send())
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let expected: String = (0..50).map(|i| format!("chunk {i}\n")).collect();
     assert_eq!(within(resp.text()).await.unwrap(), expected);
@@ -148,7 +127,7 @@ async fn chunked_and_close_delimited_upstream_bodies_arrive_whole() {
     let closing = ScriptedOrigin::start(Behavior::Respond(raw)).await.unwrap();
     let gw2 = gateway(closing.addr(), "", "", "");
     for _ in 0..3 {
-        let resp = within(client(WAIT).get(gw2.url("public", "/")).send())
+        let resp = within(client().get(gw2.url("public", "/")).send())
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
@@ -206,7 +185,7 @@ async fn an_event_stream_outlives_the_upstream_request_timeout() {
     let origin = HttpOrigin::start().await.unwrap();
     let gw = gateway(origin.addr(), "", "request_timeout = \"200ms\"", "");
     let resp = within(
-        client(WAIT)
+        client()
             .get(gw.url("public", "/sse?events=3&interval_ms=500"))
             .send(),
     )
@@ -223,7 +202,7 @@ async fn an_event_stream_outlives_the_upstream_request_timeout() {
 async fn an_abandoned_download_is_logged_and_its_upstream_connection_not_reused() {
     let origin = HttpOrigin::start().await.unwrap();
     let gw = gateway(origin.addr(), "", "", "");
-    let client = client(WAIT);
+    let client = client();
     let resp = within(client.get(gw.url("public", "/bytes/104857600")).send())
         .await
         .unwrap();
@@ -269,7 +248,7 @@ async fn a_gibibyte_upload_streams_through_without_buffering() {
         futures_util::stream::iter((0..count).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
     let resp = tokio::time::timeout(
         BIG_WAIT,
-        client(BIG_WAIT)
+        client_with_timeout(BIG_WAIT)
             .post(gw.url("public", "/sink"))
             .body(reqwest::Body::wrap_stream(body))
             .send(),
@@ -306,7 +285,7 @@ async fn a_gibibyte_download_streams_through_without_buffering() {
     let started = Instant::now();
 
     let download = async {
-        let resp = client(BIG_WAIT)
+        let resp = client_with_timeout(BIG_WAIT)
             .get(gw.url("public", &format!("/bytes/{GIB}")))
             .send()
             .await

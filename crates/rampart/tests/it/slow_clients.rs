@@ -3,8 +3,6 @@
 //! from 127.0.0.3, so per-IP caps can tell them apart. Every loop is bounded in count and
 //! time; nothing asserts on timing.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;

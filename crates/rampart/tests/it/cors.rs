@@ -2,26 +2,16 @@
 //! never forwarded; actual requests are forwarded, and only allowed origins get
 //! `Access-Control-Allow-Origin`; `Vary` always says the answer depends on `Origin`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rampart_testkit::{
-    Behavior, RawResponse, RecordingOrigin, ScriptedOrigin, TestGateway, raw_request_parsed,
-};
+use rampart_testkit::{Behavior, RawResponse, RecordingOrigin, ScriptedOrigin, TestGateway};
 use serde_json::Value;
+
+use crate::support::{request_line, send_within};
 
 /// Bound on every wait in this file.
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn send(addr: SocketAddr, bytes: impl AsRef<[u8]>) -> RawResponse {
-    let bytes = bytes.as_ref();
-    tokio::time::timeout(WAIT, raw_request_parsed(addr, bytes))
-        .await
-        .expect("response in time")
-        .unwrap_or_else(|e| panic!("no response to {:?}: {e}", String::from_utf8_lossy(bytes)))
-}
 
 fn request(method: &str, path: &str, extra: &str) -> String {
     format!("{method} {path} HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n{extra}\r\n")
@@ -33,14 +23,6 @@ fn preflight(path: &str, origin: &str, method: &str, headers: Option<&str>) -> S
         extra.push_str(&format!("Access-Control-Request-Headers: {h}\r\n"));
     }
     request("OPTIONS", path, &extra)
-}
-
-fn request_line(raw: &[u8]) -> String {
-    String::from_utf8_lossy(raw)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 const POLICY: &str = r#"cors = { allow_origins = ["https://app.example.com", "https://*.example.org", "http://localhost:3000"], allow_origin_regex = ['^https://pr-[0-9]+\.preview\.example\.net$'], allow_methods = ["GET", "POST", "PUT"], allow_headers = ["Content-Type", "X-Api-Key"], expose_headers = ["X-Request-ID"], allow_credentials = true, max_age = "10m" }"#;
@@ -91,7 +73,8 @@ async fn allowed_preflights_are_answered_at_the_edge_and_never_forwarded() {
     let origin = RecordingOrigin::start().await.unwrap();
     let gw = gateway(origin.addr(), POLICY);
     let addr = gw.addr("public");
-    let resp = send(
+    let resp = send_within(
+        WAIT,
         addr,
         preflight(
             "/items",
@@ -129,12 +112,12 @@ async fn allowed_preflights_are_answered_at_the_edge_and_never_forwarded() {
         "https://a.b.example.org",
         "https://pr-42.preview.example.net",
     ] {
-        let resp = send(addr, preflight("/items", o, "GET", None)).await;
+        let resp = send_within(WAIT, addr, preflight("/items", o, "GET", None)).await;
         assert_eq!(resp.status, 204, "{o}");
         assert_eq!(resp.header("access-control-allow-origin"), Some(o));
     }
     // Only the control request reached the upstream.
-    let resp = send(addr, request("GET", "/control", "")).await;
+    let resp = send_within(WAIT, addr, request("GET", "/control", "")).await;
     assert_eq!(resp.status, 200);
     let seen = origin.wait_for_requests(1, WAIT).await;
     let lines: Vec<String> = seen.iter().map(|r| request_line(r)).collect();
@@ -159,13 +142,13 @@ async fn hostile_preflights_are_refused_with_403_and_never_forwarded() {
         ("https://app.example.com", "DELETE", None),
         ("https://app.example.com", "PUT", Some("x-api-key, x-admin")),
     ] {
-        let resp = send(addr, preflight("/items", o, method, headers)).await;
+        let resp = send_within(WAIT, addr, preflight("/items", o, method, headers)).await;
         assert_eq!(resp.status, 403, "{o} {method} {headers:?}");
         assert_eq!(resp.header("access-control-allow-origin"), None, "{o}");
         assert_eq!(resp.header("access-control-allow-methods"), None, "{o}");
         assert_eq!(log_reason(&gw, &resp).await, "cors_rejected");
     }
-    let resp = send(addr, request("GET", "/control", "")).await;
+    let resp = send_within(WAIT, addr, request("GET", "/control", "")).await;
     assert_eq!(resp.status, 200);
     let seen = origin.wait_for_requests(1, WAIT).await;
     let lines: Vec<String> = seen.iter().map(|r| request_line(r)).collect();
@@ -182,7 +165,8 @@ async fn actual_requests_get_cors_headers_only_for_allowed_origins() {
     let gw = gateway(origin.addr(), POLICY);
     let addr = gw.addr("public");
 
-    let resp = send(
+    let resp = send_within(
+        WAIT,
         addr,
         request(
             "POST",
@@ -206,7 +190,8 @@ async fn actual_requests_get_cors_headers_only_for_allowed_origins() {
     );
     assert_eq!(resp.header_all("vary"), ["Accept-Encoding", "Origin"]);
 
-    let resp = send(
+    let resp = send_within(
+        WAIT,
         addr,
         request("GET", "/items", "Origin: https://evil.example.com\r\n"),
     )
@@ -224,13 +209,14 @@ async fn actual_requests_get_cors_headers_only_for_allowed_origins() {
     assert_eq!(resp.header_all("vary"), ["Accept-Encoding", "Origin"]);
 
     // No Origin at all: still `Vary: Origin`, so a cache never serves this to a browser.
-    let resp = send(addr, request("GET", "/items", "")).await;
+    let resp = send_within(WAIT, addr, request("GET", "/items", "")).await;
     assert_eq!(resp.header("access-control-allow-origin"), None);
     assert_eq!(resp.header_all("vary"), ["Accept-Encoding", "Origin"]);
 
     // A non-preflight OPTIONS goes to the upstream like any request.
     assert_eq!(origin.connections(), 3);
-    let resp = send(
+    let resp = send_within(
+        WAIT,
         addr,
         request("OPTIONS", "/items", "Origin: https://app.example.com\r\n"),
     )
@@ -247,7 +233,8 @@ async fn any_origin_without_credentials_answers_star_and_errors_carry_cors() {
         r#"cors = { allow_origins = ["*"], allow_headers = ["*"] }"#,
     );
     let addr = gw.addr("public");
-    let resp = send(
+    let resp = send_within(
+        WAIT,
         addr,
         preflight("/x", "https://anyone.test", "POST", Some("x-one, x-two")),
     )
@@ -259,7 +246,8 @@ async fn any_origin_without_credentials_answers_star_and_errors_carry_cors() {
         Some("x-one, x-two")
     );
     // A refusal by a later stage (405) still lets the page read the error.
-    let resp = send(
+    let resp = send_within(
+        WAIT,
         addr,
         request("DELETE", "/x", "Origin: https://anyone.test\r\n"),
     )

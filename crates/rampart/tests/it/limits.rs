@@ -2,8 +2,6 @@
 //! every refused request gets the right status, is never forwarded, and leaves a reason in the
 //! access log.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -12,6 +10,8 @@ use rampart_testkit::{
     raw_request_parsed,
 };
 use serde_json::Value;
+
+use crate::support::{header_values, request_line};
 
 /// Bound on every wait in this file.
 const WAIT: Duration = Duration::from_secs(10);
@@ -75,26 +75,6 @@ async fn assert_only_control_forwarded(gw: &TestGateway, origin: &RecordingOrigi
         ["GET /control HTTP/1.1"],
         "the origin saw more than the control request"
     );
-}
-
-fn request_line(raw: &[u8]) -> String {
-    String::from_utf8_lossy(raw)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// Every value of header `name` in a raw recorded request.
-fn recorded_headers(raw: &[u8], name: &str) -> Vec<String> {
-    let text = String::from_utf8_lossy(raw);
-    let head = text.split("\r\n\r\n").next().unwrap_or_default();
-    head.lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim().to_owned())
-        .collect()
 }
 
 fn is_hex_id(s: &str) -> bool {
@@ -601,7 +581,7 @@ async fn content_length_with_chunked_is_refused_or_forwarded_without_the_length(
     let forwarded = &requests[0];
     let text = String::from_utf8_lossy(forwarded);
     assert!(
-        recorded_headers(forwarded, "content-length").is_empty(),
+        header_values(forwarded, "content-length").is_empty(),
         "Content-Length forwarded with a chunked body: {text}"
     );
     assert!(
@@ -619,7 +599,7 @@ async fn an_http_1_0_request_without_host_is_accepted_and_forwarded_with_a_host(
     let requests = origin.wait_for_requests(1, WAIT).await;
     assert_eq!(request_line(&requests[0]), "GET /old HTTP/1.1");
     // Rampart speaks HTTP/1.1 upstream, where Host is mandatory (RFC 9112 §3.2).
-    let hosts = recorded_headers(&requests[0], "host");
+    let hosts = header_values(&requests[0], "host");
     assert_eq!(
         hosts.len(),
         1,
@@ -808,7 +788,7 @@ async fn a_request_id_is_generated_when_absent_and_sent_upstream() {
     assert!(is_hex_id(&id), "{id}");
     let requests = origin.wait_for_requests(1, WAIT).await;
     assert_eq!(
-        recorded_headers(&requests[0], "x-request-id"),
+        header_values(&requests[0], "x-request-id"),
         std::slice::from_ref(&id)
     );
     let other = request_id(&send(gw.addr("public"), get("/id2", "")).await);
@@ -827,7 +807,7 @@ async fn a_client_request_id_is_replaced_on_an_untrusted_listener() {
     assert_ne!(id, "client-chosen-42");
     assert!(is_hex_id(&id), "{id}");
     let requests = origin.wait_for_requests(1, WAIT).await;
-    assert_eq!(recorded_headers(&requests[0], "x-request-id"), [id]);
+    assert_eq!(header_values(&requests[0], "x-request-id"), [id]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -841,7 +821,7 @@ async fn a_client_request_id_is_kept_on_a_trusting_listener() {
     assert_eq!(request_id(&resp), "lb-assigned-42");
     let requests = origin.wait_for_requests(1, WAIT).await;
     assert_eq!(
-        recorded_headers(&requests[0], "x-request-id"),
+        header_values(&requests[0], "x-request-id"),
         ["lb-assigned-42"]
     );
     let line = log_line(&gw, "lb-assigned-42").await;
@@ -862,7 +842,7 @@ async fn an_invalid_client_request_id_is_replaced_even_when_trusted() {
     }
     let requests = origin.wait_for_requests(3, WAIT).await;
     for r in &requests {
-        let ids = recorded_headers(r, "x-request-id");
+        let ids = header_values(r, "x-request-id");
         assert!(ids.len() == 1 && is_hex_id(&ids[0]), "{ids:?}");
     }
 }
@@ -897,7 +877,7 @@ async fn upstream_traceparent(
     let resp = send(gw.addr("public"), get("/trace", extra)).await;
     assert_eq!(resp.status, 200);
     let requests = origin.wait_for_requests(n, WAIT).await;
-    let values = recorded_headers(&requests[n - 1], "traceparent");
+    let values = header_values(&requests[n - 1], "traceparent");
     assert_eq!(
         values.len(),
         1,

@@ -2,9 +2,6 @@
 //! certificates (SNI, ALPN, key types, fail-closed compile errors, mTLS with CRL and route
 //! requirements, resumption, 0-RTT with 425, reload, strict SNI, HSTS, redirect, passthrough).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "tls/records.rs"]
 mod records;
 
 use std::io::{Read, Write};

@@ -2,8 +2,6 @@
 //! `scripts/test`) and a watched target file, with records and files changed while traffic
 //! flows: no request may fail.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,21 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rampart_testkit::reqwest;
 use rampart_testkit::{HttpOrigin, TestGateway, free_port_closed};
 
-/// Bound on every wait in this file.
-const WAIT: Duration = Duration::from_secs(15);
+use crate::support::{WAIT, client};
+
 /// Most requests one traffic loop sends.
 const MAX_REQUESTS: u64 = 50_000;
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(WAIT)
-        .build()
-        .unwrap()
-}
 
 /// A scratch directory removed on drop.
 struct Scratch(PathBuf);

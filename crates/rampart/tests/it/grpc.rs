@@ -8,8 +8,6 @@
 //! No codegen: the message is a hand-written prost struct and the service is tonic's generic
 //! server and client machinery (`tonic::server::Grpc`, `tonic::client::Grpc`) with the prost
 //! codec, served and connected with hyper.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;

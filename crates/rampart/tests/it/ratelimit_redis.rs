@@ -3,8 +3,6 @@
 //! it at the end): two gateways share one budget, and a dead or frozen Redis behaves as each
 //! policy says (fail open, fail closed, or a local fallback limit) without stalling requests.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;

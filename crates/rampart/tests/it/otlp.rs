@@ -2,8 +2,6 @@
 //! 127.0.0.1:0, decoding `ExportTraceServiceRequest` with prost) receives Rampart's request
 //! spans with the caller's trace ID; sampling is parent-based and the ratio is respected.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -16,11 +14,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message as _;
 use rampart_testkit::{RecordingOrigin, TestGateway, reqwest};
 
+use crate::support::header_values;
+
 /// Bound on waiting for spans (the exporter sends a partial batch after 1 s).
 const WAIT: Duration = Duration::from_secs(15);
 
 /// The OTLP messages, as far as these tests read them (field numbers from the OTLP protos).
-mod otlp {
+mod proto {
     #[derive(Clone, PartialEq, prost::Message)]
     pub(crate) struct ExportTraceServiceRequest {
         #[prost(message, repeated, tag = "1")]
@@ -108,7 +108,7 @@ mod otlp {
 /// What the receiver got: every export request, decoded, with the path it was posted to.
 #[derive(Default)]
 struct Received {
-    requests: Vec<(String, String, otlp::ExportTraceServiceRequest)>,
+    requests: Vec<(String, String, proto::ExportTraceServiceRequest)>,
 }
 
 /// An OTLP collector on 127.0.0.1:0: OTLP/HTTP (HTTP/1.1, protobuf) or OTLP/gRPC (HTTP/2).
@@ -155,7 +155,7 @@ impl Receiver {
         }
     }
 
-    fn spans(&self) -> Vec<otlp::Span> {
+    fn spans(&self) -> Vec<proto::Span> {
         self.received
             .lock()
             .unwrap()
@@ -168,7 +168,7 @@ impl Receiver {
     }
 
     /// Waits (bounded) until at least `n` spans arrived.
-    async fn wait_for_spans(&self, n: usize) -> Vec<otlp::Span> {
+    async fn wait_for_spans(&self, n: usize) -> Vec<proto::Span> {
         let deadline = Instant::now() + WAIT;
         loop {
             let spans = self.spans();
@@ -208,7 +208,7 @@ async fn receive(
     } else {
         body
     };
-    let decoded = otlp::ExportTraceServiceRequest::decode(message).expect("valid protobuf");
+    let decoded = proto::ExportTraceServiceRequest::decode(message).expect("valid protobuf");
     state
         .lock()
         .unwrap()
@@ -252,7 +252,7 @@ upstream = "app"
     .start()
 }
 
-fn attr<'a>(span: &'a otlp::Span, key: &str) -> Option<&'a otlp::Value> {
+fn attr<'a>(span: &'a proto::Span, key: &str) -> Option<&'a proto::Value> {
     span.attributes
         .iter()
         .find(|kv| kv.key == key)
@@ -260,22 +260,11 @@ fn attr<'a>(span: &'a otlp::Span, key: &str) -> Option<&'a otlp::Value> {
         .and_then(|v| v.value.as_ref())
 }
 
-fn str_attr(span: &otlp::Span, key: &str) -> String {
+fn str_attr(span: &proto::Span, key: &str) -> String {
     match attr(span, key) {
-        Some(otlp::Value::String(s)) => s.clone(),
+        Some(proto::Value::String(s)) => s.clone(),
         other => panic!("{key}: {other:?} in {span:?}"),
     }
-}
-
-fn recorded_header(raw: &[u8], name: &str) -> Vec<String> {
-    let text = String::from_utf8_lossy(raw);
-    let head = text.split("\r\n\r\n").next().unwrap_or_default();
-    head.lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim().to_owned())
-        .collect()
 }
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -295,7 +284,7 @@ async fn get(url: &str, traceparent: Option<&str>) -> u16 {
 }
 
 /// Checks one received span against the request that made it and what the upstream saw.
-fn check_span(span: &otlp::Span, origin_request: &[u8], status: i64) {
+fn check_span(span: &proto::Span, origin_request: &[u8], status: i64) {
     assert_eq!(hex(&span.trace_id), TRACE_ID);
     assert_eq!(hex(&span.parent_span_id), PARENT_ID);
     assert_eq!(span.span_id.len(), 8);
@@ -310,13 +299,13 @@ fn check_span(span: &otlp::Span, origin_request: &[u8], status: i64) {
     assert_eq!(str_attr(span, "client.address"), "127.0.0.1");
     assert_eq!(str_attr(span, "rampart.listener"), "web");
     assert!(
-        matches!(attr(span, "http.response.status_code"), Some(otlp::Value::Int(s)) if *s == status)
+        matches!(attr(span, "http.response.status_code"), Some(proto::Value::Int(s)) if *s == status)
     );
     assert!(
-        matches!(attr(span, "rampart.upstream_duration_ms"), Some(otlp::Value::Double(d)) if *d >= 0.0)
+        matches!(attr(span, "rampart.upstream_duration_ms"), Some(proto::Value::Double(d)) if *d >= 0.0)
     );
     // The upstream's parent is Rampart's span: the exported span ID.
-    let tp = recorded_header(origin_request, "traceparent");
+    let tp = header_values(origin_request, "traceparent");
     assert_eq!(tp.len(), 1, "{tp:?}");
     assert_eq!(tp[0], format!("00-{TRACE_ID}-{}-01", hex(&span.span_id)));
 }
@@ -350,7 +339,7 @@ async fn otlp_http_receives_the_span_with_the_callers_trace_id() {
         .unwrap();
     assert_eq!(
         service.value.as_ref().unwrap().value,
-        Some(otlp::Value::String("edge-test".into()))
+        Some(proto::Value::String("edge-test".into()))
     );
     let scope = request.resource_spans[0].scope_spans[0]
         .scope
@@ -382,7 +371,7 @@ async fn otlp_grpc_receives_the_span_and_errors_are_marked() {
     let miss = spans.iter().find(|s| s.name == "GET").unwrap();
     assert!(matches!(
         attr(miss, "http.response.status_code"),
-        Some(otlp::Value::Int(404))
+        Some(proto::Value::Int(404))
     ));
     assert_eq!(str_attr(miss, "error.type"), "no_route");
     assert!(attr(miss, "rampart.route").is_none());
@@ -426,10 +415,10 @@ async fn a_zero_ratio_exports_no_new_traces_but_follows_sampled_parents() {
     let requests = origin.wait_for_requests(22, WAIT).await;
     assert_eq!(requests.len(), 22);
     for r in &requests[..21] {
-        let tp = recorded_header(r, "traceparent");
+        let tp = header_values(r, "traceparent");
         assert!(tp[0].ends_with("-00"), "{tp:?}");
     }
-    assert!(recorded_header(&requests[21], "traceparent")[0].ends_with("-01"));
+    assert!(header_values(&requests[21], "traceparent")[0].ends_with("-01"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -447,7 +436,7 @@ async fn a_full_ratio_samples_new_traces_and_tells_the_upstream() {
     assert_eq!(spans.len(), 5);
     let requests = origin.wait_for_requests(5, WAIT).await;
     for request in &requests {
-        let tp = &recorded_header(request, "traceparent")[0];
+        let tp = &header_values(request, "traceparent")[0];
         assert!(tp.ends_with("-01"), "{tp}");
         let span = spans
             .iter()

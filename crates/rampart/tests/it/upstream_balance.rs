@@ -1,10 +1,7 @@
 //! Balancing, sticky sessions, retries, circuit breaking and active health checks through a
 //! real gateway and real origins.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -12,20 +9,9 @@ use rampart_testkit::reqwest;
 use rampart_testkit::{Behavior, HttpOrigin, ScriptedOrigin, TestGateway, free_port_closed};
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(15);
+use crate::support::{WAIT, client, within};
+
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
-
-async fn within<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(WAIT, f).await.expect("timed out")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(WAIT)
-        .build()
-        .unwrap()
-}
 
 fn config(targets: &[SocketAddr], upstream_extra: &str, route_extra: &str) -> String {
     let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();

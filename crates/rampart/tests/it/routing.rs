@@ -1,8 +1,6 @@
 //! Routing through real requests: every route answers with its own name (`respond`), so each
 //! response says which route took the request.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::SocketAddr;
 
 use rampart_testkit::{RawResponse, TestGateway, raw_request_parsed};

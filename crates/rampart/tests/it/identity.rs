@@ -7,8 +7,6 @@
 //! Clients connect from distinct loopback addresses (127.0.0.2, 127.0.0.3, ...) so that one
 //! can be a "trusted proxy" and another not.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +17,8 @@ use rampart_testkit::{
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
+
+use crate::support::header_values;
 
 /// Bound on every wait in this file.
 const WAIT: Duration = Duration::from_secs(10);
@@ -85,17 +85,6 @@ fn log_line(gw: &TestGateway, resp: &RawResponse) -> Value {
         assert!(std::time::Instant::now() < deadline, "no log line for {id}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn header_values(raw: &[u8], name: &str) -> Vec<String> {
-    let text = String::from_utf8_lossy(raw);
-    let head = text.split("\r\n\r\n").next().unwrap_or_default().to_owned();
-    head.lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim().to_owned())
-        .collect()
 }
 
 const SPOOF: &str = "X-Forwarded-For: 203.0.113.9\r\nForwarded: for=203.0.113.9\r\n";

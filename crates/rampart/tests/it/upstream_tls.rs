@@ -1,24 +1,13 @@
 //! TLS from Rampart to upstreams: verification against a configured CA, SNI, HTTP/2 by ALPN,
 //! client certificates, connection reuse, and clear failures (502 `upstream_tls_failed`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::sync::Arc;
-use std::time::Duration;
 
 use rampart_testkit::certs::TestPki;
-use rampart_testkit::{HttpOrigin, TestGateway, reqwest};
+use rampart_testkit::{HttpOrigin, TestGateway};
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(15);
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(WAIT)
-        .build()
-        .unwrap()
-}
+use crate::support::client;
 
 /// A gateway with one route to `origin` over TLS, `tls` being the `[upstreams.tls]` body.
 fn gateway(origin: std::net::SocketAddr, protocol: &str, tls: &str) -> TestGateway {

@@ -2,45 +2,18 @@
 //! leaf without its chain, an unreachable upstream, a config that does not load, and a clean
 //! config whose exit code follows its worst finding. Every run is bounded in time.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rampart_testkit::{HttpOrigin, TestPki, free_port_closed};
 use serde_json::Value;
 
+use crate::support::TempDir;
+
 /// Bound on one doctor run (DNS and connect checks are bounded at 3 s each inside).
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("rampart-doctor-test-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Runs `rampart doctor -c CONFIG [args]`; returns the exit code and stdout.
 fn doctor(config: &PathBuf, args: &[&str]) -> (i32, String) {
@@ -104,7 +77,7 @@ async fn a_port_already_bound_is_an_error_and_exits_1() {
     let origin = HttpOrigin::start().await.unwrap();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let dir = TempDir::new();
+    let dir = TempDir::new("doctor");
     let path = dir.file(
         "taken.toml",
         &config(
@@ -144,7 +117,7 @@ async fn a_port_already_bound_is_an_error_and_exits_1() {
 #[test]
 fn text_output_names_severity_and_fix() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-    let dir = TempDir::new();
+    let dir = TempDir::new("doctor");
     let path = dir.file(
         "taken.toml",
         &config(
@@ -164,7 +137,7 @@ fn an_expired_certificate_is_an_error_and_a_leaf_without_chain_a_warning() {
     let pki = TestPki::new();
     let expired = pki.expired("old", &["old.example"]);
     let valid = pki.server("new", &["new.example"]);
-    let dir = TempDir::new();
+    let dir = TempDir::new("doctor");
     let tls = |name: &str, files: &rampart_testkit::CertFiles| {
         format!(
             "{}\n[[listeners.tls.certificates]]\ncert = {:?}\nkey = {:?}\n",
@@ -220,7 +193,7 @@ fn an_expired_certificate_is_an_error_and_a_leaf_without_chain_a_warning() {
 fn a_key_that_does_not_match_its_certificate_is_an_error() {
     let pki = TestPki::new();
     let files = pki.wrong_key("mismatch", &["m.example"]);
-    let dir = TempDir::new();
+    let dir = TempDir::new("doctor");
     let path = dir.file(
         "key.toml",
         &config(
@@ -247,7 +220,7 @@ fn a_key_that_does_not_match_its_certificate_is_an_error() {
 #[test]
 fn an_unreachable_upstream_is_a_warning() {
     let closed = free_port_closed().unwrap();
-    let dir = TempDir::new();
+    let dir = TempDir::new("doctor");
     let path = dir.file(
         "down.toml",
         &config(&listener("web", "127.0.0.1:0"), &closed.to_string()),
@@ -276,7 +249,7 @@ fn an_unreachable_upstream_is_a_warning() {
 
 #[test]
 fn an_upstream_name_that_does_not_resolve_is_a_warning() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("doctor");
     let path = dir.file(
         "dns.toml",
         &config(&listener("web", "127.0.0.1:0"), "no-such-host.invalid:80"),
@@ -301,7 +274,7 @@ fn an_upstream_name_that_does_not_resolve_is_a_warning() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_config_exits_with_the_code_of_its_worst_finding() {
     let origin = HttpOrigin::start().await.unwrap();
-    let dir = TempDir::new();
+    let dir = TempDir::new("doctor");
     let path = dir.file(
         "ok.toml",
         &config(&listener("web", "127.0.0.1:0"), &origin.addr().to_string()),
@@ -330,7 +303,7 @@ async fn a_clean_config_exits_with_the_code_of_its_worst_finding() {
 
 #[test]
 fn a_config_that_does_not_load_is_an_error() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("doctor");
     let path = dir.file(
         "bad.toml",
         "[[listeners]]\nname = \"web\"\nbind = \"not an address\"\n",
@@ -348,7 +321,7 @@ fn a_config_that_does_not_load_is_an_error() {
 
 #[test]
 fn unix_socket_targets_are_connected_to() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("doctor");
     let live = dir.0.join("live.sock");
     let _listening = std::os::unix::net::UnixListener::bind(&live).unwrap();
     let dead = dir.0.join("dead.sock");

@@ -2,8 +2,6 @@
 //! down, brought back or flapping, and all of them down. Every wait is bounded; the observed
 //! figures are printed (run with `--nocapture` to see them).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,9 +15,10 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use rampart_testkit::TestGateway;
-use rampart_testkit::reqwest;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
+
+use crate::support::client_with_timeout;
 
 /// Longest any single request may take before the test fails.
 const REQUEST_LIMIT: Duration = Duration::from_secs(10);
@@ -112,14 +111,6 @@ fn config(origins: &[Arc<Origin>], extra: &str) -> String {
     )
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(REQUEST_LIMIT)
-        .build()
-        .unwrap()
-}
-
 /// The health of one target: its state, why it is there, and its failure count.
 #[derive(Debug)]
 struct Health {
@@ -162,7 +153,11 @@ impl Load {
     fn spawn(self: &Arc<Self>, url: &str, workers: usize) -> Vec<JoinHandle<()>> {
         (0..workers)
             .map(|_| {
-                let (load, url, client) = (self.clone(), url.to_owned(), client());
+                let (load, url, client) = (
+                    self.clone(),
+                    url.to_owned(),
+                    client_with_timeout(REQUEST_LIMIT),
+                );
                 tokio::spawn(async move {
                     while !load.stop.load(Ordering::Relaxed) {
                         let started = Instant::now();
@@ -407,7 +402,7 @@ async fn with_every_target_down_the_client_gets_a_fast_503() {
     let gw = TestGateway::builder(config(&origins, extra))
         .access_log()
         .start();
-    let client = client();
+    let client = client_with_timeout(REQUEST_LIMIT);
     let resp = client.get(gw.url("public", "/up")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     for o in &origins {

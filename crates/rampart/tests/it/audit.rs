@@ -3,35 +3,15 @@
 //! nothing per request, nothing for refusals that are not security decisions, and nothing in
 //! the access log.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rampart_testkit::{RecordingOrigin, TestGateway, reqwest};
 use serde_json::Value;
 
+use crate::support::TempDir;
+
 const WAIT: Duration = Duration::from_secs(15);
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("rampart-audit-test-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn lines(path: &PathBuf) -> Vec<Value> {
     std::fs::read_to_string(path)
@@ -59,7 +39,7 @@ async fn status(client: &reqwest::Client, url: String) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_and_security_decisions_are_audited_once_per_interval() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("audit");
     let audit = dir.0.join("audit.log");
     let origin = RecordingOrigin::start().await.unwrap();
     let gw = TestGateway::builder(format!(
@@ -165,7 +145,7 @@ access = {{ deny = ["127.0.0.0/8"] }}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_audit_log_writes_nothing() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("audit");
     let audit = dir.0.join("audit.log");
     let origin = RecordingOrigin::start().await.unwrap();
     let gw = TestGateway::builder(format!(

@@ -6,8 +6,6 @@
 //!
 //! Every loop and wait is bounded; nothing asserts on wall-clock durations.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

@@ -2,24 +2,16 @@
 //! `RateLimit-*` fields, keys (client IP, header, query, route), policies shared by routes or
 //! applied to all of them, and refused requests never reaching the upstream.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rampart_testkit::{RawResponse, RecordingOrigin, TestGateway, raw_request_parsed};
+use rampart_testkit::{RawResponse, RecordingOrigin, TestGateway};
 use serde_json::Value;
+
+use crate::support::send_within;
 
 /// Bound on every wait in this file.
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn send(addr: SocketAddr, bytes: impl AsRef<[u8]>) -> RawResponse {
-    let bytes = bytes.as_ref();
-    tokio::time::timeout(WAIT, raw_request_parsed(addr, bytes))
-        .await
-        .expect("response in time")
-        .unwrap_or_else(|e| panic!("no response to {:?}: {e}", String::from_utf8_lossy(bytes)))
-}
 
 fn get(path: &str, extra: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n{extra}\r\n")
@@ -29,7 +21,7 @@ fn get(path: &str, extra: &str) -> String {
 async fn statuses(addr: SocketAddr, path: &str, extra: &str, n: usize) -> Vec<u16> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        out.push(send(addr, get(path, extra)).await.status);
+        out.push(send_within(WAIT, addr, get(path, extra)).await.status);
     }
     out
 }
@@ -102,7 +94,8 @@ security_headers = { content_type_options = true }
     // A spoofed X-Forwarded-For from an untrusted client does not give it a fresh bucket.
     let mut seen = Vec::new();
     for i in 0..5 {
-        let resp = send(
+        let resp = send_within(
+            WAIT,
             addr,
             get("/a", &format!("X-Forwarded-For: 198.51.100.{i}\r\n")),
         )

@@ -2,26 +2,16 @@
 //! of a route gets them (handler answers and errors alike), upstream headers that reveal
 //! internals are removed, and edited requests reach the upstream exactly as configured.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use rampart_testkit::{
     Behavior, RawResponse, RecordingOrigin, ScriptedOrigin, TestGateway, free_port_closed,
-    raw_request_parsed,
 };
+
+use crate::support::{header_values, send_within};
 
 /// Bound on every wait in this file.
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn send(addr: SocketAddr, bytes: impl AsRef<[u8]>) -> RawResponse {
-    let bytes = bytes.as_ref();
-    tokio::time::timeout(WAIT, raw_request_parsed(addr, bytes))
-        .await
-        .expect("response in time")
-        .unwrap_or_else(|e| panic!("no response to {:?}: {e}", String::from_utf8_lossy(bytes)))
-}
 
 fn request(method: &str, path: &str, extra: &str) -> String {
     format!("{method} {path} HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n{extra}\r\n")
@@ -29,18 +19,6 @@ fn request(method: &str, path: &str, extra: &str) -> String {
 
 fn get(path: &str) -> String {
     request("GET", path, "")
-}
-
-/// Every value of header `name` in a raw recorded request.
-fn recorded_headers(raw: &[u8], name: &str) -> Vec<String> {
-    let text = String::from_utf8_lossy(raw);
-    let head = text.split("\r\n\r\n").next().unwrap_or_default();
-    head.lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim().to_owned())
-        .collect()
 }
 
 /// An upstream answering every request with headers that reveal its software and set its own
@@ -99,7 +77,7 @@ upstream = "app"
         origin.addr()
     ))
     .start();
-    let resp = send(gw.addr("public"), get("/page")).await;
+    let resp = send_within(WAIT, gw.addr("public"), get("/page")).await;
     assert_eq!(resp.status, 200, "{}", resp.body_text());
     assert_security_headers(&resp);
     for leaky in ["server", "x-powered-by", "x-aspnet-version"] {
@@ -133,14 +111,14 @@ max_body_size = 8
     .start();
     let addr = gw.addr("public");
     // The upstream is down: 502 from the handler.
-    let resp = send(addr, get("/x")).await;
+    let resp = send_within(WAIT, addr, get("/x")).await;
     assert_eq!(resp.status, 502);
     assert_security_headers(&resp);
     // A stage refuses: 405 and 413.
-    let resp = send(addr, request("DELETE", "/x", "")).await;
+    let resp = send_within(WAIT, addr, request("DELETE", "/x", "")).await;
     assert_eq!(resp.status, 405);
     assert_security_headers(&resp);
-    let resp = send(addr, request("GET", "/x", "Content-Length: 100\r\n")).await;
+    let resp = send_within(WAIT, addr, request("GET", "/x", "Content-Length: 100\r\n")).await;
     assert_eq!(resp.status, 413);
     assert_security_headers(&resp);
 }
@@ -174,7 +152,7 @@ security_headers = {{ frame_options = "DENY", content_type_options = true, keep_
     ))
     .start();
     let addr = gw.addr("public");
-    let resp = send(addr, get("/forced")).await;
+    let resp = send_within(WAIT, addr, get("/forced")).await;
     assert_eq!(
         resp.header("strict-transport-security"),
         Some("max-age=31536000; includeSubDomains; preload")
@@ -182,7 +160,7 @@ security_headers = {{ frame_options = "DENY", content_type_options = true, keep_
     // Not asked to hide them: the upstream's Server stays.
     assert_eq!(resp.header("server"), Some("Apache/2.4.1 (Unix)"));
 
-    let resp = send(addr, get("/keep")).await;
+    let resp = send_within(WAIT, addr, get("/keep")).await;
     assert_eq!(resp.header_all("x-frame-options"), ["SAMEORIGIN"]);
     assert_eq!(resp.header("x-content-type-options"), Some("nosniff"));
 }
@@ -209,7 +187,7 @@ request_headers = {{ remove = ["x-internal-user", "Cookie"], set = {{ "x-env" = 
     ))
     .start();
     // A client trying to pass itself off as an internal user, and to pick the environment.
-    let resp = send(
+    let resp = send_within(WAIT,
         gw.addr("public"),
         request(
             "GET",
@@ -222,10 +200,10 @@ request_headers = {{ remove = ["x-internal-user", "Cookie"], set = {{ "x-env" = 
     let requests = origin.wait_for_requests(1, WAIT).await;
     assert_eq!(requests.len(), 1);
     let raw = &requests[0];
-    assert!(recorded_headers(raw, "x-internal-user").is_empty());
-    assert!(recorded_headers(raw, "cookie").is_empty());
-    assert_eq!(recorded_headers(raw, "x-env"), ["prod"]);
-    assert_eq!(recorded_headers(raw, "x-tag"), ["client", "edge"]);
+    assert!(header_values(raw, "x-internal-user").is_empty());
+    assert!(header_values(raw, "cookie").is_empty());
+    assert_eq!(header_values(raw, "x-env"), ["prod"]);
+    assert_eq!(header_values(raw, "x-tag"), ["client", "edge"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +230,7 @@ response_headers = {{ remove = ["x-frame-options"], set = {{ "cache-control" = "
     ))
     .start();
     let addr = gw.addr("public");
-    let resp = send(addr, get("/a")).await;
+    let resp = send_within(WAIT, addr, get("/a")).await;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("x-frame-options"), None);
     assert_eq!(resp.header_all("cache-control"), ["no-store"]);
@@ -261,7 +239,7 @@ response_headers = {{ remove = ["x-frame-options"], set = {{ "cache-control" = "
     assert_eq!(resp.header_all("server"), ["edge"]);
     assert_eq!(resp.header("x-powered-by"), None);
 
-    let resp = send(addr, request("PUT", "/a", "Content-Length: 0\r\n")).await;
+    let resp = send_within(WAIT, addr, request("PUT", "/a", "Content-Length: 0\r\n")).await;
     assert_eq!(resp.status, 405);
     assert_eq!(resp.header("x-served-by"), Some("rampart"));
 }
