@@ -191,12 +191,14 @@ pub(crate) async fn serve_http<S>(
         let req = req.map(Body::Incoming);
         async move { Ok::<_, Infallible>(handle(req, session, arrival).await) }
     });
-    // Once TLS negotiated ALPN `h2`, the connection is HTTP/2 whatever it sends (RFC 9113
-    // §3.4); on cleartext, only bytes that begin with the preface are.
-    let alpn_h2 = info.tls.as_ref().is_some_and(|t| t.alpn == Some("h2"));
-    let (version, first) = if serves_http2 {
-        match proto::sniff(&mut io).await {
-            Ok((Version::H1, first)) if alpn_h2 => {
+    // ALPN, when TLS negotiated it, decides the protocol: `h2` makes the connection HTTP/2
+    // whatever it sends (RFC 9113 §3.4), `http/1.1` makes it HTTP/1.1. Without ALPN, and on
+    // cleartext, only bytes that begin with the HTTP/2 preface are HTTP/2.
+    let alpn = info.tls.as_ref().and_then(|t| t.alpn);
+    let (version, first) = match alpn {
+        _ if !serves_http2 || alpn == Some("http/1.1") => (Version::H1, Bytes::new()),
+        _ => match proto::sniff(&mut io).await {
+            Ok((Version::H1, first)) if alpn == Some("h2") => {
                 if !first.is_empty() {
                     refuse_bad_preface(&mut io, &info, header_timeout).await;
                 }
@@ -207,9 +209,7 @@ pub(crate) async fn serve_http<S>(
                 log_connection_error(&err, &info, &shared);
                 return;
             }
-        }
-    } else {
-        (Version::H1, Bytes::new())
+        },
     };
     if version == Version::H2 {
         // HTTP/2 reads all the time and sees the client go by itself.

@@ -7,7 +7,7 @@ use http::Request;
 use rampart_core::{ErrorKind, ProxyError};
 
 use crate::http::sanity;
-use crate::pipeline::plane::Settings;
+use crate::pipeline::settings::Settings;
 
 /// Checks `req` against the limits in `settings` and for smuggling shapes; `head_flags` are
 /// the head scan's findings for this request.

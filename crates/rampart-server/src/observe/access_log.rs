@@ -226,8 +226,8 @@ fn combined_line(ctx: &RequestCtx, o: Outcome) -> String {
     if let Some(country) = &ctx.country {
         let _ = write!(s, " country={country}");
     }
-    if let Some(reason) = ctx.reason {
-        let _ = write!(s, " reason={}", reason.code());
+    if let Some(reason) = ctx.reason.map(rampart_core::ErrorKind::code).or(ctx.answer) {
+        let _ = write!(s, " reason={reason}");
     }
     if !o.completed {
         s.push_str(" aborted");

@@ -14,5 +14,6 @@ pub(crate) mod normalize;
 pub(crate) mod plane;
 pub(crate) mod request;
 pub(crate) mod session;
+pub(crate) mod settings;
 pub(crate) mod stages;
 pub(crate) mod tunnel;

@@ -3,30 +3,25 @@
 //! immutable: a reload builds a new one and swaps it in, and each request keeps the one it
 //! started with. The runtime room compiles it.
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::HeaderName;
 use http::{HeaderValue, StatusCode};
-use rampart_config::model::ForwardedPolicy;
 use rampart_router::Router;
-use rampart_upstream::UpstreamSet;
 
 use crate::observe::metrics::{ListenerMetrics, Registry, RequestCounts, RouteMetrics};
 use crate::observe::tls_stats::TlsStats;
 use crate::pipeline::gates::{GlobalGates, ListenerGates};
-use crate::pipeline::handler::Handler;
+use crate::pipeline::handler::{ForwardPolicy, Handler, Upstreams};
+use crate::pipeline::settings::Settings;
 use crate::pipeline::stages::RouteStages;
 
 /// What requests read, compiled from one config.
 pub(crate) struct Plane {
     pub(crate) listeners: Vec<ListenerRt>,
-    /// The compiled upstreams, by name.
-    pub(crate) upstreams: HashMap<String, Arc<UpstreamSet>>,
-    /// Upstreams whose balancer hashes on a request header (see `Handler::proxy`).
-    pub(crate) header_hashed: HashSet<String>,
+    /// The compiled upstreams.
+    pub(crate) upstreams: Upstreams,
     pub(crate) settings: Settings,
     /// Process-wide security gates: GeoIP, HTTP/2 and connection limits, body rate.
     pub(crate) gates: GlobalGates,
@@ -52,8 +47,8 @@ pub(crate) struct ListenerRt {
     pub(crate) bind: SocketAddr,
     pub(crate) http2: bool,
     pub(crate) backlog: u32,
-    pub(crate) x_forwarded: ForwardedPolicy,
-    pub(crate) forwarded: bool,
+    /// Forwarding headers and client certificate headers sent upstream.
+    pub(crate) forward: ForwardPolicy,
     pub(crate) trust_request_id: bool,
     pub(crate) health_endpoints: bool,
     pub(crate) router: Router<Arc<CompiledRoute>>,
@@ -63,8 +58,6 @@ pub(crate) struct ListenerRt {
     pub(crate) tls: Option<TlsPolicy>,
     /// Redirect every request to HTTPS: (status, port suffix such as `:8443` or empty).
     pub(crate) redirect_https: Option<(StatusCode, Arc<str>)>,
-    /// Header names carrying the client certificate upstream (client copies are removed).
-    pub(crate) client_cert_headers: Arc<[HeaderName; 3]>,
     /// Bytes and open connections of this listener (kept across reloads).
     pub(crate) metrics: Arc<ListenerMetrics>,
     /// Requests answered without a route (fast path, refusals before routing, 404).
@@ -77,36 +70,6 @@ pub(crate) struct TlsPolicy {
     pub(crate) strict_sni: bool,
     /// `Strict-Transport-Security` added to responses that have none.
     pub(crate) hsts: Option<HeaderValue>,
-}
-
-/// Process-wide request and connection settings.
-pub(crate) struct Settings {
-    pub(crate) max_uri_length: usize,
-    pub(crate) max_header_count: usize,
-    pub(crate) max_header_size: usize,
-    pub(crate) header_read_timeout: Duration,
-    pub(crate) keepalive_timeout: Duration,
-    pub(crate) tunnel_idle_timeout: Duration,
-    /// `Via` values by the protocol version the message was received with (RFC 9110 §7.6.3).
-    pub(crate) via: Via,
-}
-
-/// Precomputed `Via` header values, `None` when `server.via` is off.
-pub(crate) struct Via {
-    pub(crate) http10: Option<HeaderValue>,
-    pub(crate) http11: Option<HeaderValue>,
-    pub(crate) http2: Option<HeaderValue>,
-}
-
-impl Via {
-    /// The value for a message received as `version`.
-    pub(crate) const fn for_version(&self, version: http::Version) -> Option<&HeaderValue> {
-        match version {
-            http::Version::HTTP_2 => self.http2.as_ref(),
-            http::Version::HTTP_10 | http::Version::HTTP_09 => self.http10.as_ref(),
-            _ => self.http11.as_ref(),
-        }
-    }
 }
 
 /// A route ready to serve: its stages by phase and its handler.

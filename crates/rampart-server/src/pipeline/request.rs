@@ -20,6 +20,7 @@ use rampart_router::RequestView;
 
 use crate::pipeline::checks::{check_tls, fast_path, normalize, redirect_https};
 use crate::pipeline::finish::{Finish, ResponseBody};
+use crate::pipeline::handler::HandlerEnv;
 use crate::pipeline::plane::{CompiledRoute, ListenerRt, Plane};
 use crate::pipeline::session::Session;
 
@@ -221,7 +222,7 @@ async fn process(
         return redirect_https(&req, ctx, *status, port).map(Box::new);
     }
     // The connection's client certificate reaches upstreams only in headers Rampart sets.
-    let cert_headers = &listener.client_cert_headers;
+    let cert_headers = &listener.forward.client_cert_headers;
     if req.headers().keys().any(|k| cert_headers.contains(k)) {
         for name in cert_headers.iter() {
             req.headers_mut().remove(name);
@@ -284,6 +285,21 @@ async fn run_route(
     };
     route
         .handler
-        .run(req, ctx, plane, listener, route.timeout, chosen)
+        .run(
+            req,
+            ctx,
+            &handler_env(plane, listener),
+            route.timeout,
+            chosen,
+        )
         .await
+}
+
+/// What the handler reads of the plane and the listener.
+const fn handler_env<'a>(plane: &'a Plane, listener: &'a ListenerRt) -> HandlerEnv<'a> {
+    HandlerEnv {
+        settings: &plane.settings,
+        forward: &listener.forward,
+        upstreams: &plane.upstreams,
+    }
 }

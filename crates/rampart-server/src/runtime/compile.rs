@@ -16,10 +16,12 @@ use crate::listen::edge::Edge;
 use crate::observe::metrics::Registry;
 use crate::observe::tls_stats::TlsStats;
 use crate::pipeline::gates::GlobalGates;
-use crate::pipeline::handler::hashes_on_header;
-use crate::pipeline::plane::{CompiledRoute, Plane, Settings, Via};
+use crate::pipeline::handler::{Upstreams, hashes_on_header};
+use crate::pipeline::plane::{CompiledRoute, Plane};
+use crate::pipeline::settings::{Settings, Via};
 use crate::pipeline::stages::StageRegistry;
 use crate::runtime::listeners::compile_listener;
+use crate::runtime::reuse;
 use crate::runtime::routes::compile_route;
 
 /// Everything the data plane needs, compiled from one config.
@@ -61,7 +63,7 @@ impl Runtime {
     /// The compiled upstreams, by name.
     #[must_use]
     pub fn upstreams(&self) -> &HashMap<String, Arc<UpstreamSet>> {
-        &self.plane().upstreams
+        &self.plane().upstreams.sets
     }
 
     /// Every compiled route, in config order.
@@ -120,7 +122,8 @@ pub(crate) fn compile_with(
     let mut errors: Vec<ConfigError> = Vec::new();
     let mut upstreams = HashMap::new();
     for (i, u) in raw.upstreams.iter().enumerate() {
-        if let Some(kept) = previous.and_then(|p| crate::runtime::reuse::upstream(p, u)) {
+        let kept = previous.and_then(|p| reuse::upstream(&p.config, p.upstreams(), u));
+        if let Some(kept) = kept {
             upstreams.insert(u.name.to_string(), kept);
             continue;
         }
@@ -161,7 +164,7 @@ pub(crate) fn compile_with(
     let mut listeners = Vec::with_capacity(raw.listeners.len());
     let mut edge_listeners = Vec::with_capacity(raw.listeners.len());
     for (i, l) in raw.listeners.iter().enumerate() {
-        let kept_tls = previous.and_then(|p| crate::runtime::reuse::tls_listener(p, l));
+        let kept_tls = previous.and_then(|p| reuse::tls_listener(&p.config, &p.edge, l));
         let path = format!("listeners[{i}]");
         match compile_listener(l, &routes, raw, &path, &tls_stats, kept_tls) {
             Ok((plan, edge)) => {
@@ -196,8 +199,10 @@ pub(crate) fn compile_with(
         .collect();
     let plane = Plane {
         listeners,
-        upstreams,
-        header_hashed,
+        upstreams: Upstreams {
+            sets: upstreams,
+            header_hashed,
+        },
         settings: settings(config),
         gates,
         tls_stats,

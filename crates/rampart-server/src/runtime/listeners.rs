@@ -14,6 +14,7 @@ use crate::listen::tls::TlsListener;
 use crate::listen::tls::passthrough::PassthroughRt;
 use crate::observe::tls_stats::TlsStats;
 use crate::pipeline::gates::ListenerGates;
+use crate::pipeline::handler::ForwardPolicy;
 use crate::pipeline::plane::{CompiledRoute, ListenerRt, TlsPolicy};
 
 /// Compiles listener `l` (at config path `path`) over the compiled `routes`. `kept_tls` is the
@@ -80,8 +81,11 @@ pub(crate) fn compile_listener(
         bind: *l.bind,
         http2: l.http2,
         backlog: l.backlog,
-        x_forwarded: l.x_forwarded,
-        forwarded: l.forwarded,
+        forward: ForwardPolicy {
+            x_forwarded: l.x_forwarded,
+            forwarded: l.forwarded,
+            client_cert_headers,
+        },
         trust_request_id: l.trust_request_id,
         health_endpoints: l.health_endpoints,
         router: Router::new(entries)?,
@@ -91,7 +95,6 @@ pub(crate) fn compile_listener(
             hsts: t.hsts.clone(),
         }),
         redirect_https,
-        client_cert_headers,
         metrics: Arc::default(),
         no_route: Arc::default(),
     };

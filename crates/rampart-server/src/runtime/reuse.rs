@@ -3,19 +3,24 @@
 //! factories keep theirs, such as rate-limit buckets, through `StageFactory::prepare`).
 //! Connection pools are per worker and keyed by target, so they survive anyway.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rampart_config::model::{Listener, Upstream};
-use rampart_config::same_as_written;
+use rampart_config::{Config, same_as_written};
 use rampart_upstream::UpstreamSet;
 
+use crate::listen::edge::Edge;
 use crate::listen::tls::TlsListener;
-use crate::runtime::compile::Runtime;
 
-/// The previous set of upstream `u`, when its config is unchanged.
-pub(crate) fn upstream(previous: &Runtime, u: &Upstream) -> Option<Arc<UpstreamSet>> {
+/// The set of upstream `u` among the `sets` compiled from `previous`, when its config is
+/// unchanged.
+pub(crate) fn upstream(
+    previous: &Config,
+    sets: &HashMap<String, Arc<UpstreamSet>>,
+    u: &Upstream,
+) -> Option<Arc<UpstreamSet>> {
     let old = previous
-        .config
         .raw()
         .upstreams
         .iter()
@@ -23,12 +28,17 @@ pub(crate) fn upstream(previous: &Runtime, u: &Upstream) -> Option<Arc<UpstreamS
     if !same_as_written(old, u) {
         return None;
     }
-    previous.upstreams().get(u.name.as_str()).cloned()
+    sets.get(u.name.as_str()).cloned()
 }
 
-/// The previous TLS termination of listener `l`, when the listener's config is unchanged.
-pub(crate) fn tls_listener(previous: &Runtime, l: &Listener) -> Option<Arc<TlsListener>> {
-    let raw = previous.config.raw();
+/// The TLS termination of listener `l` in the `edge` compiled from `previous`, when the
+/// listener's config is unchanged.
+pub(crate) fn tls_listener(
+    previous: &Config,
+    edge: &Edge,
+    l: &Listener,
+) -> Option<Arc<TlsListener>> {
+    let raw = previous.raw();
     let index = raw
         .listeners
         .iter()
@@ -36,5 +46,5 @@ pub(crate) fn tls_listener(previous: &Runtime, l: &Listener) -> Option<Arc<TlsLi
     if !same_as_written(&raw.listeners[index], l) {
         return None;
     }
-    previous.edge.listeners.get(index)?.tls.clone()
+    edge.listeners.get(index)?.tls.clone()
 }

@@ -4,6 +4,7 @@ mod echo;
 mod fixed;
 mod proxy;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use http::{Request, Response};
@@ -13,8 +14,26 @@ use rampart_core::{Body, ErrorKind, ProxyError, RequestCtx};
 use rampart_upstream::UpstreamSet;
 
 pub(crate) use fixed::{RedirectSpec, RespondSpec};
+pub(crate) use proxy::ForwardPolicy;
 
-use crate::pipeline::plane::{ListenerRt, Plane};
+/// The upstreams requests can be forwarded to: the route's own, or one a stage chose.
+#[derive(Default)]
+pub(crate) struct Upstreams {
+    /// The compiled upstream sets, by name.
+    pub(crate) sets: HashMap<String, Arc<UpstreamSet>>,
+    /// Upstreams whose balancer hashes on a request header (see [`Handler::proxy`]).
+    pub(crate) header_hashed: HashSet<String>,
+}
+
+/// What a handler reads besides the request: the request settings, the listener's
+/// forwarding policy, and the upstreams.
+pub(crate) struct HandlerEnv<'a> {
+    pub(crate) settings: &'a Settings,
+    pub(crate) forward: &'a ForwardPolicy,
+    pub(crate) upstreams: &'a Upstreams,
+}
+
+use crate::pipeline::settings::Settings;
 
 /// What a route does with a request.
 pub(crate) enum Handler {
@@ -86,8 +105,7 @@ impl Handler {
         &self,
         req: Box<Request<Body>>,
         ctx: &mut RequestCtx,
-        plane: &Plane,
-        listener: &ListenerRt,
+        env: &HandlerEnv<'_>,
         timeout: Option<std::time::Duration>,
         chosen: Option<(&'static str, Arc<str>)>,
     ) -> Result<Box<Response<Body>>, ProxyError> {
@@ -96,14 +114,14 @@ impl Handler {
                 let (set, fields_in_map) = match chosen {
                     None => (set, *fields_in_map),
                     Some((stage, name)) => {
-                        let Some(set) = plane.upstreams.get(&*name) else {
+                        let Some(set) = env.upstreams.sets.get(&*name) else {
                             ctx.stage = Some(stage);
                             return Err(ProxyError::new(
                                 ErrorKind::Internal,
                                 format!("stage {stage} chose unknown upstream {name:?}"),
                             ));
                         };
-                        (set, plane.header_hashed.contains(&*name))
+                        (set, env.upstreams.header_hashed.contains(&*name))
                     }
                 };
                 let route = proxy::ProxyRoute {
@@ -112,7 +130,7 @@ impl Handler {
                     timeout,
                     fields_in_map,
                 };
-                proxy::run(&route, req, ctx, plane, listener).await
+                proxy::run(&route, req, ctx, env).await
             }
             Self::Redirect(r) => Ok(Box::new(r.respond(&req, ctx))),
             Self::Respond(r) => Ok(Box::new(r.respond())),

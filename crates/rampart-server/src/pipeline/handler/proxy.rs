@@ -17,7 +17,8 @@ use rampart_core::{Body, ProxyError, RequestCtx};
 use rampart_upstream::proxy_header::ClientConnection;
 use rampart_upstream::{ForwardOpts, UpstreamSet, forward_with};
 
-use crate::pipeline::plane::{ListenerRt, Plane, Settings};
+use super::HandlerEnv;
+use crate::pipeline::settings::Settings;
 use crate::pipeline::tunnel;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -26,6 +27,17 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// What a listener sends upstream about the client: its forwarding headers policy and the
+/// names of the headers carrying the client certificate (client copies are removed).
+pub(crate) struct ForwardPolicy {
+    /// `X-Forwarded-*`: rewrite, append or drop.
+    pub(crate) x_forwarded: ForwardedPolicy,
+    /// Also send RFC 7239 `Forwarded`.
+    pub(crate) forwarded: bool,
+    /// Fingerprint, subject and SANs header names.
+    pub(crate) client_cert_headers: Arc<[HeaderName; 3]>,
+}
 
 /// The route a request is forwarded for.
 pub(super) struct ProxyRoute<'a> {
@@ -42,8 +54,7 @@ pub(super) async fn run(
     route: &ProxyRoute<'_>,
     mut req: Box<Request<Body>>,
     ctx: &mut RequestCtx,
-    plane: &Plane,
-    listener: &ListenerRt,
+    env: &HandlerEnv<'_>,
 ) -> Result<Box<Response<Body>>, ProxyError> {
     let set = route.set;
     ctx.upstream = Some(set.name.clone());
@@ -53,7 +64,7 @@ pub(super) async fn run(
     // Rampart's own HTTP/1.1 client writes the added fields itself; hyper's client (HTTP/2,
     // upgrades) and a balancer hashing on a header read them from the map.
     let direct = !route.fields_in_map && !upgrade && set.protocol == UpstreamProtocol::Http1;
-    let added = prepare_request(&mut req, ctx, listener, &plane.settings, upgrade, direct);
+    let added = prepare_request(&mut req, ctx, env.forward, env.settings, upgrade, direct);
     if set.proxy_protocol.is_some() {
         req.extensions_mut().insert(client_connection(ctx));
     }
@@ -84,7 +95,7 @@ pub(super) async fn run(
             tunnel::spawn(
                 client_side,
                 upstream_side,
-                plane.settings.tunnel_idle_timeout,
+                env.settings.tunnel_idle_timeout,
                 ctx.request_id.clone(),
             );
             remove_hop_by_hop(resp.headers_mut(), true);
@@ -92,7 +103,7 @@ pub(super) async fn run(
         _ => remove_hop_by_hop(resp.headers_mut(), false),
     }
     let upstream_version = resp.version();
-    add_via(resp.headers_mut(), &plane.settings, upstream_version);
+    add_via(resp.headers_mut(), env.settings, upstream_version);
     if downstream_version != Version::HTTP_2 {
         *resp.version_mut() = Version::HTTP_11;
     }
@@ -136,7 +147,7 @@ fn is_upgrade(req: &Request<Body>) -> bool {
 fn prepare_request(
     req: &mut Request<Body>,
     ctx: &RequestCtx,
-    listener: &ListenerRt,
+    forward: &ForwardPolicy,
     settings: &Settings,
     upgrade: bool,
     direct: bool,
@@ -170,15 +181,15 @@ fn prepare_request(
     {
         headers.insert(header::HOST, v);
     }
-    let previous = take_previous(headers, listener.x_forwarded == ForwardedPolicy::Append);
+    let previous = take_previous(headers, forward.x_forwarded == ForwardedPolicy::Append);
     let added = Added {
         ctx,
-        listener,
+        forward,
         settings,
         version,
     };
     if direct {
-        remove_replaced(headers, ctx, listener);
+        remove_replaced(headers, ctx, forward);
         let mut fields = AddedFields::with_capacity(ADDED_ROOM);
         added.write(&mut fields, previous);
         fields
@@ -236,7 +247,7 @@ impl FieldSink for AddedFields {
 /// Before fields go to the encoder: removes the request's own fields of the names Rampart
 /// sets (the forwarding headers are gone already, see [`take_previous`]). `Via` is appended
 /// to, not replaced, so the client's stays.
-fn remove_replaced(headers: &mut HeaderMap, ctx: &RequestCtx, listener: &ListenerRt) {
+fn remove_replaced(headers: &mut HeaderMap, ctx: &RequestCtx, forward: &ForwardPolicy) {
     // One pass over the names; requests rarely carry these.
     if headers
         .keys()
@@ -246,7 +257,7 @@ fn remove_replaced(headers: &mut HeaderMap, ctx: &RequestCtx, listener: &Listene
         headers.remove(&TRACEPARENT);
     }
     if let Some(cert) = ctx.conn.tls.as_ref().and_then(|t| t.client_cert.as_ref()) {
-        let [fingerprint, subject, sans] = &*listener.client_cert_headers;
+        let [fingerprint, subject, sans] = &*forward.client_cert_headers;
         headers.remove(fingerprint);
         headers.remove(subject);
         if !cert.sans.is_empty() {
@@ -258,7 +269,7 @@ fn remove_replaced(headers: &mut HeaderMap, ctx: &RequestCtx, listener: &Listene
 /// What the added fields are made of.
 struct Added<'a> {
     ctx: &'a RequestCtx,
-    listener: &'a ListenerRt,
+    forward: &'a ForwardPolicy,
     settings: &'a Settings,
     /// The client's HTTP version (for `Via`).
     version: Version,
@@ -269,9 +280,9 @@ impl Added<'_> {
     /// in that order.
     fn write<S: FieldSink>(&self, sink: &mut S, previous: Previous) {
         let ctx = self.ctx;
-        set_forwarding_headers(sink, previous, ctx, self.listener);
+        set_forwarding_headers(sink, previous, ctx, self.forward);
         if let Some(cert) = ctx.conn.tls.as_ref().and_then(|t| t.client_cert.as_ref()) {
-            let [fingerprint, subject, sans] = &*self.listener.client_cert_headers;
+            let [fingerprint, subject, sans] = &*self.forward.client_cert_headers;
             sink.set(fingerprint, &cert.fingerprint);
             sink.set(subject, &cert.subject);
             if !cert.sans.is_empty() {
@@ -342,9 +353,9 @@ fn set_forwarding_headers<S: FieldSink>(
     sink: &mut S,
     previous: Previous,
     ctx: &RequestCtx,
-    listener: &ListenerRt,
+    forward: &ForwardPolicy,
 ) {
-    if listener.x_forwarded == ForwardedPolicy::Drop {
+    if forward.x_forwarded == ForwardedPolicy::Drop {
         return;
     }
     // `rewrite` sends the one client IP; `append` extends the received chain with the address
@@ -367,7 +378,7 @@ fn set_forwarding_headers<S: FieldSink>(
     if let Some(host) = previous.host.as_ref().or(ctx.host.as_ref()) {
         sink.set(&X_FORWARDED_HOST, host);
     }
-    if listener.forwarded {
+    if forward.forwarded {
         let mut element = String::with_capacity(64);
         let node = if previous.forwarded.is_some() {
             hop

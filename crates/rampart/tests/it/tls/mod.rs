@@ -2,6 +2,7 @@
 //! certificates (SNI, ALPN, key types, fail-closed compile errors, mTLS with CRL and route
 //! requirements, resumption, 0-RTT with 425, reload, strict SNI, HSTS, redirect, passthrough).
 
+mod alpn;
 mod records;
 
 use std::io::{Read, Write};

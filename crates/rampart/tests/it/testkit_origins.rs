@@ -1,6 +1,5 @@
-//! Exercises every origin directly with real clients (reqwest, raw TCP, tokio-tungstenite).
-
-#![allow(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
+//! The test kit's origins, exercised directly with real clients (reqwest, raw TCP,
+//! tokio-tungstenite).
 
 use std::time::Duration;
 
