@@ -100,7 +100,7 @@ impl TestGateway {
             .unwrap_or_else(|| panic!("gateway is shut down"))
     }
 
-    /// The running server (reload, metrics, admin address).
+    /// The running server (reload, metrics, TLS counters).
     ///
     /// # Panics
     /// After shutdown.

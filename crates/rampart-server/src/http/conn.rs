@@ -181,14 +181,17 @@ pub(crate) async fn serve_http<S>(
         requests.request_started();
         let head_flags = requests.take_head_flags();
         let (plane, listener) = session.plane();
-        let verdict = front::check(&req, &plane.settings, head_flags);
+        let refusal = front::check(&req, &plane.settings, head_flags)
+            .err()
+            .map(Box::new);
         let arrival = Arrival {
             plane,
             listener,
-            verdict,
+            refusal,
         };
         let session = session.clone();
-        let req = req.map(Body::Incoming);
+        let (parts, body) = req.into_parts();
+        let req = Box::new(http::Request::from_parts(parts, Body::Incoming(body)));
         async move { Ok::<_, Infallible>(handle(req, session, arrival).await) }
     });
     // ALPN, when TLS negotiated it, decides the protocol: `h2` makes the connection HTTP/2

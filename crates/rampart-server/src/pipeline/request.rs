@@ -34,23 +34,25 @@ pub(crate) struct Arrival {
     /// `None`: a reload removed the connection's listener.
     pub(crate) listener: Option<usize>,
     /// The front end's refusal (limits, framing, header sanity), if any: answered after the
-    /// fast path, as the first refusal of the pipeline.
-    pub(crate) verdict: Result<(), ProxyError>,
+    /// fast path, as the first refusal of the pipeline. Boxed: the rare case should not make
+    /// every request's future carry a whole error.
+    pub(crate) refusal: Option<Box<ProxyError>>,
 }
 
 /// Handles one request end to end and returns the response whose body, once finished, writes
-/// the access log line.
+/// the access log line. The request comes boxed from its front end: it then moves through the
+/// stages, the handler and the retry loop as one pointer instead of being copied whole at
+/// every step.
 pub(crate) async fn handle(
-    req: Request<Body>,
+    mut req: Box<Request<Body>>,
     session: Arc<Session>,
     arrival: Arrival,
 ) -> Response<ResponseBody> {
-    let (parts, body) = req.into_parts();
     let ctx = RequestCtx::new(
         session.info.clone(),
-        parts.method.clone(),
-        parts.uri.clone(),
-        parts.version,
+        req.method().clone(),
+        req.uri().clone(),
+        req.version(),
     );
     // Created before anything is awaited: if this future is dropped before it answers (the
     // client reset its HTTP/2 stream or closed the connection), dropping `finish` still writes
@@ -63,9 +65,6 @@ pub(crate) async fn handle(
     );
     let plane: &Plane = &finish.plane;
     let ctx = &mut *finish.ctx;
-    // Boxed once here: the request then moves through the stages, the handler and the retry
-    // loop as one pointer instead of being copied whole at every step.
-    let mut req = Box::new(Request::from_parts(parts, body));
     let Some(listener) = plane.listeners.get(finish.listener) else {
         // A reload removed this connection's listener (the connection is being closed): no
         // route of any other listener may answer it.
@@ -95,7 +94,7 @@ pub(crate) async fn handle(
         session: &session,
         accept: accept.as_ref(),
     };
-    let mut resp = match process(&entry, req, ctx, arrival.verdict, route_slot).await {
+    let mut resp = match process(&entry, req, ctx, arrival.refusal, route_slot).await {
         Ok(resp) => resp,
         Err(err) => reject(&err, ctx, accept.as_ref()),
     };
@@ -205,7 +204,7 @@ async fn process(
     entry: &Entry<'_>,
     mut req: Box<Request<Body>>,
     ctx: &mut RequestCtx,
-    verdict: Result<(), ProxyError>,
+    refusal: Option<Box<ProxyError>>,
     route_slot: &mut Option<Arc<CompiledRoute>>,
 ) -> Result<Box<Response<Body>>, ProxyError> {
     let Entry {
@@ -216,7 +215,9 @@ async fn process(
     {
         return Ok(Box::new(resp));
     }
-    verdict?;
+    if let Some(refusal) = refusal {
+        return Err(*refusal);
+    }
     crate::pipeline::gates::admit(&mut req, ctx, &listener.gates, &plane.gates)?;
     if let Some((status, port)) = &listener.redirect_https {
         return redirect_https(&req, ctx, *status, port).map(Box::new);
