@@ -180,3 +180,31 @@ pub fn json_schema() -> serde_json::Value {
         .into_root_schema_for::<RawConfig>();
     schema.to_value()
 }
+
+#[cfg(test)]
+mod default_config_tests {
+    #[test]
+    fn the_default_config_answers_exactly_slash_with_an_html_page() {
+        let config = crate::load_default().unwrap();
+        let welcome: Vec<_> = config
+            .raw()
+            .routes
+            .iter()
+            .filter(|r| r.path.as_ref().is_some_and(|p| p.as_str() == "/"))
+            .collect();
+        assert_eq!(welcome.len(), 1, "one route for exactly `/`");
+        let route = welcome[0];
+        assert!(route.path_prefix.is_none() && route.path_template.is_none());
+        assert!(route.path_regex.is_none() && route.hosts.is_empty());
+        let respond = route.respond.as_ref().expect("`/` answers with `respond`");
+        assert_eq!(*respond.status.get(), 200);
+        assert!(
+            respond.content_type.starts_with("text/html"),
+            "{}",
+            respond.content_type
+        );
+        assert!(respond.body.contains("Rampart"), "{}", respond.body);
+        assert!(respond.body.starts_with("<!doctype html>"));
+        assert!(!respond.body.contains("<script"), "no JavaScript");
+    }
+}

@@ -57,7 +57,7 @@ pub(crate) fn run(
     );
     if embedded && let Some((_, addr)) = handle.listeners().first() {
         eprintln!(
-            "\nRampart is running on its embedded default config. Try:\n  curl http://{addr}/echo\n  curl http://{addr}/proxy/hello\n  curl http://{addr}/healthz\nPrint the config with `rampart config default`; stop with Ctrl-C.\n"
+            "\nRampart is running on its embedded default config. Try:\n  open http://{addr}/ in a browser (a welcome page)\n  curl http://{addr}/echo\n  curl http://{addr}/proxy/hello\n  curl http://{addr}/healthz\nPrint the config with `rampart config default`; stop with Ctrl-C.\n"
         );
     }
     let mut upgrades = handle.upgrade_requests();
