@@ -33,3 +33,4 @@ mod tls;
 mod upstream_balance;
 mod upstream_faults;
 mod upstream_tls;
+mod welcome;

@@ -1,35 +1,14 @@
 //! The embedded default config's welcome page, served by a real gateway running the default
 //! config's own text (listeners rebound to free loopback ports).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::future::Future;
-use std::time::Duration;
-
 use rampart_config::DEFAULT_CONFIG;
-use rampart_testkit::reqwest;
 use rampart_testkit::{RawConnection, RawResponse, TestGateway, free_port_closed};
 use serde_json::Value;
 
-/// Bound on every single wait in these tests.
-const WAIT: Duration = Duration::from_secs(15);
+use crate::support::{WAIT, client, within};
 
 /// The docs link the page must carry (the root Cargo.toml's `repository`, then `docs/`).
 const DOCS_URL: &str = "https://github.com/rampart-proxy/rampart/tree/main/docs";
-
-/// Awaits `f`, failing the test if it takes longer than [`WAIT`].
-async fn within<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(WAIT, f).await.expect("timed out")
-}
-
-/// An HTTP/1.1 client that ignores proxy settings from the environment.
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(WAIT)
-        .build()
-        .unwrap()
-}
 
 /// Replaces the one occurrence of `from` in `text`, failing loudly if the default config no
 /// longer reads that way.
