@@ -8,9 +8,11 @@
 //! once more when the request finishes: about 2,000 instructions per request in all
 //! (callgrind, scenario a). With hyper's `half_close(true)` that read is skipped, and the
 //! connection loop watches the socket itself: it waits for read readiness and peeks one byte.
-//! Zero bytes (or a reset) means the client is gone. Data means the client sent more (a body,
-//! or a pipelined request), which hyper reads in its time: the watch then rests until hyper has
-//! read again.
+//! A reset means the client is gone. Zero bytes is the client ending its side: after a
+//! complete request that is a half-close (RFC 9112 §9.6), answered as usual; inside a body,
+//! hyper's own read of the body meets the same end and fails the request. Data means the
+//! client sent more (a body, or a pipelined request). Either way hyper reads in its time, and
+//! the watch rests until hyper has read again.
 //!
 //! The socket is shared between hyper's I/O and the watch, behind a mutex that is never
 //! contended: both are polled by the connection's one task.
@@ -99,7 +101,7 @@ pub(crate) struct CloseWatch {
 }
 
 impl CloseWatch {
-    /// Ready once the client closed (or reset) the connection while a request is in flight.
+    /// Ready once the client reset the connection while a request is in flight.
     /// Registers for read readiness otherwise; with no request in flight it does nothing.
     pub(crate) fn poll_closed(&mut self, cx: &mut Context<'_>, state: &ConnState) -> Poll<()> {
         if !state.busy() {
@@ -113,7 +115,7 @@ impl CloseWatch {
         let mut byte = [0u8; 1];
         let mut buf = ReadBuf::new(&mut byte);
         match lock(&self.stream).poll_peek(cx, &mut buf) {
-            Poll::Ready(Ok(0) | Err(_)) => Poll::Ready(()),
+            Poll::Ready(Err(_)) => Poll::Ready(()),
             Poll::Ready(Ok(_)) => {
                 self.resting_at = Some(reads);
                 Poll::Pending

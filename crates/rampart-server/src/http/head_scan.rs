@@ -112,6 +112,12 @@ impl HeadScan {
         self.done
     }
 
+    /// True while no byte of this head has arrived (blank lines before a request line do not
+    /// count as its start).
+    pub(crate) const fn is_untouched(&self) -> bool {
+        self.lines == 0 && self.pos == 0 && !self.prev_cr
+    }
+
     /// The smuggling flags found so far.
     pub(crate) const fn flags(&self) -> u8 {
         self.flags

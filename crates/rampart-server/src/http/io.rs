@@ -136,6 +136,10 @@ pub(crate) struct TimedIo<S = TcpStream> {
     /// `ConnState::started` when the current phase began: a request may start and finish
     /// without a read in between (hyper does not read while a bodiless request is in flight).
     started_seen: u32,
+    /// The client ended its side of the stream right after a complete request (RFC 9112
+    /// §9.6: no more requests): the end is held back from hyper while requests are in flight,
+    /// so they are answered, and handed over once they are, so the connection closes.
+    client_done: bool,
 }
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
@@ -164,6 +168,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
             decided: false,
             http2: false,
             started_seen: 0,
+            client_done: false,
         }
     }
 
@@ -239,8 +244,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
         if !self.http2 && buf.filled().len() > before {
             self.scan
                 .feed(&buf.filled()[before..], &self.state.head_flags);
+        } else if matches!(polled, Poll::Ready(Ok(()))) && !self.http2 && buf.remaining() > 0 {
+            return self.on_end_while_busy();
         }
         polled
+    }
+
+    /// The client's end of stream while a request is in flight. After a complete request it is
+    /// a half-close: held back (the task is woken through `ConnState::reader` when the last
+    /// request finishes). Anywhere else it cuts a request short, and hyper is told.
+    fn on_end_while_busy(&mut self) -> Poll<io::Result<()>> {
+        if self.scan.between_requests() && !self.state.switched.load(Ordering::Acquire) {
+            self.client_done = true;
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn on_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -293,9 +311,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TimedIo<S> {
             // wakes this task to arm the keep-alive timer.
             this.state.reader.register(cx.waker());
             if this.state.busy() {
+                if this.client_done {
+                    return Poll::Pending;
+                }
                 this.state.reads_in_flight.fetch_add(1, Ordering::Relaxed);
                 return this.poll_read_busy(cx, buf);
             }
+        }
+        if this.client_done {
+            // Every request the client sent is answered: end of stream.
+            return Poll::Ready(Ok(()));
         }
         if this.state.switched.load(Ordering::Acquire) {
             // The tunnel's own idle timeout governs it (see `crate::pipeline::tunnel`).

@@ -45,6 +45,12 @@ impl StreamScan {
         matches!(self.at, Position::Lost)
     }
 
+    /// True when the bytes so far end exactly after a complete request (head and body), so
+    /// an end of stream here cuts no request short.
+    pub(crate) const fn between_requests(&self) -> bool {
+        matches!(&self.at, Position::Head(head) if head.is_untouched())
+    }
+
     /// The connection is at a request boundary (the first bytes after it went idle): a scan
     /// that lost track starts over here; one that kept track knows better and carries on.
     pub(crate) fn resync(&mut self) {

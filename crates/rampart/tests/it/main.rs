@@ -12,6 +12,7 @@ mod cors;
 mod discovery;
 mod doctor;
 mod grpc;
+mod half_close;
 mod headers;
 mod identity;
 mod limits;

@@ -1276,14 +1276,9 @@ enum Leave {
 }
 
 /// Sends `parts` on one HTTP/1 connection (50 ms apart) for a request the origin answers after
-/// 3 s, closes the connection once the request reached the origin, and returns the request's
-/// access log line after checking it says the client closed it (499, not completed).
-async fn log_of_request_abandoned_after(parts: &[&[u8]]) -> Value {
-    log_of_request_abandoned_by(parts, Leave::Close).await
-}
-
-/// [`log_of_request_abandoned_after`], leaving the way `leave` says.
-async fn log_of_request_abandoned_by(parts: &[&[u8]], leave: Leave) -> Value {
+/// 3 s, leaves the way `leave` says once the request reached the origin, and returns the
+/// request's access log line.
+async fn log_of_request_left_by(parts: &[&[u8]], leave: Leave) -> Value {
     let origin = HttpOrigin::start().await.unwrap();
     let gw = simple_gateway(origin.addr());
     let mut conn = within(RawConnection::connect(gw.addr("public")))
@@ -1311,7 +1306,13 @@ async fn log_of_request_abandoned_by(parts: &[&[u8]], leave: Leave) -> Value {
         1,
         "no access log line for the abandoned request"
     );
-    let line = lines.remove(0);
+    lines.remove(0)
+}
+
+/// [`log_of_request_left_by`], checking the line says the client closed the request (499,
+/// not completed).
+async fn log_of_request_abandoned_by(parts: &[&[u8]], leave: Leave) -> Value {
+    let line = log_of_request_left_by(parts, leave).await;
     assert_eq!(
         (&line["status"], &line["completed"]),
         (&499.into(), &false.into()),
@@ -1321,11 +1322,22 @@ async fn log_of_request_abandoned_by(parts: &[&[u8]], leave: Leave) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_http1_client_closing_mid_request_is_logged() {
-    let line =
-        log_of_request_abandoned_after(&[b"GET /delay/3000 HTTP/1.1\r\nHost: app.example\r\n\r\n"])
-            .await;
-    assert_eq!(line["uri"], "/delay/3000");
+async fn an_http1_client_closing_inside_its_body_is_logged() {
+    // A client that ends its side after a whole request has only half-closed and is answered
+    // (see `half_close`); one that ends it inside the body cut the request short.
+    let line = log_of_request_left_by(
+        &[
+            b"POST /delay/3000 HTTP/1.1\r\nHost: app.example\r\nContent-Length: 10\r\n\r\n",
+            b"hello",
+        ],
+        Leave::Close,
+    )
+    .await;
+    assert_eq!(
+        (&line["status"], &line["reason"]),
+        (&400.into(), &"client_body_error".into()),
+        "{line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1339,12 +1351,15 @@ async fn an_http1_client_resetting_mid_request_is_logged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_http1_client_closing_after_sending_its_body_is_logged() {
+async fn an_http1_client_resetting_after_sending_its_body_is_logged() {
     // The body arrives after the head: the client is watched again once it has been read.
-    log_of_request_abandoned_after(&[
-        b"POST /delay/3000 HTTP/1.1\r\nHost: app.example\r\nContent-Length: 5\r\n\r\n",
-        b"hello",
-    ])
+    log_of_request_abandoned_by(
+        &[
+            b"POST /delay/3000 HTTP/1.1\r\nHost: app.example\r\nContent-Length: 5\r\n\r\n",
+            b"hello",
+        ],
+        Leave::Reset,
+    )
     .await;
 }
 
