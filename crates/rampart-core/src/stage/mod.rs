@@ -126,12 +126,19 @@ impl BitOr for Phases {
 /// How a finished request ended, for [`Stage::on_log`] and the access log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
-    /// The status sent (499 when the client left before any response).
+    /// The status sent (499 when the client left before any response;
+    /// [`Self::NOTHING_SENT`] when the connection was closed without an answer).
     pub status: u16,
     /// Response body bytes sent.
     pub bytes_sent: u64,
     /// The response was sent whole.
     pub completed: bool,
+}
+
+impl Outcome {
+    /// The status of a refusal that sent nothing: logged as `0` in JSON, `-` in combined
+    /// format.
+    pub const NOTHING_SENT: u16 = 0;
 }
 
 /// One step of a route's pipeline (see the module documentation for the phases). Every phase

@@ -106,7 +106,7 @@ fn source(header: &[u8]) -> Result<Option<SocketAddr>, HeaderError> {
 }
 
 /// Logs a refused connection: a warning, and an access log line with its reason (method `-`,
-/// status 400, although the connection is closed without an answer).
+/// status 0: the connection is closed without an answer).
 pub(crate) fn log_refused(err: &HeaderError, info: &std::sync::Arc<ConnInfo>, shared: &Shared) {
     if matches!(err, HeaderError::Closed(0)) {
         // A load balancer's TCP health check: it connects and closes without a byte.
@@ -130,7 +130,7 @@ pub(crate) fn log_refused(err: &HeaderError, info: &std::sync::Arc<ConnInfo>, sh
         log.record(
             &ctx,
             Outcome {
-                status: kind.status().as_u16(),
+                status: Outcome::NOTHING_SENT,
                 bytes_sent: 0,
                 completed: false,
             },

@@ -208,7 +208,11 @@ fn combined_line(ctx: &RequestCtx, o: Outcome) -> String {
     );
     let request = format!("{} {} {}", ctx.method, ctx.uri, protocol(ctx));
     quoted(&mut s, Some(request.as_bytes()));
-    let _ = write!(s, " {} {} ", o.status, o.bytes_sent);
+    if o.status == Outcome::NOTHING_SENT {
+        let _ = write!(s, " - {} ", o.bytes_sent);
+    } else {
+        let _ = write!(s, " {} {} ", o.status, o.bytes_sent);
+    }
     quoted(&mut s, ctx.referer.as_ref().map(HeaderValue::as_bytes));
     s.push(' ');
     quoted(&mut s, ctx.user_agent.as_ref().map(HeaderValue::as_bytes));

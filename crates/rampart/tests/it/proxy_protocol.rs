@@ -168,7 +168,11 @@ async fn a_missing_header_from_the_load_balancer_closes_the_connection_and_is_lo
     );
     let line = logged_reason(&gw, "proxy_protocol_missing");
     assert_eq!(line["client_ip"], LB);
-    assert_eq!(line["status"], 400);
+    // Nothing was sent: no status to log.
+    assert_eq!(
+        (&line["status"], &line["completed"]),
+        (&0.into(), &false.into())
+    );
     assert!(
         line["detail"]
             .as_str()
@@ -234,6 +238,7 @@ async fn malformed_headers_from_the_load_balancer_are_refused_with_a_reason() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(lines.len(), cases.len(), "{lines:?}");
+    assert!(lines.iter().all(|l| l["status"] == 0), "{lines:?}");
     let details: Vec<&str> = lines
         .iter()
         .map(|l| l["detail"].as_str().unwrap())
@@ -410,4 +415,46 @@ async fn a_v2_upstream_learns_the_client_address_port_and_host() {
         request.contains(&format!("x-request-id: {id}\r\n")),
         "{id} / {request}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_that_sent_nothing_has_no_status_in_the_combined_log() {
+    let origin = RecordingOrigin::start().await.unwrap();
+    let dir = crate::support::TempDir::new("pp-combined");
+    let log = dir.0.join("access.log");
+    let config = format!(
+        "[access_log]\nenabled = true\nformat = \"combined\"\npath = {:?}\n\n\
+         [timeouts]\nheader_read = \"2s\"\n\n\
+         [[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\nproxy_protocol = {{ from = [\"127.0.0.1/32\"] }}\n\n\
+         [[upstreams]]\nname = \"origin\"\ntargets = [\"{}\"]\n\n\
+         [[routes]]\nname = \"all\"\nupstream = \"origin\"\n",
+        log.display().to_string(),
+        origin.addr()
+    );
+    let gw = TestGateway::builder(config).start();
+    let raw = exchange(
+        LB,
+        gw.addr("public"),
+        b"PROXY TCP4 300.1.1.1 10.0.0.1 1 2\r\n",
+        FORWARD,
+    )
+    .await;
+    assert!(raw.is_empty(), "{:?}", String::from_utf8_lossy(&raw));
+    let deadline = std::time::Instant::now() + WAIT;
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.contains("reason=proxy_protocol_invalid"))
+        {
+            break line.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line: {text:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(line.contains("\"- / HTTP/1.1\" - 0 "), "{line:?}");
+    assert!(line.ends_with(" aborted"), "{line}");
 }
