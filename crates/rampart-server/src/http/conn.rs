@@ -133,21 +133,23 @@ pub(crate) async fn serve_http<S>(
     if settings.max_header_count > HYPER_INLINE_HEADERS {
         http1.max_headers(settings.max_header_count.saturating_mul(HYPER_HEADROOM));
     }
-    http1.max_buf_size(
-        (settings.max_header_size + settings.max_uri_length)
-            .saturating_mul(HYPER_HEADROOM)
-            .max(8192),
-    );
+    // The most a request head may take while hyper reads it, before Rampart's own checks
+    // answer it: HTTP/1.1 buffers that much, HTTP/2 decodes a header block up to that size and
+    // hands it over, so every block Rampart's limits refuse gets Rampart's 431 and log line.
+    let head_room = (settings.max_header_size + settings.max_uri_length)
+        .saturating_mul(HYPER_HEADROOM)
+        .max(8192);
+    http1.max_buf_size(head_room);
     let h2_limits = &plane.gates.http2;
     let mut http2 = http2::Builder::new(StreamExecutor);
     http2
         .max_concurrent_streams(h2_limits.max_concurrent_streams)
         .max_pending_accept_reset_streams(h2_limits.max_pending_accept_reset_streams)
         .max_local_error_reset_streams(h2_limits.max_local_error_reset_streams)
-        .max_header_list_size(
-            u32::try_from(settings.max_header_size.saturating_mul(HYPER_HEADROOM))
-                .unwrap_or(u32::MAX),
-        );
+        // Beyond this h2 itself answers 431 on the stream while it can still decode the block
+        // (keeping the HPACK state), and ends the connection with COMPRESSION_ERROR once the
+        // block is too large to decode.
+        .max_header_list_size(u32::try_from(head_room).unwrap_or(u32::MAX));
     let serves_http2 = listener.http2;
     let header_timeout = settings.header_read_timeout;
     let session = Arc::new(Session {
