@@ -101,6 +101,7 @@ impl Checker<'_> {
             ("timeouts.header_read", raw.timeouts.header_read),
             ("timeouts.keepalive", raw.timeouts.keepalive),
             ("timeouts.tunnel_idle", raw.timeouts.tunnel_idle),
+            ("timeouts.send", raw.timeouts.send),
         ] {
             if d.get().is_zero() {
                 self.error(None, name, "must be greater than 0s");

@@ -86,6 +86,9 @@ pub enum ErrorKind {
     GeoDenied,
     /// The request body arrived slower than `limits.min_body_rate` (408).
     BodyTooSlow,
+    /// The client took in no response byte for `timeouts.send` (connection closed; the
+    /// status logged is the one whose sending stalled).
+    SendTimeout,
     /// A peer that must send a PROXY protocol header sent none (connection closed).
     ProxyProtocolMissing,
     /// A PROXY protocol header was malformed (connection closed).
@@ -112,7 +115,9 @@ impl ErrorKind {
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BodyTooLarge | Self::DecompressionLimit => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::HeaderReadTimeout | Self::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
+            Self::HeaderReadTimeout | Self::BodyTooSlow | Self::SendTimeout => {
+                StatusCode::REQUEST_TIMEOUT
+            }
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::NoTarget | Self::RateLimitUnavailable | Self::UpstreamOverloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -176,6 +181,7 @@ impl ErrorKind {
             Self::IpDenied => "ip_denied",
             Self::GeoDenied => "geo_denied",
             Self::BodyTooSlow => "body_too_slow",
+            Self::SendTimeout => "send_timeout",
             Self::ProxyProtocolMissing => "proxy_protocol_missing",
             Self::ProxyProtocolInvalid => "proxy_protocol_invalid",
         }
@@ -219,6 +225,7 @@ impl ErrorKind {
             Self::HostMismatch => "The request target and Host header disagree.",
             Self::IpDenied | Self::GeoDenied => "Access denied.",
             Self::BodyTooSlow => "The request body arrived too slowly.",
+            Self::SendTimeout => "The response was taken in too slowly.",
             Self::ProxyProtocolMissing | Self::ProxyProtocolInvalid => {
                 "The connection preamble is invalid."
             }
@@ -248,6 +255,7 @@ impl ErrorKind {
             | Self::InvalidHeader
             | Self::HostMismatch
             | Self::BodyTooSlow
+            | Self::SendTimeout
             | Self::ProxyProtocolMissing
             | Self::ProxyProtocolInvalid => Side::Client,
             Self::UpstreamConnect

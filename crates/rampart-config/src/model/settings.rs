@@ -140,6 +140,9 @@ pub struct TimeoutsSection {
     pub tunnel_idle: HumanDuration,
     /// Time a request body may take before `limits.min_body_rate` applies to it.
     pub body_grace: HumanDuration,
+    /// How long a write to a client may make no progress (the client reads nothing) before
+    /// the connection is closed.
+    pub send: HumanDuration,
 }
 
 impl Default for TimeoutsSection {
@@ -149,6 +152,7 @@ impl Default for TimeoutsSection {
             keepalive: HumanDuration::secs(75),
             tunnel_idle: HumanDuration::secs(600),
             body_grace: HumanDuration::secs(10),
+            send: HumanDuration::secs(60),
         }
     }
 }

@@ -117,8 +117,11 @@ pub(crate) async fn serve_http<S>(
     let mut io = TimedIo::new(
         Counted::new(stream, Arc::clone(&listener.metrics)),
         state.clone(),
-        settings.header_read_timeout,
-        settings.keepalive_timeout,
+        (
+            settings.header_read_timeout,
+            settings.keepalive_timeout,
+            settings.send_timeout,
+        ),
     );
 
     let mut http1 = http1::Builder::new();

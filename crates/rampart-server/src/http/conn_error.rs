@@ -8,7 +8,7 @@ use std::time::Duration;
 use rampart_core::{ConnInfo, ErrorKind, Outcome, RequestCtx};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::http::io::HeaderTimeout;
+use crate::http::io::{HeaderTimeout, SendTimeout};
 use crate::pipeline::session::Shared;
 
 /// The server's connection preface (an empty SETTINGS frame, RFC 9113 §3.4), then GOAWAY with
@@ -79,6 +79,10 @@ pub(crate) fn log_connection_error(
             };
             (kind, status, rampart_core::ids::new_request_id())
         }
+        (None, None) if is_send_timeout(err) => {
+            tracing::info!(peer = %info.peer, listener = %info.listener, reason = ErrorKind::SendTimeout.code(), error = %err, "connection closed: the client stopped taking in its answer");
+            return;
+        }
         (None, None) => {
             tracing::debug!(peer = %info.peer, listener = %info.listener, error = %err, "connection ended with an error");
             return;
@@ -106,4 +110,19 @@ pub(crate) fn log_connection_error(
             },
         );
     }
+}
+
+/// True when `err` (or an error inside it) is a [`SendTimeout`].
+fn is_send_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref);
+        if e.is::<SendTimeout>() || inner.is_some_and(|i| i.is::<SendTimeout>()) {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }

@@ -44,6 +44,9 @@ pub(crate) struct ConnState {
     /// Set once an HTTP/1 connection switched protocols (a `101` was sent): it is a tunnel
     /// from then on, and none of the HTTP timers or scans apply to it.
     switched: AtomicBool,
+    /// Set when a write to the client made no progress for `timeouts.send`: the connection is
+    /// being closed, and its unfinished requests are logged with that reason.
+    send_timed_out: AtomicBool,
     /// What the byte-level scan of each HTTP/1 request head found (see
     /// [`crate::http::stream_scan`]), in request order; taken by each request's pipeline.
     head_flags: HeadQueue,
@@ -97,7 +100,17 @@ impl Carrier for ConnState {
     fn switch_protocols(&self) {
         Self::switch_protocols(self);
     }
+
+    fn send_timed_out(&self) -> bool {
+        self.send_timed_out.load(Ordering::Acquire)
+    }
 }
+
+/// The error a connection ends with when a write to the client made no progress for
+/// `timeouts.send`.
+#[derive(Debug, thiserror::Error)]
+#[error("the client took in no response byte for {0:?}")]
+pub(crate) struct SendTimeout(Duration);
 
 /// The error a connection ends with when a request head did not arrive in time; carries the
 /// request ID sent in the 408.
@@ -140,6 +153,34 @@ pub(crate) struct TimedIo<S = TcpStream> {
     /// §9.6: no more requests): the end is held back from hyper while requests are in flight,
     /// so they are answered, and handed over once they are, so the connection closes.
     client_done: bool,
+    /// `timeouts.send`, and the timer for it: made on the first write that could not go out
+    /// (writes that go out at once arm nothing).
+    send: SendClock,
+}
+
+/// The send timeout of a connection: how long a write may make no progress.
+struct SendClock {
+    timeout: Duration,
+    /// When the write waiting now gives up; `None` while writes go out.
+    deadline: Option<Instant>,
+    timer: Option<LazyTimer>,
+}
+
+impl SendClock {
+    /// A write returned `Pending`: starts the clock (if it is not running) and reports
+    /// whether it ran out.
+    fn poll_stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| Instant::now() + self.timeout);
+        let timer = self.timer.get_or_insert_with(|| LazyTimer::new(deadline));
+        timer.poll_expired(cx, deadline).is_ready()
+    }
+
+    /// A write went out: the clock stops.
+    fn progressed(&mut self) {
+        self.deadline = None;
+    }
 }
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
@@ -149,8 +190,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
     pub(crate) fn new(
         stream: S,
         state: std::sync::Arc<ConnState>,
-        header_timeout: Duration,
-        keepalive: Duration,
+        (header_timeout, keepalive, send_timeout): (Duration, Duration, Duration),
     ) -> Self {
         let deadline = Instant::now() + header_timeout;
         Self {
@@ -169,6 +209,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
             http2: false,
             started_seen: 0,
             client_done: false,
+            send: SendClock {
+                timeout: send_timeout,
+                deadline: None,
+                timer: None,
+            },
         }
     }
 
@@ -353,13 +398,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TimedIo<S> {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
+    /// Follows a write's progress for `timeouts.send`: a write that went out stops the clock,
+    /// one that could not starts it, and fails the connection once it ran out.
+    fn timed<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Pending if self.send.poll_stalled(cx) => {
+                self.state.send_timed_out.store(true, Ordering::Release);
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    SendTimeout(self.send.timeout),
+                )))
+            }
+            Poll::Pending => Poll::Pending,
+            ready => {
+                if self.send.deadline.is_some() {
+                    self.send.progressed();
+                }
+                ready
+            }
+        }
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, data)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.stream).poll_write(cx, data);
+        this.timed(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -367,7 +441,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.timed(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -375,7 +451,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.stream).poll_flush(cx);
+        this.timed(cx, polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -61,6 +61,10 @@ impl Finish {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
+        if !completed && self.carrier.send_timed_out() {
+            self.ctx.reason = Some(ErrorKind::SendTimeout);
+            self.ctx.detail = Some("the client took in no response byte for timeouts.send".into());
+        }
         crate::observe::metrics::record(
             &self.plane.metrics,
             self.route.as_deref().map(|r| &r.metrics),

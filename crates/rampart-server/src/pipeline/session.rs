@@ -69,6 +69,8 @@ pub(crate) trait Carrier: Send + Sync {
     fn request_finished(&self);
     /// A `101 Switching Protocols` is being sent: the connection carries a tunnel from now on.
     fn switch_protocols(&self);
+    /// The connection was closed because the client took in nothing for `timeouts.send`.
+    fn send_timed_out(&self) -> bool;
 }
 
 /// A client connection as its requests see it.

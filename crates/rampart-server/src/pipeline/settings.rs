@@ -12,6 +12,8 @@ pub(crate) struct Settings {
     pub(crate) max_header_size: usize,
     pub(crate) header_read_timeout: Duration,
     pub(crate) keepalive_timeout: Duration,
+    /// `timeouts.send`: the longest a write to the client may make no progress.
+    pub(crate) send_timeout: Duration,
     pub(crate) tunnel_idle_timeout: Duration,
     /// `Via` values by the protocol version the message was received with (RFC 9110 §7.6.3).
     pub(crate) via: Via,

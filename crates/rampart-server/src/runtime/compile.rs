@@ -269,6 +269,7 @@ fn settings(config: &Config) -> Settings {
         max_header_size: raw.limits.max_header_size.as_usize(),
         header_read_timeout: raw.timeouts.header_read.get(),
         keepalive_timeout: raw.timeouts.keepalive.get(),
+        send_timeout: raw.timeouts.send.get(),
         tunnel_idle_timeout: raw.timeouts.tunnel_idle.get(),
         via: Via {
             http10: via("1.0"),

@@ -269,3 +269,93 @@ async fn slowhttptest_slowloris_and_slow_body_attacks_do_not_starve_normal_clien
         "slow bodies were cut off: {reasons:?}"
     );
 }
+
+/// A client with a small receive buffer that has asked for `path` on `to` (nothing read yet).
+async fn reader(to: SocketAddr, path: &str) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+        .bind(format!("{ATTACKER}:0").parse().unwrap())
+        .unwrap();
+    let mut stream = tokio::time::timeout(WAIT, socket.connect(to))
+        .await
+        .unwrap()
+        .unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_its_answer_is_cut_off_by_the_send_timeout() {
+    let origin = rampart_testkit::HttpOrigin::start().await.unwrap();
+    let gw = gateway("[timeouts]\nsend = \"1s\"\n", origin.addr());
+    let to = gw.addr("public");
+    const SIZE: u64 = 64 * 1024 * 1024;
+    let mut stalled = reader(to, &format!("/bytes/{SIZE}")).await;
+    let mut first = [0u8; 1024];
+    let n = tokio::time::timeout(WAIT, stalled.read(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(n > 0, "no answer began");
+    // The client stops reading; the gateway closes the connection once its writes stall for
+    // the send timeout, and logs why.
+    let line = {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let lines = gw.access_log_json(1);
+            if let Some(line) = lines
+                .into_iter()
+                .find(|l| l["uri"] == format!("/bytes/{SIZE}"))
+            {
+                break line;
+            }
+            assert!(std::time::Instant::now() < deadline, "no access log line");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    assert_eq!(
+        (&line["reason"], &line["completed"], &line["status"]),
+        (&"send_timeout".into(), &false.into(), &200.into()),
+        "{line}"
+    );
+    // What was sent before the close is readable; then the connection ends.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(WAIT, stalled.read_to_end(&mut rest))
+        .await
+        .expect("still open after the send timeout");
+    assert!(
+        read.is_err() || (rest.len() as u64) < SIZE,
+        "the whole answer came"
+    );
+    // Normal clients are served.
+    assert_eq!(normal_request(to, "/echo").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_that_keeps_reading_gets_its_whole_answer() {
+    let origin = rampart_testkit::HttpOrigin::start().await.unwrap();
+    let gw = gateway("[timeouts]\nsend = \"1s\"\n", origin.addr());
+    const SIZE: usize = 1024 * 1024;
+    let mut slow = reader(gw.addr("public"), &format!("/bytes/{SIZE}")).await;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    // Bounded: at least 32 KiB every 20 ms, so well within the send timeout between reads.
+    for _ in 0..2000 {
+        let n = tokio::time::timeout(WAIT, slow.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        if RawResponse::parse(&got).is_ok_and(|r| r.body.len() == SIZE) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let resp = RawResponse::parse(&got).unwrap();
+    assert_eq!((resp.status, resp.body.len()), (200, SIZE));
+}
