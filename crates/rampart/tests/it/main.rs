@@ -12,6 +12,7 @@ mod cors;
 mod discovery;
 mod doctor;
 mod grpc;
+mod h2_drain;
 mod h2_headers;
 mod half_close;
 mod headers;

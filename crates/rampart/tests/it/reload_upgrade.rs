@@ -128,33 +128,57 @@ fn spawn(config: &Path, dir: PathBuf) -> Proc {
 }
 
 /// Load on fresh connections (one request each: every accept goes through whichever process
-/// owns the sockets at that moment) and on one keep-alive client; counts outcomes.
+/// owns the sockets at that moment), on one keep-alive client, and on HTTP/2 connections
+/// (hyper's client, which moves to a new connection on GOAWAY); counts outcomes.
 #[derive(Default)]
 struct Load {
     ok: AtomicU64,
+    /// Of `ok`, the requests answered over HTTP/2.
+    h2_ok: AtomicU64,
     failed: AtomicU64,
     stop: AtomicBool,
 }
 
-async fn drive(load: Arc<Load>, url: String, keep_alive: bool) {
-    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
-    if !keep_alive {
-        builder = builder.pool_max_idle_per_host(0);
+/// How a load driver connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connect {
+    /// A new HTTP/1.1 connection per request.
+    Fresh,
+    /// One HTTP/1.1 keep-alive connection at a time.
+    KeepAlive,
+    /// HTTP/2 with prior knowledge, on the given client.
+    Http2,
+}
+
+fn load_client(connect: Connect) -> reqwest::Client {
+    let builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    match connect {
+        Connect::Fresh => builder.pool_max_idle_per_host(0),
+        Connect::KeepAlive => builder,
+        Connect::Http2 => builder.http2_prior_knowledge(),
     }
-    let client = builder.build().unwrap();
+    .build()
+    .unwrap()
+}
+
+async fn drive(load: Arc<Load>, url: String, client: reqwest::Client, connect: Connect) {
     let mut n = 0u64;
     while !load.stop.load(Ordering::Relaxed) && n < 1_000_000 {
         n += 1;
         match client.get(&url).send().await {
             Ok(r) => {
                 let status = r.status();
+                let version = r.version();
                 match r.bytes().await {
                     Ok(_) if status == 200 => {
                         load.ok.fetch_add(1, Ordering::Relaxed);
+                        if version == reqwest::Version::HTTP_2 {
+                            load.h2_ok.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     other => {
                         eprintln!(
-                            "failed request (keep-alive: {keep_alive}): status {status}, body {:?}",
+                            "failed request ({connect:?}): status {status}, body {:?}",
                             other.err()
                         );
                         load.failed.fetch_add(1, Ordering::Relaxed);
@@ -162,7 +186,7 @@ async fn drive(load: Arc<Load>, url: String, keep_alive: bool) {
                 }
             }
             Err(e) => {
-                eprintln!("failed request (keep-alive: {keep_alive}): {e:?}");
+                eprintln!("failed request ({connect:?}): {e:?}");
                 load.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -192,8 +216,31 @@ async fn fifty_reloads_and_three_upgrades_under_load_lose_nothing() {
     let load = Arc::new(Load::default());
     let url = format!("http://{listen}/api/load");
     let mut drivers = Vec::new();
-    for i in 0..4 {
-        drivers.push(tokio::spawn(drive(load.clone(), url.clone(), i == 0)));
+    for connect in [
+        Connect::KeepAlive,
+        Connect::Fresh,
+        Connect::Fresh,
+        Connect::Fresh,
+    ] {
+        let client = load_client(connect);
+        drivers.push(tokio::spawn(drive(
+            load.clone(),
+            url.clone(),
+            client,
+            connect,
+        )));
+    }
+    // Two drivers share one HTTP/2 client: their requests are concurrent streams on one
+    // connection, which each GOAWAY of a draining process moves to the next process.
+    let h2 = load_client(Connect::Http2);
+    for _ in 0..2 {
+        let client = h2.clone();
+        drivers.push(tokio::spawn(drive(
+            load.clone(),
+            url.clone(),
+            client,
+            Connect::Http2,
+        )));
     }
 
     for i in 1..=50 {
@@ -231,6 +278,9 @@ async fn fifty_reloads_and_three_upgrades_under_load_lose_nothing() {
         "proof: {ok} requests ok ({after_reloads} during the 50 reloads), {failed} failed, 50 reloads, 3 upgrades"
     );
     assert_eq!(failed, 0, "{failed} requests failed out of {}", ok + failed);
+    let h2_ok = load.h2_ok.load(Ordering::Relaxed);
+    eprintln!("proof: {h2_ok} of them over HTTP/2");
+    assert!(h2_ok > 0, "no request went over HTTP/2");
     assert!(after_reloads > 0 && ok > after_reloads);
     drop(serving);
 }
