@@ -306,7 +306,8 @@ pub(crate) async fn serve_http<S>(
             }
         }
     };
-    if let Some(flusher) = flusher {
+    // A client that took in nothing for the send timeout is not waited for again.
+    if let Some(flusher) = flusher.filter(|_| !state.send_timed_out()) {
         // Flushes write at once again (a tunnel may carry on with this stream), and what is
         // still held (a last response, a 408) is written, within the header timeout.
         let _ = tokio::time::timeout(header_timeout, flusher.finish()).await;

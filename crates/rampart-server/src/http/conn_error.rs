@@ -119,7 +119,7 @@ fn is_send_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
         let inner = e
             .downcast_ref::<std::io::Error>()
             .and_then(std::io::Error::get_ref);
-        if e.is::<SendTimeout>() || inner.is_some_and(|i| i.is::<SendTimeout>()) {
+        if e.is::<SendTimeout>() || matches!(inner, Some(i) if i.is::<SendTimeout>()) {
             return true;
         }
         cur = e.source();

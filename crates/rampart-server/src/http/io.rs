@@ -81,6 +81,11 @@ impl ConnState {
         self.switched.store(true, Ordering::Release);
     }
 
+    /// A write to the client made no progress for `timeouts.send`.
+    pub(crate) fn send_timed_out(&self) -> bool {
+        self.send_timed_out.load(Ordering::Acquire)
+    }
+
     /// A request is in flight.
     pub(crate) fn busy(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) > 0
@@ -102,7 +107,7 @@ impl Carrier for ConnState {
     }
 
     fn send_timed_out(&self) -> bool {
-        self.send_timed_out.load(Ordering::Acquire)
+        Self::send_timed_out(self)
     }
 }
 

@@ -359,3 +359,53 @@ async fn a_slow_reader_that_keeps_reading_gets_its_whole_answer() {
     let resp = RawResponse::parse(&got).unwrap();
     assert_eq!((resp.status, resp.body.len()), (200, SIZE));
 }
+
+#[test]
+fn a_tls_client_that_stops_reading_is_cut_off_by_the_send_timeout() {
+    use std::io::{Read, Write};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let origin = runtime
+        .block_on(rampart_testkit::HttpOrigin::start())
+        .unwrap();
+    let pki = rampart_testkit::TestPki::new();
+    let a = pki.server("a", &["a.test"]);
+    let gw = TestGateway::builder(format!(
+        "[timeouts]\nsend = \"1s\"\n\n\
+         [[listeners]]\nname = \"https\"\nbind = \"127.0.0.1:0\"\n[listeners.tls]\n\
+         [[listeners.tls.certificates]]\ncert = {:?}\nkey = {:?}\n\n\
+         [[upstreams]]\nname = \"origin\"\ntargets = [\"{}\"]\n\n\
+         [[routes]]\nname = \"all\"\nupstream = \"origin\"\n",
+        a.cert,
+        a.key,
+        origin.addr()
+    ))
+    .access_log()
+    .start();
+    let config = std::sync::Arc::new(pki.client_config(&[b"http/1.1"]));
+    let tcp = std::net::TcpStream::connect(gw.addr("https")).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("a.test").unwrap();
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    let uri = "/bytes/67108864";
+    stream
+        .write_all(format!("GET {uri} HTTP/1.1\r\nhost: a.test\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut first = [0u8; 1024];
+    assert!(stream.read(&mut first).unwrap() > 0, "no answer began");
+    // Stop reading: the log line comes once the gateway gave up on the stalled writes.
+    let deadline = std::time::Instant::now() + WAIT;
+    let line = loop {
+        if let Some(line) = gw.access_log_json(1).into_iter().find(|l| l["uri"] == uri) {
+            break line;
+        }
+        assert!(std::time::Instant::now() < deadline, "no access log line");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        (&line["reason"], &line["completed"]),
+        (&"send_timeout".into(), &false.into()),
+        "{line}"
+    );
+}
