@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::observe::audit::Trigger;
+use crate::observe::audit::Initiator;
 use crate::runtime::compile::Runtime;
 use crate::runtime::control::{Control, ReloadReport};
 
@@ -144,8 +144,8 @@ impl AdminHandle {
     /// # Errors
     /// The file does not load, validate or compile, or a new listener cannot be bound; the
     /// running config stays in service.
-    pub fn reload(&self, trigger: Trigger) -> Result<ReloadReport, String> {
-        self.control.reload_file(trigger)
+    pub fn reload(&self, by: impl Into<Initiator>) -> Result<ReloadReport, String> {
+        self.control.reload_file(&by.into())
     }
 
     /// Marks the server as draining: `/readyz` answers 503 from now on.
