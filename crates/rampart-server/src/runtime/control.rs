@@ -22,6 +22,7 @@ use crate::listen::tls::TlsListener;
 use crate::observe::audit::{ChangeSummary, Initiator};
 use crate::observe::metrics::Registry;
 use crate::runtime::compile::{Runtime, compile_with};
+use crate::runtime::status::listener_statuses;
 use crate::runtime::worker::WorkerCmd;
 
 /// One listener's listening sockets (one per worker, sharing the port with `SO_REUSEPORT`).
@@ -152,8 +153,17 @@ impl Control {
                     }
                 }
             }
-            tracing::info!(listener = %bound.name, "listening on http://{}", bound.addr);
             state.listeners.push(bound);
+        }
+        let bound: Vec<(String, SocketAddr)> = state
+            .listeners
+            .iter()
+            .map(|b| (b.name.to_string(), b.addr))
+            .collect();
+        for l in listener_statuses(&next, &bound) {
+            if report.listeners_added.contains(&l.name) {
+                tracing::info!(listener = %l.name, "listening on {}", l.describe());
+            }
         }
         if tls_changed {
             state.tls_watcher = crate::listen::tls::reload::spawn(tls_listeners(&next));
