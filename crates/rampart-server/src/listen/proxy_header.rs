@@ -132,6 +132,7 @@ pub(crate) fn log_refused(err: &HeaderError, info: &std::sync::Arc<ConnInfo>, sh
             Outcome {
                 status: kind.status().as_u16(),
                 bytes_sent: 0,
+                bytes_received: 0,
                 completed: false,
             },
         );

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod access_log;
 mod audit;
 mod cli;
 mod cors;
