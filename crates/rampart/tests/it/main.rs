@@ -11,6 +11,7 @@ mod audit;
 mod cli;
 mod cors;
 mod discovery;
+mod docs;
 mod doctor;
 mod grpc;
 mod headers;
