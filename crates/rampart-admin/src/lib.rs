@@ -26,7 +26,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rampart_config::Config;
 use rampart_config::model::AdminSection;
-use rampart_server::audit::Trigger;
+use rampart_server::audit::Initiator;
 use rampart_server::{AdminHandle, METRICS_CONTENT_TYPE, ServerHandle};
 use tokio::sync::watch;
 
@@ -151,14 +151,14 @@ fn serve(
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
+                    let Ok((stream, peer)) = accepted else { continue };
                     let control = control.clone();
                     let token = token.clone();
                     tokio::spawn(async move {
                         let service = service_fn(move |req| {
                             let control = control.clone();
                             let token = token.clone();
-                            async move { Ok::<_, Infallible>(handle(req, &control, token.as_deref()).await) }
+                            async move { Ok::<_, Infallible>(handle(req, peer, &control, token.as_deref()).await) }
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), service)
@@ -225,6 +225,7 @@ fn authorized(req: &Request<Incoming>, token: Option<&str>) -> bool {
 
 async fn handle(
     req: Request<Incoming>,
+    peer: SocketAddr,
     control: &AdminHandle,
     token: Option<&str>,
 ) -> AdminResponse {
@@ -247,9 +248,10 @@ async fn handle(
         "/metrics" if get => respond(StatusCode::OK, METRICS_CONTENT_TYPE, control.metrics_text()),
         "/reload" if method == Method::POST => {
             let control = control.clone();
-            let result = tokio::task::spawn_blocking(move || control.reload(Trigger::AdminApi))
-                .await
-                .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+            let result =
+                tokio::task::spawn_blocking(move || control.reload(Initiator::admin(peer)))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
             match result {
                 Ok(report) => json(
                     StatusCode::OK,

@@ -14,6 +14,7 @@ pub struct TestGateway {
     handle: Option<ServerHandle>,
     admin: Option<AdminServer>,
     access_log: Option<PathBuf>,
+    config_file: Option<PathBuf>,
     _dir: Option<TempDir>,
 }
 
@@ -22,6 +23,7 @@ pub struct TestGateway {
 pub struct GatewayBuilder {
     config: String,
     access_log: bool,
+    config_file: bool,
     workers: usize,
     stages: StageRegistry,
 }
@@ -35,6 +37,7 @@ impl TestGateway {
         GatewayBuilder {
             config: config.into(),
             access_log: false,
+            config_file: false,
             workers: 1,
             stages: StageRegistry::builtin(),
         }
@@ -125,6 +128,18 @@ impl TestGateway {
         format!("http://{addr}{path}")
     }
 
+    /// The config file the gateway was started from (see [`GatewayBuilder::config_file`]);
+    /// rewrite it and call reload to change the config.
+    ///
+    /// # Panics
+    /// When the gateway was started from text alone.
+    #[must_use]
+    pub fn config_path(&self) -> &std::path::Path {
+        self.config_file
+            .as_deref()
+            .unwrap_or_else(|| panic!("not started from a config file"))
+    }
+
     /// Stops the admin API, then stops accepting, drains and joins the workers.
     pub fn shutdown(mut self) {
         self.stop();
@@ -150,6 +165,14 @@ impl GatewayBuilder {
     #[must_use]
     pub const fn access_log(mut self) -> Self {
         self.access_log = true;
+        self
+    }
+
+    /// Writes the config to a temporary file and starts from it, so that `POST /reload` and
+    /// [`ServerHandle::reload`] reload that file ([`TestGateway::config_path`]).
+    #[must_use]
+    pub const fn config_file(mut self) -> Self {
+        self.config_file = true;
         self
     }
 
@@ -197,7 +220,17 @@ impl GatewayBuilder {
         };
         let config = rampart_config::load_str(&text, "test.toml")
             .unwrap_or_else(|d| panic!("config refused:\n{d}\n---\n{text}"));
+        let (dir, config_file) = if self.config_file {
+            let dir = dir.unwrap_or_else(TempDir::new);
+            let path = dir.0.join("rampart.toml");
+            std::fs::write(&path, &text)
+                .unwrap_or_else(|e| panic!("config file {}: {e}", path.display()));
+            (Some(dir), Some(path))
+        } else {
+            (dir, None)
+        };
         let options = StartOptions {
+            config_path: config_file.clone(),
             stages: self.stages,
             ..StartOptions::default()
         };
@@ -209,6 +242,7 @@ impl GatewayBuilder {
             handle: Some(handle),
             admin,
             access_log,
+            config_file,
             _dir: dir,
         }
     }

@@ -45,8 +45,8 @@ pub(crate) fn run(
     let admin = rampart_admin::start(config, &handle, &mut admin_socket)
         .context("cannot start the admin API")?;
     inherited.ready();
-    for (name, addr) in handle.listeners() {
-        tracing::info!(listener = %name, "listening on http://{addr}");
+    for l in handle.admin_handle().listeners() {
+        tracing::info!(listener = %l.name, "listening on {}", l.describe());
     }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),

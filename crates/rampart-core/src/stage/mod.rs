@@ -129,8 +129,12 @@ pub struct Outcome {
     /// The status sent (499 when the client left before any response;
     /// [`Self::NOTHING_SENT`] when the connection was closed without an answer).
     pub status: u16,
-    /// Response body bytes sent.
+    /// Bytes sent to the client: the response body, and for an upgraded connection
+    /// (WebSocket) the bytes relayed to the client until the tunnel closed.
     pub bytes_sent: u64,
+    /// Bytes relayed from the client through an upgraded connection until the tunnel closed
+    /// (0 for a request that was not upgraded).
+    pub bytes_received: u64,
     /// The response was sent whole.
     pub completed: bool,
 }

@@ -106,6 +106,7 @@ pub(crate) fn log_connection_error(
             Outcome {
                 status,
                 bytes_sent: 0,
+                bytes_received: 0,
                 completed: true,
             },
         );

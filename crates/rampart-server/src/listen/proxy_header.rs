@@ -132,6 +132,7 @@ pub(crate) fn log_refused(err: &HeaderError, info: &std::sync::Arc<ConnInfo>, sh
             Outcome {
                 status: Outcome::NOTHING_SENT,
                 bytes_sent: 0,
+                bytes_received: 0,
                 completed: false,
             },
         );

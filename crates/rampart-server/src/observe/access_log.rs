@@ -112,6 +112,7 @@ struct JsonLine<'a> {
     protocol: &'static str,
     status: u16,
     bytes_sent: u64,
+    bytes_received: u64,
     duration_ms: f64,
     upstream_ms: Option<f64>,
     route: Option<&'a str>,
@@ -147,6 +148,7 @@ fn json_line(ctx: &RequestCtx, o: Outcome) -> String {
         protocol: protocol(ctx),
         status: o.status,
         bytes_sent: o.bytes_sent,
+        bytes_received: o.bytes_received,
         duration_ms: millis(ctx.started.elapsed()),
         upstream_ms: ctx.upstream_duration.map(millis),
         route: ctx.route.as_deref(),
@@ -216,23 +218,30 @@ fn combined_line(ctx: &RequestCtx, o: Outcome) -> String {
     quoted(&mut s, ctx.referer.as_ref().map(HeaderValue::as_bytes));
     s.push(' ');
     quoted(&mut s, ctx.user_agent.as_ref().map(HeaderValue::as_bytes));
+    // Every field is always there (`-` when empty), so one fixed pattern parses every line.
     let _ = write!(
         s,
-        " rid={} route={} upstream={} rt={:.3}",
+        " rid={} route={} upstream={} target={} rt={:.3}",
         ctx.request_id.to_str().unwrap_or("-"),
         ctx.route.as_deref().unwrap_or("-"),
+        ctx.upstream.as_deref().unwrap_or("-"),
         ctx.upstream_target.as_deref().unwrap_or("-"),
         ctx.started.elapsed().as_secs_f64(),
     );
-    if let Some(d) = ctx.upstream_duration {
-        let _ = write!(s, " urt={:.3}", d.as_secs_f64());
+    match ctx.upstream_duration {
+        Some(d) => {
+            let _ = write!(s, " urt={:.3}", d.as_secs_f64());
+        }
+        None => s.push_str(" urt=-"),
     }
-    if let Some(country) = &ctx.country {
-        let _ = write!(s, " country={country}");
+    match &ctx.country {
+        Some(country) => {
+            let _ = write!(s, " country={country}");
+        }
+        None => s.push_str(" country=-"),
     }
-    if let Some(reason) = ctx.reason.map(rampart_core::ErrorKind::code).or(ctx.answer) {
-        let _ = write!(s, " reason={reason}");
-    }
+    let reason = ctx.reason.map(rampart_core::ErrorKind::code).or(ctx.answer);
+    let _ = write!(s, " reason={}", reason.unwrap_or("-"));
     if !o.completed {
         s.push_str(" aborted");
     }
@@ -273,6 +282,7 @@ mod tests {
             Outcome {
                 status: 504,
                 bytes_sent: 12,
+                bytes_received: 0,
                 completed: true,
             },
         );
@@ -293,6 +303,7 @@ mod tests {
             Outcome {
                 status: 200,
                 bytes_sent: 5,
+                bytes_received: 0,
                 completed: false,
             },
         );

@@ -10,6 +10,7 @@
 mod diff;
 
 use std::io::{self, BufWriter, Write};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
@@ -42,6 +43,51 @@ pub enum Trigger {
     AdminApi,
     /// A new binary took over the listening sockets.
     Upgrade,
+}
+
+/// Who asked for a configuration change: the trigger, and where known the peer that asked
+/// (the admin API's client) and its identity (set once the admin API names its callers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Initiator {
+    /// What kind of event applied the config.
+    pub trigger: Trigger,
+    /// The address of the client that asked, for requests over the admin API.
+    pub peer: Option<SocketAddr>,
+    /// The authenticated name of who asked, when the caller is known by name.
+    pub identity: Option<String>,
+}
+
+impl Initiator {
+    /// A change asked for over the admin API by the client at `peer`.
+    #[must_use]
+    pub const fn admin(peer: SocketAddr) -> Self {
+        Self {
+            trigger: Trigger::AdminApi,
+            peer: Some(peer),
+            identity: None,
+        }
+    }
+
+    /// Adds this initiator's fields to an audit line.
+    fn annotate(&self, line: &mut serde_json::Value) {
+        line["trigger"] = json!(self.trigger);
+        if let Some(peer) = self.peer {
+            line["peer"] = json!(peer.to_string());
+        }
+        if let Some(identity) = &self.identity {
+            line["identity"] = json!(identity);
+        }
+    }
+}
+
+impl From<Trigger> for Initiator {
+    fn from(trigger: Trigger) -> Self {
+        Self {
+            trigger,
+            peer: None,
+            identity: None,
+        }
+    }
 }
 
 /// Refusals that are security decisions, each with its slot in the counters.
@@ -110,26 +156,28 @@ impl AuditLog {
         }))
     }
 
-    /// Records that a configuration was applied: what applied it, its generation, and what
+    /// Records that a configuration was applied: who applied it, its generation, and what
     /// changed by name (see [`ChangeSummary::between`]).
-    pub fn config_change(&self, trigger: Trigger, generation: u64, summary: &ChangeSummary) {
-        self.send(&json!({
+    pub fn config_change(&self, by: &Initiator, generation: u64, summary: &ChangeSummary) {
+        let mut line = json!({
             "ts": now(),
             "event": "config_change",
-            "trigger": trigger,
-            "generation": generation,
-            "changes": summary,
-        }));
+        });
+        by.annotate(&mut line);
+        line["generation"] = json!(generation);
+        line["changes"] = json!(summary);
+        self.send(&line);
     }
 
     /// Records that a configuration was refused (the previous one keeps serving).
-    pub fn config_rejected(&self, trigger: Trigger, error: &str) {
-        self.send(&json!({
+    pub fn config_rejected(&self, by: &Initiator, error: &str) {
+        let mut line = json!({
             "ts": now(),
             "event": "config_rejected",
-            "trigger": trigger,
-            "error": error,
-        }));
+        });
+        by.annotate(&mut line);
+        line["error"] = json!(error);
+        self.send(&line);
     }
 
     /// Counts a refused request if its reason is a security decision; the first of each reason

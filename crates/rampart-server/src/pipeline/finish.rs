@@ -14,6 +14,7 @@ use crate::observe::access_log::AccessLog;
 use crate::observe::otel::Tracer;
 use crate::pipeline::plane::{CompiledRoute, Plane};
 use crate::pipeline::session::{Carrier, Session};
+use crate::pipeline::tunnel::TunnelReport;
 
 /// The status logged for a request the client abandoned before any response existed (nginx's
 /// "client closed request"); it is never sent.
@@ -34,6 +35,10 @@ pub(crate) struct Finish {
     pub(crate) plane: Arc<Plane>,
     pub(crate) listener: usize,
     pub(crate) route: Option<Arc<CompiledRoute>>,
+    /// The tunnel a `101` opened: the request is logged when it closes, with what it relayed.
+    pub(crate) tunnel: Option<TunnelReport>,
+    /// The connection was told the request is over (before a tunnel closed).
+    released: bool,
 }
 
 impl Finish {
@@ -54,10 +59,27 @@ impl Finish {
             plane,
             listener,
             route: None,
+            tunnel: None,
+            released: false,
         }
     }
 
+    /// Tells the connection the request is over, then finishes the request once its tunnel
+    /// closed, counting what the tunnel relayed.
+    fn complete_after_tunnel(mut self, tunnel: TunnelReport, bytes_sent: u64) {
+        self.carrier.request_finished();
+        self.released = true;
+        tokio::spawn(async move {
+            let (to_client, from_client) = tunnel.closed().await;
+            self.complete_with(bytes_sent + to_client, from_client, true);
+        });
+    }
+
     fn complete(&mut self, bytes_sent: u64, completed: bool) {
+        self.complete_with(bytes_sent, 0, completed);
+    }
+
+    fn complete_with(&mut self, bytes_sent: u64, bytes_received: u64, completed: bool) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
@@ -82,6 +104,7 @@ impl Finish {
         let outcome = Outcome {
             status: self.status,
             bytes_sent,
+            bytes_received,
             completed,
         };
         if let Some(route) = &self.route {
@@ -90,7 +113,9 @@ impl Finish {
         if let Some(log) = &self.log {
             log.record(&self.ctx, outcome);
         }
-        self.carrier.request_finished();
+        if !self.released {
+            self.carrier.request_finished();
+        }
     }
 }
 
@@ -124,7 +149,10 @@ impl ResponseBody {
 
     fn done(&mut self, completed: bool) {
         if let Some(mut finish) = self.finish.take() {
-            finish.complete(self.bytes, completed);
+            match finish.tunnel.take() {
+                Some(tunnel) if completed => finish.complete_after_tunnel(tunnel, self.bytes),
+                _ => finish.complete(self.bytes, completed),
+            }
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::pipeline::finish::{Finish, ResponseBody};
 use crate::pipeline::handler::HandlerEnv;
 use crate::pipeline::plane::{CompiledRoute, ListenerRt, Plane};
 use crate::pipeline::session::Session;
+use crate::pipeline::tunnel::TunnelReport;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -116,6 +117,7 @@ pub(crate) async fn handle(
     }
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         session.carrier.switch_protocols();
+        finish.tunnel = resp.extensions_mut().remove::<TunnelReport>();
     }
     finish.status = resp.status().as_u16();
     resp.map(|inner| ResponseBody::new(inner, finish))

@@ -63,6 +63,6 @@ fn run(rx: &mpsc::Receiver<()>, debounce: Duration, control: &Control) {
             }
         }
         // Errors are logged, counted and audited by the reload itself.
-        let _ = control.reload_file(Trigger::FileWatch);
+        let _ = control.reload_file(&Trigger::FileWatch.into());
     }
 }

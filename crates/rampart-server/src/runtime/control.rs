@@ -19,9 +19,10 @@ use arc_swap::ArcSwap;
 use crate::listen::bind::bind_all;
 use crate::listen::edge::Listening;
 use crate::listen::tls::TlsListener;
-use crate::observe::audit::{ChangeSummary, Trigger};
+use crate::observe::audit::{ChangeSummary, Initiator};
 use crate::observe::metrics::Registry;
 use crate::runtime::compile::{Runtime, compile_with};
+use crate::runtime::status::listener_statuses;
 use crate::runtime::worker::WorkerCmd;
 
 /// One listener's listening sockets (one per worker, sharing the port with `SO_REUSEPORT`).
@@ -79,48 +80,45 @@ impl Control {
     }
 
     /// Reloads from the config file the server was started with.
-    pub(crate) fn reload_file(&self, trigger: Trigger) -> Result<ReloadReport, String> {
+    pub(crate) fn reload_file(&self, by: &Initiator) -> Result<ReloadReport, String> {
         let Some(path) = &self.config_path else {
-            return self.refused(
-                trigger,
-                "the server was not started from a config file".into(),
-            );
+            return self.refused(by, "the server was not started from a config file".into());
         };
         match rampart_config::load_file(path) {
-            Ok(config) => self.apply(&config, trigger),
-            Err(d) => self.refused(trigger, d.to_string()),
+            Ok(config) => self.apply(&config, by),
+            Err(d) => self.refused(by, d.to_string()),
         }
     }
 
     /// Reloads from config text (tests, embedding).
-    pub(crate) fn reload_str(&self, text: &str, trigger: Trigger) -> Result<ReloadReport, String> {
+    pub(crate) fn reload_str(&self, text: &str, by: &Initiator) -> Result<ReloadReport, String> {
         match rampart_config::load_str(text, "<reload>") {
-            Ok(config) => self.apply(&config, trigger),
-            Err(d) => self.refused(trigger, d.to_string()),
+            Ok(config) => self.apply(&config, by),
+            Err(d) => self.refused(by, d.to_string()),
         }
     }
 
-    fn refused(&self, trigger: Trigger, error: String) -> Result<ReloadReport, String> {
+    fn refused(&self, by: &Initiator, error: String) -> Result<ReloadReport, String> {
         self.metrics.reload_result(None);
-        tracing::error!(trigger = ?trigger, error = %error, "config reload refused: the running config stays in service");
+        tracing::error!(trigger = ?by.trigger, peer = ?by.peer, error = %error, "config reload refused: the running config stays in service");
         if let Some(audit) = &self.listening.shared.audit {
-            audit.config_rejected(trigger, &error);
+            audit.config_rejected(by, &error);
         }
         Err(error)
     }
 
     /// Compiles `config` against the running snapshot, binds new listeners, swaps, closes
     /// removed listeners.
-    fn apply(&self, config: &Config, trigger: Trigger) -> Result<ReloadReport, String> {
+    fn apply(&self, config: &Config, by: &Initiator) -> Result<ReloadReport, String> {
         let mut state = self.state();
         let current = self.runtime();
         let mut next = match compile_with(config, &self.metrics, Some(&current), &current.stages) {
             Ok(rt) => rt,
-            Err(d) => return self.refused(trigger, d.to_string()),
+            Err(d) => return self.refused(by, d.to_string()),
         };
         let (added, removed) = match self.bind_new(&state, &next) {
             Ok(diff) => diff,
-            Err(e) => return self.refused(trigger, e),
+            Err(e) => return self.refused(by, e),
         };
         next.generation = current.generation + 1;
         let generation = next.generation;
@@ -155,8 +153,17 @@ impl Control {
                     }
                 }
             }
-            tracing::info!(listener = %bound.name, "listening on http://{}", bound.addr);
             state.listeners.push(bound);
+        }
+        let bound: Vec<(String, SocketAddr)> = state
+            .listeners
+            .iter()
+            .map(|b| (b.name.to_string(), b.addr))
+            .collect();
+        for l in listener_statuses(&next, &bound) {
+            if report.listeners_added.contains(&l.name) {
+                tracing::info!(listener = %l.name, "listening on {}", l.describe());
+            }
         }
         if tls_changed {
             state.tls_watcher = crate::listen::tls::reload::spawn(tls_listeners(&next));
@@ -168,9 +175,9 @@ impl Control {
         self.metrics.retain(&listeners, &routes, &upstreams);
         self.metrics.reload_result(Some(generation));
         if let Some(audit) = &self.listening.shared.audit {
-            audit.config_change(trigger, generation, &summary);
+            audit.config_change(by, generation, &summary);
         }
-        tracing::info!(trigger = ?trigger, generation, added = ?report.listeners_added, removed = ?report.listeners_removed, "config reloaded");
+        tracing::info!(trigger = ?by.trigger, peer = ?by.peer, generation, added = ?report.listeners_added, removed = ?report.listeners_removed, "config reloaded");
         Ok(report)
     }
 

@@ -2,13 +2,14 @@
 //! (its own crate, on its own thread) reaches the data plane only through it: reads are
 //! snapshots, and actions (reload, drain, upgrade) go through the control plane.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::observe::audit::Trigger;
+use crate::observe::audit::Initiator;
 use crate::runtime::compile::Runtime;
 use crate::runtime::control::{Control, ReloadReport};
+use crate::runtime::status::listener_statuses;
+pub use crate::runtime::status::{ListenerProtocol, ListenerStatus};
 
 /// The content type of [`AdminHandle::metrics_text`] (the Prometheus text format).
 pub const METRICS_CONTENT_TYPE: &str = crate::observe::metrics::expo::CONTENT_TYPE;
@@ -17,40 +18,6 @@ pub const METRICS_CONTENT_TYPE: &str = crate::observe::metrics::expo::CONTENT_TY
 #[derive(Clone)]
 pub struct AdminHandle {
     control: Arc<Control>,
-}
-
-/// How a listener serves, for `GET /status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListenerProtocol {
-    /// Cleartext HTTP/1.1 (and h2c when enabled).
-    Http,
-    /// TLS terminated here, then HTTP/1.1 or HTTP/2.
-    Https,
-    /// TLS passed through by SNI to a backend.
-    TlsPassthrough,
-}
-
-impl ListenerProtocol {
-    /// The name the admin API shows.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Http => "http",
-            Self::Https => "https",
-            Self::TlsPassthrough => "tls_passthrough",
-        }
-    }
-}
-
-/// One listener of the running config.
-#[derive(Debug, Clone)]
-pub struct ListenerStatus {
-    /// The listener's name.
-    pub name: String,
-    /// The bound address (the real port when the config said port 0).
-    pub address: SocketAddr,
-    /// How it serves.
-    pub protocol: ListenerProtocol,
 }
 
 /// One route's stage decisions: (stage name, answered, refused), in stage order.
@@ -70,27 +37,7 @@ impl AdminHandle {
     /// The listeners of the running config, with their bound addresses.
     #[must_use]
     pub fn listeners(&self) -> Vec<ListenerStatus> {
-        let rt = self.control.runtime();
-        let addrs = self.control.listener_addrs();
-        rt.plane()
-            .listeners
-            .iter()
-            .zip(&rt.edge.listeners)
-            .map(|(l, edge)| ListenerStatus {
-                name: l.name.to_string(),
-                address: addrs
-                    .iter()
-                    .find(|(n, _)| **n == *l.name)
-                    .map_or(l.bind, |(_, a)| *a),
-                protocol: if edge.passthrough.is_some() {
-                    ListenerProtocol::TlsPassthrough
-                } else if edge.tls.is_some() {
-                    ListenerProtocol::Https
-                } else {
-                    ListenerProtocol::Http
-                },
-            })
-            .collect()
+        listener_statuses(&self.control.runtime(), &self.control.listener_addrs())
     }
 
     /// Every route's stage decisions since start (counters survive reloads), by route name.
@@ -144,8 +91,8 @@ impl AdminHandle {
     /// # Errors
     /// The file does not load, validate or compile, or a new listener cannot be bound; the
     /// running config stays in service.
-    pub fn reload(&self, trigger: Trigger) -> Result<ReloadReport, String> {
-        self.control.reload_file(trigger)
+    pub fn reload(&self, by: impl Into<Initiator>) -> Result<ReloadReport, String> {
+        self.control.reload_file(&by.into())
     }
 
     /// Marks the server as draining: `/readyz` answers 503 from now on.

@@ -12,4 +12,5 @@ mod listeners;
 mod reuse;
 mod routes;
 pub(crate) mod server;
+pub(crate) mod status;
 pub(crate) mod worker;

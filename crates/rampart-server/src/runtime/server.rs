@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::listen::bind::bind_all;
 use crate::listen::edge::Listening;
 use crate::observe::access_log::AccessLog;
-use crate::observe::audit::{AuditLog, ChangeSummary, Trigger};
+use crate::observe::audit::{AuditLog, ChangeSummary, Initiator, Trigger};
 use crate::observe::metrics::Registry;
 use crate::observe::otel::Tracer;
 use crate::observe::tls_stats::TlsStatsSnapshot;
@@ -186,7 +186,7 @@ fn open_audit_log(config: &Config, trigger: Trigger) -> io::Result<Option<Arc<Au
         .map_err(|e| io::Error::new(e.kind(), format!("audit log {:?}: {e}", raw.audit_log.path)))?
         .map(Arc::new);
     if let Some(audit) = &audit {
-        audit.config_change(trigger, 1, &ChangeSummary::between(None, raw));
+        audit.config_change(&trigger.into(), 1, &ChangeSummary::between(None, raw));
     }
     Ok(audit)
 }
@@ -235,8 +235,8 @@ impl ServerHandle {
     ///
     /// # Errors
     /// The file does not load, validate or compile, or a new listener cannot be bound.
-    pub fn reload(&self, trigger: Trigger) -> Result<ReloadReport, String> {
-        self.control.reload_file(trigger)
+    pub fn reload(&self, by: impl Into<Initiator>) -> Result<ReloadReport, String> {
+        self.control.reload_file(&by.into())
     }
 
     /// Reloads from config text (as [`Self::reload`]).
@@ -244,7 +244,7 @@ impl ServerHandle {
     /// # Errors
     /// As [`Self::reload`].
     pub fn reload_str(&self, text: &str) -> Result<ReloadReport, String> {
-        self.control.reload_str(text, Trigger::AdminApi)
+        self.control.reload_str(text, &Trigger::AdminApi.into())
     }
 
     /// The generation of the config in service (1 at start).

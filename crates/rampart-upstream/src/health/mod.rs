@@ -274,12 +274,22 @@ pub struct TargetStatus {
     pub requests: u64,
     /// Requests that failed there (connect errors, resets, timeouts, 5xx).
     pub failures: u64,
+    /// Times taken out of rotation since the upstream was loaded, for any reason (passive
+    /// outlier ejections and failed active checks): the sum of `taken_out`, and of
+    /// `rampart_upstream_ejections_total` over its reasons.
+    pub ejections: u64,
+    /// Times taken out, by reason (the `reason` label of `rampart_upstream_ejections_total`);
+    /// reasons with no event are left out.
+    #[serde(rename = "ejections_by_reason", serialize_with = "as_map")]
+    pub taken_out: Vec<(&'static str, u64)>,
     /// Passive ejections counting towards the back-off (the next one lasts
     /// `base_ejection` × 2^this); forgotten after a healthy spell of `max_ejection`.
-    pub ejections: u32,
-    /// Times taken out since the upstream was loaded, by reason (for
-    /// `rampart_upstream_ejections_total{reason}`); reasons with no event are left out.
-    pub taken_out: Vec<(&'static str, u64)>,
+    pub backoff_level: u32,
+}
+
+/// Serializes `(reason, count)` pairs as a JSON object.
+fn as_map<S: serde::Serializer>(pairs: &[(&'static str, u64)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().map(|(k, v)| (*k, *v)))
 }
 
 impl TargetStatus {
@@ -287,6 +297,7 @@ impl TargetStatus {
         let reason = stats.reason();
         #[allow(clippy::cast_precision_loss)]
         let ewma_ms = stats.ewma_us() as f64 / 1000.0;
+        let taken_out = stats.taken_out();
         Self {
             target: label.to_owned(),
             state: stats.state(),
@@ -296,8 +307,9 @@ impl TargetStatus {
             ewma_ms,
             requests: stats.requests.load(Ordering::Relaxed),
             failures: stats.failures.load(Ordering::Relaxed),
-            ejections: stats.ejections.load(Ordering::Relaxed),
-            taken_out: stats.taken_out(),
+            ejections: taken_out.iter().map(|(_, n)| n).sum(),
+            taken_out,
+            backoff_level: stats.ejections.load(Ordering::Relaxed),
         }
     }
 }

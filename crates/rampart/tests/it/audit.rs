@@ -160,3 +160,72 @@ async fn a_disabled_audit_log_writes_nothing() {
     assert!(!audit.exists(), "no file is created when disabled");
     assert_eq!(origin.requests().len(), 0);
 }
+
+/// Sends `POST /reload` to the admin API from a socket whose address the test knows; returns
+/// that address and the status code.
+async fn admin_reload(admin_url: &str) -> (std::net::SocketAddr, u16) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = admin_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/reload");
+    let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let local = stream.local_addr().unwrap();
+    stream
+        .write_all(
+            format!("POST /reload HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("admin answer in time")
+        .unwrap();
+    let status = String::from_utf8_lossy(&answer)
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (local, status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_reload_records_the_peer_that_asked() {
+    let dir = TempDir::new("audit");
+    let audit = dir.0.join("audit.log");
+    let origin = RecordingOrigin::start().await.unwrap();
+    let gw = TestGateway::builder(format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[audit_log]\nenabled = true\npath = {:?}\n\n\
+         [[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\n\n[[upstreams]]\nname = \"app\"\n\
+         targets = [\"{}\"]\n\n[[routes]]\nname = \"all\"\nupstream = \"app\"\n",
+        audit.display().to_string(),
+        origin.addr()
+    ))
+    .config_file()
+    .start();
+    let (peer, status) = admin_reload(&gw.admin_url("/reload")).await;
+    assert_eq!(status, 200);
+    let all = wait_for(&audit, |l| l["generation"] == 2).await;
+    let change = all.iter().find(|l| l["generation"] == 2).unwrap();
+    assert_eq!(change["event"], "config_change", "{all:#?}");
+    assert_eq!(change["trigger"], "admin_api");
+    assert_eq!(change["peer"], peer.to_string());
+    assert!(
+        change.get("identity").is_none(),
+        "no identity without admin auth: {change}"
+    );
+    // A refused reload names its peer too.
+    std::fs::write(gw.config_path(), "this is not toml").unwrap();
+    let (peer, status) = admin_reload(&gw.admin_url("/reload")).await;
+    assert_eq!(status, 422);
+    let all = wait_for(&audit, |l| l["event"] == "config_rejected").await;
+    let rejected = all
+        .iter()
+        .find(|l| l["event"] == "config_rejected")
+        .unwrap_or_else(|| panic!("{all:#?}"));
+    assert_eq!(rejected["trigger"], "admin_api");
+    assert_eq!(rejected["peer"], peer.to_string());
+    // The startup line has no peer.
+    assert!(all[0].get("peer").is_none(), "{:?}", all[0]);
+}

@@ -1008,3 +1008,48 @@ fn sigterm_right_after_startup_is_a_clean_shutdown() {
         .expect("exit after SIGTERM");
     assert!(status.success(), "exit {status:?}:\n{}", server.stderr());
 }
+
+#[test]
+fn the_startup_line_names_each_listeners_scheme_and_http_versions() {
+    let pki = rampart_testkit::TestPki::new();
+    let cert = pki.server("localhost", &["localhost"]);
+    let dir = TempDir::new("cli");
+    let config = format!(
+        "[access_log]\nenabled = false\n\n\
+         [[listeners]]\nname = \"plain\"\nbind = \"127.0.0.1:0\"\nhttp2 = false\n\n\
+         [[listeners]]\nname = \"clear2\"\nbind = \"127.0.0.1:0\"\n\n\
+         [[listeners]]\nname = \"secure\"\nbind = \"127.0.0.1:0\"\n\n\
+         [listeners.tls]\n[[listeners.tls.certificates]]\ncert = {:?}\nkey = {:?}\n\n\
+         [[routes]]\nname = \"all\"\nrespond = {{ status = 200, body = \"ok\" }}\n",
+        cert.cert, cert.key
+    );
+    let path = dir.file("listeners.toml", &config);
+    let server = Server::spawn(&["run", "-c", path.to_str().unwrap()]);
+    let deadline = Instant::now() + SERVER_TIMEOUT;
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.contains("rampart started")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no startup line:\n{}", server.stderr());
+        if let Ok(line) = server
+            .lines
+            .recv_timeout(left.min(Duration::from_millis(100)))
+        {
+            lines.push(line);
+        }
+    }
+    let listening = |name: &str| -> String {
+        let line = lines
+            .iter()
+            .find(|l| l.contains("listening on") && l.contains(&format!("listener={name}")))
+            .unwrap_or_else(|| panic!("no line for {name}: {lines:#?}"));
+        let rest = line.split("listening on ").nth(1).unwrap();
+        // The address varies; the scheme and the versions must not.
+        let (scheme, after) = rest.split_once("://127.0.0.1:").unwrap();
+        let versions = after.split_once(' ').map_or("", |(_, v)| v);
+        let versions = versions.split(')').next().unwrap_or_default();
+        format!("{scheme} {versions})")
+    };
+    assert_eq!(listening("plain"), "http (http/1.1)");
+    assert_eq!(listening("clear2"), "http (http/1.1, h2c)");
+    assert_eq!(listening("secure"), "https (http/1.1, h2)");
+}

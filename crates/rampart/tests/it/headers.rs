@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use rampart_testkit::{
-    Behavior, RawResponse, RecordingOrigin, ScriptedOrigin, TestGateway, free_port_closed,
+    Behavior, HttpOrigin, RawResponse, RecordingOrigin, ScriptedOrigin, TestGateway,
+    free_port_closed, reqwest,
 };
 
 use crate::support::{header_values, send_within};
@@ -307,4 +308,52 @@ fn edits_of_framing_headers_and_bad_values_are_refused_with_their_key() {
         let msg = config_error(extra);
         assert!(msg.contains(expect), "{extra}: {msg}");
     }
+}
+
+/// The `Via` values an `HttpOrigin` JSON echo received.
+fn echoed_via(echo: &serde_json::Value) -> Vec<String> {
+    echo["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|pair| pair[0].as_str().unwrap().eq_ignore_ascii_case("via"))
+        .map(|pair| pair[1].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn via_names_the_protocol_version_each_message_was_received_with() {
+    let origin = HttpOrigin::start().await.unwrap();
+    let gw = TestGateway::builder(format!(
+        "[[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\n\n[[upstreams]]\nname = \"app\"\n\
+         targets = [\"{}\"]\n\n[[routes]]\nname = \"all\"\nupstream = \"app\"\n",
+        origin.addr()
+    ))
+    .start();
+    // The forwarded request names the client's version; the response the upstream's (1.1).
+    for (version, received) in [("HTTP/1.0", "1.0"), ("HTTP/1.1", "1.1")] {
+        let request =
+            format!("GET /via {version}\r\nHost: example.test\r\nConnection: close\r\n\r\n");
+        let resp = send_within(WAIT, gw.addr("web"), request.as_bytes()).await;
+        assert_eq!(resp.status, 200, "{}", resp.body_text());
+        assert_eq!(resp.header_all("via"), vec!["1.1 rampart"], "{version}");
+        let echo: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!(echoed_via(&echo), vec![format!("{received} rampart")]);
+    }
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(WAIT)
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = h2.get(gw.url("web", "/via")).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let via: Vec<_> = resp.headers().get_all("via").iter().cloned().collect();
+    assert_eq!(
+        via,
+        vec!["1.1 rampart"],
+        "received from the HTTP/1.1 upstream"
+    );
+    let echo: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(echoed_via(&echo), vec!["2 rampart"], "received over HTTP/2");
 }

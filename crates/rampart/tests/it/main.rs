@@ -6,10 +6,12 @@
 
 mod support;
 
+mod access_log;
 mod audit;
 mod cli;
 mod cors;
 mod discovery;
+mod docs;
 mod doctor;
 mod grpc;
 mod h2_drain;

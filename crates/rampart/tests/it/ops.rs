@@ -322,3 +322,109 @@ async fn ejections_are_counted_by_target_and_reason() {
     );
     assert!(!text.contains(&live), "{text}");
 }
+
+/// A port nobody listens on any more: every connect to it is refused.
+fn dead_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// An upstream `origin` of a live and a dead target, round robin, `extra` keys after it.
+fn live_and_dead(live: std::net::SocketAddr, dead: std::net::SocketAddr, extra: &str) -> String {
+    format!(
+        "[access_log]\nenabled = false\n\n{ADMIN}\n\
+         [[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\n\
+         [[upstreams]]\nname = \"origin\"\ntargets = [\"{live}\", \"{dead}\"]\nbalance = \"round_robin\"\n{extra}\n\n\
+         [[routes]]\nname = \"api\"\nupstream = \"origin\"\n"
+    )
+}
+
+/// Target `target` of upstream `origin` in `GET /upstreams`.
+async fn target_status(gw: &TestGateway, target: std::net::SocketAddr) -> Value {
+    let (status, text) = get(&gw.admin_url("/upstreams")).await;
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    doc["upstreams"][0]["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == target.to_string())
+        .cloned()
+        .unwrap_or_else(|| panic!("no {target} in {doc}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_and_metrics_count_ejections_the_same_way() {
+    let origin = HttpOrigin::start().await.unwrap();
+    let dead = dead_port();
+    // The first probe comes after 2 s: passive ejection first, then a failed active check.
+    let gw = TestGateway::builder(live_and_dead(
+        origin.addr(),
+        dead,
+        "[upstreams.health_check]\nkind = \"tcp\"\ninterval = \"2s\"\njitter = \"0s\"\nunhealthy_threshold = 1",
+    ))
+    .start();
+    for _ in 0..8 {
+        assert_eq!(get(&gw.url("public", "/x")).await.0, 200);
+    }
+    let mut target = target_status(&gw, dead).await;
+    for _ in 0..150 {
+        if target["ejections_by_reason"]["active_check_failed"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        target = target_status(&gw, dead).await;
+    }
+    assert_eq!(
+        target["ejections_by_reason"],
+        serde_json::json!({"consecutive_connect_errors": 1, "active_check_failed": 1}),
+        "{target}"
+    );
+    assert_eq!(target["ejections"], 2, "{target}");
+    let (_, text) = get(&gw.admin_url("/metrics")).await;
+    let prefix =
+        format!("rampart_upstream_ejections_total{{upstream=\"origin\",target=\"{dead}\",reason=");
+    let total: f64 = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| rest.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert_eq!(Some(total), target["ejections"].as_f64(), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_health_of_an_unchanged_upstream() {
+    let origin = HttpOrigin::start().await.unwrap();
+    let dead = dead_port();
+    let outlier = "[upstreams.outlier]\nbase_ejection = \"60s\"\nmax_ejection = \"120s\"";
+    let base = live_and_dead(origin.addr(), dead, outlier);
+    let gw = TestGateway::builder(base.clone()).start();
+    for _ in 0..8 {
+        assert_eq!(get(&gw.url("public", "/x")).await.0, 200);
+    }
+    let before = target_status(&gw, dead).await;
+    assert_eq!(before["state"], "ejected", "{before}");
+    assert_eq!(before["ejections"], 1, "{before}");
+    // Generation 2 adds a route; the upstream is unchanged and keeps its health.
+    let report = gw
+        .handle()
+        .reload_str(&format!(
+            "{base}\n[[routes]]\nname = \"added\"\npath = \"/added\"\nrespond = {{ status = 200, body = \"new\" }}\n"
+        ))
+        .unwrap();
+    assert_eq!(report.generation, 2);
+    assert_eq!(get(&gw.url("public", "/added")).await.0, 200);
+    let after = target_status(&gw, dead).await;
+    assert_eq!(after["state"], "ejected", "{after}");
+    assert_eq!(after["reason"], "consecutive_connect_errors", "{after}");
+    assert_eq!(after["ejections"], 1, "{after}");
+    assert_eq!(after["backoff_level"], before["backoff_level"], "{after}");
+    // No request tries the ejected target: it is not asked again after the reload.
+    for _ in 0..4 {
+        assert_eq!(get(&gw.url("public", "/x")).await.0, 200);
+    }
+    let last = target_status(&gw, dead).await;
+    assert_eq!(last["requests"], before["requests"], "{last}");
+}

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message as _;
 use rampart_testkit::{RecordingOrigin, TestGateway, reqwest};
 
-use crate::support::header_values;
+use crate::support::{header_values, request_line};
 
 /// Bound on waiting for spans (the exporter sends a partial batch after 1 s).
 const WAIT: Duration = Duration::from_secs(15);
@@ -444,4 +444,23 @@ async fn a_full_ratio_samples_new_traces_and_tells_the_upstream() {
             .unwrap_or_else(|| panic!("no span for {tp}: {spans:?}"));
         assert!(span.parent_span_id.is_empty(), "a new trace has no parent");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_http_sends_an_origin_form_request_with_a_host_header() {
+    // A plain origin that records the bytes on the wire stands in for the collector.
+    let collector = RecordingOrigin::start().await.unwrap();
+    let origin = RecordingOrigin::start().await.unwrap();
+    let gw = gateway(
+        &origin,
+        &format!("endpoint = \"http://{}/v1/traces\"", collector.addr()),
+    );
+    assert_eq!(get(&gw.url("web", "/api/items"), None).await, 200);
+    let exports = collector.wait_for_requests(1, WAIT).await;
+    assert!(!exports.is_empty(), "no export request arrived");
+    assert_eq!(request_line(&exports[0]), "POST /v1/traces HTTP/1.1");
+    assert_eq!(
+        header_values(&exports[0], "host"),
+        vec![collector.addr().to_string()]
+    );
 }

@@ -117,7 +117,7 @@ struct Health {
     state: &'static str,
     reason: Option<&'static str>,
     failures: u64,
-    ejections: u32,
+    backoff_level: u32,
 }
 
 /// The health of target `addr` of upstream `three`.
@@ -132,7 +132,7 @@ fn status(gw: &TestGateway, addr: SocketAddr) -> Health {
         state: t.state.as_str(),
         reason: t.reason,
         failures: t.failures,
-        ejections: t.ejections,
+        backoff_level: t.backoff_level,
     }
 }
 
@@ -364,7 +364,7 @@ async fn a_flapping_target_is_backed_off_exponentially() {
     let mut seen = 0;
     let started = Instant::now();
     while at.len() < 5 && started.elapsed() < Duration::from_secs(40) {
-        let count = status(&gw, origins[0].addr).ejections;
+        let count = status(&gw, origins[0].addr).backoff_level;
         if count > seen {
             seen = count;
             at.push(Instant::now());

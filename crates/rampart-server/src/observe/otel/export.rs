@@ -156,7 +156,14 @@ impl Exporter {
             OtlpProtocol::Http => ("application/x-protobuf", message),
             OtlpProtocol::Grpc => ("application/grpc", proto::grpc_frame(&message)),
         };
-        let mut req = Request::post(format!("http://{}{}", self.authority, self.path))
+        // HTTP/1.1 sends origin-form (`POST /v1/traces` with a Host header), as a client to an
+        // origin server must (RFC 9112 §3.2.1); HTTP/2 carries the authority in `:authority`.
+        let builder = match self.protocol {
+            OtlpProtocol::Http => Request::post(self.path.as_str())
+                .header(http::header::HOST, self.authority.as_str()),
+            OtlpProtocol::Grpc => Request::post(format!("http://{}{}", self.authority, self.path)),
+        };
+        let mut req = builder
             .header(http::header::CONTENT_TYPE, content_type)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;

@@ -92,12 +92,13 @@ pub(super) async fn run(
     match client_side {
         Some(client_side) if switching => {
             let upstream_side = hyper::upgrade::on(&mut *resp);
-            tunnel::spawn(
+            let report = tunnel::spawn(
                 client_side,
                 upstream_side,
                 env.settings.tunnel_idle_timeout,
                 ctx.request_id.clone(),
             );
+            resp.extensions_mut().insert(report);
             remove_hop_by_hop(resp.headers_mut(), true);
         }
         _ => remove_hop_by_hop(resp.headers_mut(), false),
