@@ -348,7 +348,7 @@ impl TlsListener {
                 Some(b"http/1.1") => Some("http/1.1"),
                 _ => None,
             },
-            version: version.and_then(|v| v.as_str()).unwrap_or("unknown"),
+            version: version.map_or("unknown", version_name),
             cipher: suite.and_then(|s| s.as_str()).unwrap_or("unknown"),
             resumed,
             early_data,
@@ -358,6 +358,18 @@ impl TlsListener {
                 .and_then(|chain| chain.first())
                 .map(|der| client_cert_info(der.as_ref())),
         }
+    }
+}
+
+/// The protocol version as OpenSSL, nginx and HAProxy spell it (`TLSv1.3`), for the PROXY
+/// protocol's SSL TLV and the facts handed to stages.
+pub(crate) fn version_name(version: rustls::ProtocolVersion) -> &'static str {
+    match version {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+        rustls::ProtocolVersion::TLSv1_1 => "TLSv1.1",
+        rustls::ProtocolVersion::TLSv1_0 => "TLSv1",
+        _ => "unknown",
     }
 }
 
@@ -456,4 +468,15 @@ fn build_config(
     config.max_early_data_size = spec.max_early_data;
     config.send_half_rtt_data = spec.max_early_data > 0;
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_spelled_as_openssl_does() {
+        assert_eq!(version_name(rustls::ProtocolVersion::TLSv1_3), "TLSv1.3");
+        assert_eq!(version_name(rustls::ProtocolVersion::TLSv1_2), "TLSv1.2");
+    }
 }
