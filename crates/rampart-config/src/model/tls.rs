@@ -160,8 +160,9 @@ pub struct RedirectHttps {
     pub port: Option<u16>,
 }
 
-/// `[listeners.passthrough]`: this listener does not terminate TLS; it reads the SNI name of the
-/// ClientHello and forwards the raw connection to the upstream chosen by it.
+/// `[listeners.passthrough]`: read the SNI name of the ClientHello and forward the raw
+/// connection to the upstream chosen by it. Next to `[listeners.tls]`, only the names in `sni`
+/// are forwarded and every other connection is terminated.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Passthrough {
@@ -169,7 +170,7 @@ pub struct Passthrough {
     #[serde(default)]
     pub sni: BTreeMap<String, Located<String>>,
     /// Upstream for connections whose SNI matches nothing, or that send none (otherwise they
-    /// are closed).
+    /// are closed); not with `[listeners.tls]`.
     #[serde(default)]
     pub default: Option<Located<String>>,
     /// Time allowed for the ClientHello to arrive.

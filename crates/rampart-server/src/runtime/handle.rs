@@ -82,10 +82,10 @@ impl AdminHandle {
                     .iter()
                     .find(|(n, _)| **n == *l.name)
                     .map_or(l.bind, |(_, a)| *a),
-                protocol: if edge.passthrough.is_some() {
-                    ListenerProtocol::TlsPassthrough
-                } else if edge.tls.is_some() {
+                protocol: if edge.tls.is_some() {
                     ListenerProtocol::Https
+                } else if edge.passthrough.is_some() {
+                    ListenerProtocol::TlsPassthrough
                 } else {
                     ListenerProtocol::Http
                 },

@@ -244,6 +244,19 @@ impl TlsListener {
         })
     }
 
+    /// True when a certificate is configured for exactly `name` (not through a wildcard).
+    pub(crate) fn serves_exactly(&self, name: &str) -> bool {
+        self.resolver.has_exact(name)
+    }
+
+    /// Every name a certificate is configured for, exact or wildcard.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.resolver
+            .slots
+            .iter()
+            .flat_map(|s| s.names.iter().map(|n| &**n))
+    }
+
     /// The config new handshakes use.
     pub(crate) fn config(&self) -> Arc<ServerConfig> {
         self.config.load_full()
