@@ -9,6 +9,7 @@
 pub(crate) mod certs;
 pub mod client_hello;
 pub(crate) mod early;
+mod ocsp;
 pub(crate) mod passthrough;
 pub(crate) mod reload;
 mod resolver;
@@ -123,6 +124,17 @@ impl TlsListener {
                     continue;
                 }
             };
+            match &loaded.staple {
+                certs::Staple::Refused(msg) => {
+                    let at = c.ocsp.as_ref().unwrap_or(&c.cert);
+                    errors.push(cfg_err(at, format!("{cpath}.ocsp"), msg.clone()));
+                    continue;
+                }
+                certs::Staple::Stapled(checked) => {
+                    ocsp::log_stapled(l.name.as_str(), c.cert.as_str(), checked);
+                }
+                certs::Staple::None => {}
+            }
             let names: Vec<Box<str>> = if c.names.is_empty() {
                 loaded.dns_names.iter().map(|n| n.as_str().into()).collect()
             } else {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher as _};
 
 use super::TlsListener;
-use super::certs;
+use super::{certs, ocsp};
 use crate::observe::audit::AuditLog;
 
 /// How long the files must be quiet before a reload (editors and `cp` write in steps).
@@ -136,15 +136,38 @@ pub(crate) fn reload_listener(
         ) {
             Ok(loaded) => {
                 let current = slot.key.load();
-                if current.cert == loaded.key.cert && current.ocsp == loaded.key.ocsp {
+                let cert_changed = current.cert != loaded.key.cert;
+                let ocsp_file = slot.ocsp_path.as_deref().unwrap_or_default();
+                match &loaded.staple {
+                    certs::Staple::Refused(why) => {
+                        l.stats.ocsp_refused();
+                        tracing::error!(listener = %l.name, cert = %slot.cert_path, ocsp = ocsp_file, error = %why, "OCSP response refused: not stapled");
+                        if !cert_changed {
+                            // Same certificate: the response already stapled stays.
+                            record(ocsp_file, Some(why));
+                            continue;
+                        }
+                    }
+                    certs::Staple::Stapled(checked) if current.ocsp != loaded.key.ocsp => {
+                        tracing::info!(listener = %l.name, cert = %slot.cert_path, ocsp = ocsp_file, "OCSP response reloaded");
+                        ocsp::log_stapled(&l.name, &slot.cert_path, checked);
+                    }
+                    _ => {}
+                }
+                if !cert_changed && current.ocsp == loaded.key.ocsp {
                     continue;
                 }
+                let stapled = loaded.key.ocsp.is_some();
                 slot.store(loaded.key, loaded.not_after);
                 l.stats
                     .set_expiry(&format!("{}:{}", l.name, slot.cert_path), loaded.not_after);
                 l.stats.reloaded();
-                tracing::info!(listener = %l.name, cert = %slot.cert_path, expires = %certs::fmt_time(loaded.not_after), "certificate reloaded");
-                record(&slot.cert_path, None);
+                if cert_changed {
+                    tracing::info!(listener = %l.name, cert = %slot.cert_path, expires = %certs::fmt_time(loaded.not_after), stapled, "certificate reloaded");
+                    record(&slot.cert_path, None);
+                } else {
+                    record(ocsp_file, None);
+                }
             }
             Err(e) => {
                 l.stats.reload_failed();

@@ -357,6 +357,13 @@ fn tls(out: &mut String, registry: &Registry) {
     );
     header(
         out,
+        "rampart_tls_ocsp_refused_total",
+        "counter",
+        "OCSP responses not stapled on reload: about another certificate, expired or malformed.",
+    );
+    sample(out, "rampart_tls_ocsp_refused_total", &[], s.ocsp_refused);
+    header(
+        out,
         "rampart_tls_certificate_expiry_timestamp_seconds",
         "gauge",
         "Expiry time of each certificate in service, Unix seconds.",

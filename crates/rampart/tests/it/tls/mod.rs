@@ -4,6 +4,7 @@
 
 mod alpn;
 mod mixed;
+mod ocsp;
 mod proxy_tlv;
 mod records;
 mod reload;
