@@ -49,10 +49,7 @@ pub(crate) fn now_unix() -> i64 {
 }
 
 /// Formats Unix seconds as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
-pub(crate) fn fmt_time(unix: i64) -> String {
-    let t = UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
-    httpdate::fmt_http_date(t)
-}
+pub(crate) use crate::observe::timefmt::unix_http_date as fmt_time;
 
 /// Reads every PEM certificate in `path` (shared with upstream TLS, so both report alike).
 pub(crate) use rampart_upstream::tls::read_certs;

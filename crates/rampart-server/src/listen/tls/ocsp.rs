@@ -3,6 +3,7 @@
 //! serial number of its CertID) and must not be past its `nextUpdate`. The DER is decoded with
 //! asn1-rs (through x509-parser); the signature is the client's to verify.
 
+use crate::observe::timefmt::unix_http_date;
 use x509_parser::asn1_rs::{Any, Class, FromDer};
 use x509_parser::prelude::{ASN1Time, X509Certificate};
 
@@ -40,12 +41,12 @@ pub(crate) struct Checked {
 /// Logs a response put in service; a `revoked` one at `error`, for it makes clients refuse the
 /// certificate.
 pub(crate) fn log_stapled(listener: &str, cert: &str, checked: &Checked) {
-    let next_update = checked.next_update.map(super::certs::fmt_time);
+    let next_update = checked.next_update.map(unix_http_date);
     match checked.status {
         CertStatus::Revoked(at) => tracing::error!(
             listener,
             cert,
-            revoked_at = %super::certs::fmt_time(at),
+            revoked_at = %unix_http_date(at),
             "OCSP response says the certificate is REVOKED: clients that check the staple will refuse it; replace the certificate"
         ),
         status => {
@@ -282,7 +283,7 @@ fn check_id(der: &[u8], id: &CertId<'_>, now: i64) -> Result<Checked, String> {
     {
         return Err(format!(
             "it expired on {} (nextUpdate)",
-            super::certs::fmt_time(next)
+            unix_http_date(next)
         ));
     }
     Ok(Checked {
