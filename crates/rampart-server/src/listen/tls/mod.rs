@@ -84,6 +84,8 @@ pub(crate) struct TlsListener {
     /// `Strict-Transport-Security` value, if configured.
     pub(crate) hsts: Option<HeaderValue>,
     pub(crate) stats: Arc<TlsStats>,
+    /// What compiling found worth a warning (a revoked certificate's OCSP response).
+    pub(crate) warnings: Vec<String>,
 }
 
 fn cfg_err<T>(at: &Located<T>, path: String, msg: String) -> ConfigError {
@@ -103,6 +105,7 @@ impl TlsListener {
         let mut errors = Vec::new();
         let mut slots = Vec::new();
         let mut default = None;
+        let mut warnings = Vec::new();
         for (i, c) in tls.certificates.iter().enumerate() {
             let cpath = format!("{path}.certificates[{i}]");
             let loaded = match certs::load_certified_key(
@@ -132,6 +135,14 @@ impl TlsListener {
                 }
                 certs::Staple::Stapled(checked) => {
                     ocsp::log_stapled(l.name.as_str(), c.cert.as_str(), checked);
+                    if let ocsp::CertStatus::Revoked(at) = checked.status {
+                        warnings.push(format!(
+                            "{cpath}.ocsp: the OCSP response in {:?} says the certificate in {:?} was REVOKED on {}: clients that check the staple will refuse it",
+                            c.ocsp.as_ref().map_or("", |o| o.as_str()),
+                            c.cert.as_str(),
+                            certs::fmt_time(at)
+                        ));
+                    }
                 }
                 certs::Staple::None => {}
             }
@@ -253,6 +264,7 @@ impl TlsListener {
             strict_sni: tls.strict_sni,
             hsts,
             stats: Arc::clone(stats),
+            warnings,
         })
     }
 

@@ -192,4 +192,17 @@ fn rampart_check_refuses_a_response_for_another_certificate_or_an_expired_one() 
     std::fs::write(&ocsp_path, pki.ocsp_response(&cert, OcspStatus::Good, -60)).unwrap();
     let (ok, out) = check(&text, pki.dir());
     assert!(!ok && out.contains("expired on"), "{out}");
+
+    // Revoked: the config stands (the staple tells clients the truth), with a loud warning.
+    std::fs::write(
+        &ocsp_path,
+        pki.ocsp_response(&cert, OcspStatus::Revoked, 3600),
+    )
+    .unwrap();
+    let (ok, out) = check(&text, pki.dir());
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("warning: listeners[0].tls.certificates[0].ocsp") && out.contains("REVOKED"),
+        "{out}"
+    );
 }
