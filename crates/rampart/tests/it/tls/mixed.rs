@@ -165,3 +165,21 @@ upstream = "app"
     });
     assert_eq!(gw.tls_stats().passthrough_connections, 1);
 }
+
+#[test]
+fn a_name_passed_through_and_in_a_certificates_own_dns_names_is_refused() {
+    let pki = TestPki::new();
+    let cert = pki.server("both", &["a.test", "legacy.test"]);
+    let errors = super::compile_errors(&format!(
+        "[[listeners]]\nname = \"https\"\nbind = \"127.0.0.1:0\"\n[listeners.passthrough]\n\
+         sni = {{ \"legacy.test\" = \"legacy\" }}\n[listeners.tls]\n[[listeners.tls.certificates]]\n\
+         cert = {:?}\nkey = {:?}\n\n[[upstreams]]\nname = \"legacy\"\ntargets = [\"127.0.0.1:9\"]\n\n\
+         [[routes]]\nname = \"echo\"\necho = true\n",
+        cert.cert, cert.key
+    ));
+    assert!(
+        errors.contains("listeners[0].passthrough.sni.\"legacy.test\"")
+            && errors.contains("also served by a certificate"),
+        "{errors}"
+    );
+}
