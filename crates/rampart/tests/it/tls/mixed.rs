@@ -183,3 +183,32 @@ fn a_name_passed_through_and_in_a_certificates_own_dns_names_is_refused() {
         "{errors}"
     );
 }
+
+#[test]
+fn bytes_that_are_not_tls_fail_the_handshake_on_a_mixed_listener() {
+    use std::io::{Read, Write};
+    let pki = TestPki::new();
+    let cert = pki.server("plain", &["a.test"]);
+    let gw = TestGateway::builder(format!(
+        "[[listeners]]\nname = \"https\"\nbind = \"127.0.0.1:0\"\n[listeners.passthrough]\n\
+         sni = {{ \"legacy.test\" = \"legacy\" }}\n[listeners.tls]\n[[listeners.tls.certificates]]\n\
+         cert = {:?}\nkey = {:?}\n\n[[upstreams]]\nname = \"legacy\"\ntargets = [\"127.0.0.1:9\"]\n\n\
+         [[routes]]\nname = \"echo\"\necho = true\n",
+        cert.cert, cert.key
+    ))
+    .start();
+    let mut plain = std::net::TcpStream::connect(gw.addr("https")).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nhost: a.test\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = plain.read_to_end(&mut out);
+    assert!(!out.starts_with(b"HTTP/"), "{out:?}");
+    super::reload::wait_until("the failed handshake to be counted", || {
+        gw.tls_stats().failures_for("protocol") >= 1
+    });
+    assert_eq!(gw.tls_stats().passthrough_connections, 0);
+}
