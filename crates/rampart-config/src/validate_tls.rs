@@ -36,7 +36,7 @@ pub(crate) fn validate(
     let passthrough: Vec<&str> = raw
         .listeners
         .iter()
-        .filter(|l| l.passthrough.is_some())
+        .filter(|l| l.passthrough.is_some() && l.tls.is_none())
         .map(|l| l.name.as_str())
         .collect();
     for (i, r) in raw.routes.iter().enumerate() {
@@ -71,23 +71,20 @@ fn listener(
     upstreams: &[&str],
     check_refs: bool,
 ) {
-    let modes: Vec<&str> = [
-        l.tls.as_ref().map(|_| "tls"),
-        l.redirect_https.as_ref().map(|_| "redirect_https"),
-        l.passthrough.as_ref().map(|_| "passthrough"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if modes.len() > 1 {
+    if l.redirect_https.is_some() && (l.tls.is_some() || l.passthrough.is_some()) {
+        let other = if l.tls.is_some() {
+            "tls"
+        } else {
+            "passthrough"
+        };
         errors.push(err(
             &l.name,
             path,
-            format!(
-                "a listener takes at most one of `tls`, `redirect_https`, `passthrough`; found {}",
-                modes.join(", ")
-            ),
+            format!("`redirect_https` is for a cleartext listener; this one also has `{other}`"),
         ));
+    }
+    if let (Some(tls), Some(p)) = (&l.tls, &l.passthrough) {
+        mixed(errors, path, tls, p);
     }
     if let Some(tls) = &l.tls {
         listener_tls(errors, &format!("{path}.tls"), l, tls);
@@ -243,6 +240,33 @@ fn listener_tls(errors: &mut Vec<ConfigError>, path: &str, l: &Listener, tls: &L
     }
 }
 
+/// A listener with both `tls` and `passthrough`: the names in `passthrough.sni` go raw to
+/// their upstreams, every other connection is terminated.
+fn mixed(errors: &mut Vec<ConfigError>, path: &str, tls: &ListenerTls, p: &Passthrough) {
+    if let Some(d) = &p.default {
+        errors.push(err(
+            d,
+            format!("{path}.passthrough.default"),
+            "this listener also has `tls`: names not in `passthrough.sni` are terminated, so there is no passthrough `default`; remove it (or the `tls` section)",
+        ));
+    }
+    for (name, upstream) in &p.sni {
+        for (i, c) in tls.certificates.iter().enumerate() {
+            for (j, served) in c.names.iter().enumerate() {
+                if served.eq_ignore_ascii_case(name) {
+                    errors.push(err(
+                        upstream,
+                        format!("{path}.passthrough.sni.{name:?}"),
+                        format!(
+                            "{name:?} is passed through and also served by {path}.tls.certificates[{i}].names[{j}]: a name is either passed through or terminated"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
 fn passthrough(
     errors: &mut Vec<ConfigError>,
     path: &str,
@@ -251,7 +275,7 @@ fn passthrough(
     upstreams: &[&str],
     check_refs: bool,
 ) {
-    if p.sni.is_empty() && p.default.is_none() {
+    if p.sni.is_empty() && (p.default.is_none() || l.tls.is_some()) {
         errors.push(err(
             &l.name,
             path,
@@ -387,6 +411,29 @@ pub fn normalize_fingerprint(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MIXED: &str = "[[listeners]]\nname = \"https\"\nbind = \"127.0.0.1:0\"\n[listeners.passthrough]\nsni = { \"legacy.test\" = \"legacy\" }\n[listeners.tls]\n[[listeners.tls.certificates]]\ncert = \"a.crt\"\nkey = \"a.key\"\nnames = [\"a.test\"]\n\n[[upstreams]]\nname = \"legacy\"\ntargets = [\"127.0.0.1:9\"]\n\n[[routes]]\nname = \"r\"\nlisteners = [\"https\"]\nupstream = \"legacy\"\n";
+
+    #[test]
+    fn one_listener_may_pass_some_names_through_and_terminate_the_rest() {
+        assert_eq!(crate::load_errors(MIXED), "");
+    }
+
+    #[test]
+    fn a_name_both_passed_through_and_served_is_refused_at_its_key() {
+        let text = MIXED.replace("[\"a.test\"]", "[\"a.test\", \"Legacy.test\"]");
+        let e = crate::load_errors(&text);
+        assert!(
+            e.contains("listeners[0].passthrough.sni.\"legacy.test\"")
+                && e.contains("also served by listeners[0].tls.certificates[0].names[1]"),
+            "{e}"
+        );
+        let text = MIXED.replace("[listeners.tls]", "default = \"legacy\"\n[listeners.tls]");
+        let e = crate::load_errors(&text);
+        assert!(e.contains("passthrough.default"), "{e}");
+        let text = MIXED.replace("[[listeners]]\n", "[[listeners]]\nredirect_https = {}\n");
+        assert!(crate::load_errors(&text).contains("redirect_https"));
+    }
 
     #[test]
     fn fingerprints_accept_colons_and_case() {

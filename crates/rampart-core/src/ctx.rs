@@ -39,7 +39,7 @@ pub struct TlsInfo {
     pub sni: Option<Arc<str>>,
     /// The negotiated ALPN protocol (`h2`, `http/1.1`), if any.
     pub alpn: Option<&'static str>,
-    /// Protocol version, such as `TLSv1_3`.
+    /// Protocol version as OpenSSL spells it: `TLSv1.2`, `TLSv1.3`.
     pub version: &'static str,
     /// Cipher suite, such as `TLS13_AES_128_GCM_SHA256`.
     pub cipher: &'static str,

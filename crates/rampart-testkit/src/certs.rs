@@ -30,7 +30,7 @@ pub struct CertFiles {
 /// A throw-away PKI in a temporary directory (removed on drop).
 pub struct TestPki {
     dir: PathBuf,
-    ca: CertifiedIssuer<'static, KeyPair>,
+    pub(crate) ca: CertifiedIssuer<'static, KeyPair>,
     serial: AtomicU64,
     /// Path of the CA certificate (PEM).
     pub ca_path: String,

@@ -65,6 +65,9 @@ fn check(path: &Path) -> ExitCode {
     let compiled = rampart_config::load_file(path).and_then(|c| rampart_server::compile(&c));
     match compiled {
         Ok(rt) => {
+            for warning in rt.warnings() {
+                eprintln!("warning: {warning}");
+            }
             println!(
                 "{}: ok ({}, {}, {})",
                 path.display(),

@@ -47,10 +47,12 @@ pub struct ListenerTls {
     /// Lowest protocol version accepted: `"1.2"` or `"1.3"`.
     #[serde(default)]
     pub min_version: TlsVersion,
-    /// Issue TLS 1.3 session tickets (stateless resumption); ticket keys rotate automatically.
+    /// Issue session tickets (stateless resumption, TLS 1.3 and TLS 1.2); ticket keys rotate
+    /// automatically.
     #[serde(default = "yes")]
     pub session_tickets: bool,
-    /// Sessions kept in the server-side session cache (stateful resumption); 0 turns it off.
+    /// Sessions kept in the server-side session cache (TLS 1.2 session IDs, TLS 1.3 stateful
+    /// resumption); 0 turns it off (tickets still resume unless `session_tickets` is off).
     #[serde(default = "default_session_cache")]
     pub session_cache: usize,
     /// Accept TLS 1.3 early data (0-RTT) on resumed sessions. Only safe methods are served from
@@ -158,8 +160,9 @@ pub struct RedirectHttps {
     pub port: Option<u16>,
 }
 
-/// `[listeners.passthrough]`: this listener does not terminate TLS; it reads the SNI name of the
-/// ClientHello and forwards the raw connection to the upstream chosen by it.
+/// `[listeners.passthrough]`: read the SNI name of the ClientHello and forward the raw
+/// connection to the upstream chosen by it. Next to `[listeners.tls]`, only the names in `sni`
+/// are forwarded and every other connection is terminated.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Passthrough {
@@ -167,7 +170,7 @@ pub struct Passthrough {
     #[serde(default)]
     pub sni: BTreeMap<String, Located<String>>,
     /// Upstream for connections whose SNI matches nothing, or that send none (otherwise they
-    /// are closed).
+    /// are closed); not with `[listeners.tls]`.
     #[serde(default)]
     pub default: Option<Located<String>>,
     /// Time allowed for the ClientHello to arrive.

@@ -13,7 +13,9 @@ use crate::http::conn::{ConnFacts, serve_http};
 use crate::listen::edge::{Edge, Listening};
 use crate::listen::proxy_header;
 use crate::listen::tls::Accepted;
+use crate::listen::tls::passthrough::{self, Choice};
 use crate::observe::metrics;
+use crate::observe::tls_stats::HandshakeFailure;
 use crate::observe::track::track_connection;
 
 /// Serves `stream` until it closes, the client goes idle, or shutdown is requested. `local` is
@@ -51,11 +53,31 @@ pub(crate) async fn serve(
         }
     }
     if let Some(p) = opening.passthrough.clone() {
-        let _gauge = listener.metrics.connection(metrics::TCP);
         let stats = Arc::clone(&plane.tls_stats);
-        drop(edge);
-        Box::pin(p.serve(stream, (info.peer, info.local), &stats)).await;
-        return;
+        let addrs = (info.peer, info.local);
+        let Some(tls) = &opening.tls else {
+            let _gauge = listener.metrics.connection(metrics::TCP);
+            drop(edge);
+            Box::pin(p.serve(stream, addrs, &stats)).await;
+            return;
+        };
+        // Both on one port: the ClientHello's SNI name says which.
+        match Box::pin(p.choose(&stream, tls)).await {
+            Choice::Terminate => {}
+            Choice::Pass(backend, sni) => {
+                let _gauge = listener.metrics.connection(metrics::TCP);
+                drop(edge);
+                Box::pin(p.pass(stream, (backend, sni), addrs, &stats)).await;
+                return;
+            }
+            Choice::Close(why) => {
+                if why == passthrough::NO_HELLO_IN_TIME {
+                    stats.failure(HandshakeFailure::Timeout);
+                }
+                tracing::debug!(peer = %peer, listener = %listener.name, reason = why, "TLS connection closed before its ClientHello");
+                return;
+            }
+        }
     }
     let shared = Arc::clone(shared);
     let Some(tls) = opening.tls.clone() else {

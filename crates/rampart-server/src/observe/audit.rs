@@ -180,6 +180,19 @@ impl AuditLog {
         self.send(&line);
     }
 
+    /// Records a certificate (or client CA / CRL) reload of listener `listener` from `file`:
+    /// put in service (`error` is `None`) or refused, the previous files staying in service.
+    pub fn tls_reload(&self, listener: &str, file: &str, error: Option<&str>) {
+        self.send(&json!({
+            "ts": now(),
+            "event": "certificate_reload",
+            "result": if error.is_none() { "ok" } else { "failed" },
+            "listener": listener,
+            "file": file,
+            "error": error,
+        }));
+    }
+
     /// Counts a refused request if its reason is a security decision; the first of each reason
     /// in an interval is written at once. Two relaxed atomic operations per audited refusal,
     /// nothing for other requests.

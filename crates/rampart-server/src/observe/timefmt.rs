@@ -42,6 +42,13 @@ fn civil(t: SystemTime) -> Civil {
     }
 }
 
+/// Unix seconds as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub(crate) fn unix_http_date(unix: i64) -> String {
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+    httpdate::fmt_http_date(t)
+}
+
 /// `2026-11-22T21:11:04.123Z`
 pub(crate) fn rfc3339_millis(t: SystemTime) -> String {
     let c = civil(t);

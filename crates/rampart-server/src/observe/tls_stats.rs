@@ -115,6 +115,7 @@ pub struct TlsStats {
     failures: [AtomicU64; HandshakeFailure::ALL.len()],
     reloads: AtomicU64,
     reload_failures: AtomicU64,
+    ocsp_refused: AtomicU64,
     passthrough_connections: AtomicU64,
     passthrough_rejected: AtomicU64,
     expiry: Mutex<Vec<(String, i64)>>,
@@ -144,6 +145,8 @@ pub struct TlsStatsSnapshot {
     pub reloads: u64,
     /// Reloads refused because the new files were broken (the old ones stay in service).
     pub reload_failures: u64,
+    /// OCSP responses not stapled on reload: about another certificate, expired or malformed.
+    pub ocsp_refused: u64,
     /// Passthrough connections forwarded by SNI.
     pub passthrough_connections: u64,
     /// Passthrough connections closed (no ClientHello, no SNI match, upstream unreachable).
@@ -203,6 +206,10 @@ impl TlsStats {
 
     pub(crate) fn reload_failed(&self) {
         inc(&self.reload_failures);
+    }
+
+    pub(crate) fn ocsp_refused(&self) {
+        inc(&self.ocsp_refused);
     }
 
     pub(crate) fn passthrough(&self, ok: bool) {
@@ -266,6 +273,7 @@ impl TlsStats {
                 .collect(),
             reloads: get(&self.reloads),
             reload_failures: get(&self.reload_failures),
+            ocsp_refused: get(&self.ocsp_refused),
             passthrough_connections: get(&self.passthrough_connections),
             passthrough_rejected: get(&self.passthrough_rejected),
             certificate_expiry: self.expiry.lock().map(|l| l.clone()).unwrap_or_default(),

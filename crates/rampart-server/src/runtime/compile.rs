@@ -85,6 +85,18 @@ impl Runtime {
         self.config.raw().routes.len()
     }
 
+    /// Problems that do not refuse the config but need attention, such as a stapled OCSP
+    /// response saying a certificate is revoked (`rampart check` prints them).
+    #[must_use]
+    pub fn warnings(&self) -> Vec<String> {
+        self.edge
+            .listeners
+            .iter()
+            .filter_map(|l| l.tls.as_ref())
+            .flat_map(|t| t.warnings.iter().cloned())
+            .collect()
+    }
+
     /// The TLS counters (handshakes, failures, resumptions, early data, reloads, expiry).
     #[must_use]
     pub fn tls_stats(&self) -> &Arc<TlsStats> {

@@ -166,7 +166,10 @@ impl Control {
             }
         }
         if tls_changed {
-            state.tls_watcher = crate::listen::tls::reload::spawn(tls_listeners(&next));
+            state.tls_watcher = crate::listen::tls::reload::spawn(
+                tls_listeners(&next),
+                self.listening.shared.audit.clone(),
+            );
         }
         let raw = config.raw();
         let listeners: Vec<&str> = raw.listeners.iter().map(|l| l.name.as_str()).collect();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::StatusCode;
 use http::header::HeaderName;
-use rampart_config::model::{Listener, Route};
+use rampart_config::model::{Listener, Passthrough, Route};
 use rampart_config::{ConfigError, RawConfig};
 use rampart_router::{Matcher, Router};
 
@@ -66,6 +66,9 @@ pub(crate) fn compile_listener(
         .passthrough
         .as_ref()
         .map(|p| Arc::new(PassthroughRt::new(p, &raw.upstreams)));
+    if let (Some(p), Some(t)) = (&l.passthrough, &tls) {
+        errors.extend(passed_and_served(p, t, path));
+    }
     for (route, path, compiled) in routes {
         match Matcher::from_config(route, path) {
             Ok(m) if m.serves_listener(&l.name) => entries.push((m, Arc::clone(compiled))),
@@ -99,4 +102,24 @@ pub(crate) fn compile_listener(
         no_route: Arc::default(),
     };
     Ok((policy, EdgeListener { tls, passthrough }))
+}
+
+/// A name both passed through and served by a certificate (also one taken from the
+/// certificate's own DNS names, which config validation cannot see) is refused.
+fn passed_and_served(p: &Passthrough, tls: &TlsListener, path: &str) -> Vec<ConfigError> {
+    let served: Vec<&str> = tls.names().collect();
+    p.sni
+        .iter()
+        .filter(|(name, _)| served.iter().any(|s| s.eq_ignore_ascii_case(name)))
+        .map(|(name, upstream)| {
+            ConfigError::new(
+                Some(upstream.span()),
+                format!("{path}.passthrough.sni.{name:?}"),
+                format!(
+                    "{name:?} is passed through to {:?} and also served by a certificate of this listener's `tls`: a name is either passed through or terminated",
+                    upstream.get()
+                ),
+            )
+        })
+        .collect()
 }

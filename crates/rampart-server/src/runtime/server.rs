@@ -133,7 +133,8 @@ pub fn start_with(config: &Config, mut options: StartOptions) -> Result<ServerHa
         tracer,
     ));
     let listening = Arc::new(Listening::new(Arc::clone(&runtime.edge), shared));
-    let tls_watcher = crate::listen::tls::reload::spawn(tls_listeners(&runtime));
+    let tls_watcher =
+        crate::listen::tls::reload::spawn(tls_listeners(&runtime), listening.shared.audit.clone());
     let (shutdown, _) = watch::channel(false);
     let drain_timeout = raw.server.drain_timeout.get();
     let mut handles = Vec::with_capacity(workers);

@@ -83,10 +83,11 @@ pub(crate) fn listener_statuses(
                 .iter()
                 .find(|(n, _)| **n == *l.name)
                 .map_or(l.bind, |(_, a)| *a),
-            protocol: if edge.passthrough.is_some() {
-                ListenerProtocol::TlsPassthrough
-            } else if edge.tls.is_some() {
+            // A listener that terminates some names and passes others through is `https`.
+            protocol: if edge.tls.is_some() {
                 ListenerProtocol::Https
+            } else if edge.passthrough.is_some() {
+                ListenerProtocol::TlsPassthrough
             } else {
                 ListenerProtocol::Http
             },

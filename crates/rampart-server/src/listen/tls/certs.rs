@@ -12,6 +12,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateRevocationListDer, PrivateKeyDer};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
+use super::ocsp;
+
 /// A certificate chain with its key, ready to serve.
 pub(crate) struct Loaded {
     /// Chain, key and stapled OCSP response.
@@ -20,6 +22,19 @@ pub(crate) struct Loaded {
     pub(crate) dns_names: Vec<String>,
     /// When the leaf certificate expires (Unix seconds).
     pub(crate) not_after: i64,
+    /// What became of the configured OCSP response.
+    pub(crate) staple: Staple,
+}
+
+/// The OCSP response of a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Staple {
+    /// None is configured.
+    None,
+    /// Stapled: it matches the certificate and has not expired.
+    Stapled(ocsp::Checked),
+    /// Not stapled, and why (about another certificate, expired, malformed).
+    Refused(String),
 }
 
 fn read(kind: &str, path: &str) -> Result<Vec<u8>, String> {
@@ -34,10 +49,7 @@ pub(crate) fn now_unix() -> i64 {
 }
 
 /// Formats Unix seconds as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
-pub(crate) fn fmt_time(unix: i64) -> String {
-    let t = UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
-    httpdate::fmt_http_date(t)
-}
+pub(crate) use crate::observe::timefmt::unix_http_date as fmt_time;
 
 /// Reads every PEM certificate in `path` (shared with upstream TLS, so both report alike).
 pub(crate) use rampart_upstream::tls::read_certs;
@@ -102,17 +114,38 @@ pub(crate) fn load_certified_key(
     let leaf = certified.cert[0].as_ref();
     let not_after = check_validity("certificate", cert_path, leaf, "the certificate")?;
     let dns_names = dns_names(leaf);
-    if let Some(ocsp) = ocsp_path {
-        certified.ocsp = Some(read_ocsp(ocsp)?);
-    }
+    let staple = match ocsp_path {
+        None => Staple::None,
+        Some(path) => {
+            let response = read_ocsp(path)?;
+            let (_, cert) = X509Certificate::from_der(leaf)
+                .map_err(|e| format!("certificate file {cert_path:?}: {e}"))?;
+            let issuer = certified
+                .cert
+                .get(1)
+                .and_then(|der| X509Certificate::from_der(der.as_ref()).ok())
+                .map(|(_, c)| c);
+            match ocsp::check(&response, &cert, issuer.as_ref(), now_unix()) {
+                Ok(checked) => {
+                    certified.ocsp = Some(response);
+                    Staple::Stapled(checked)
+                }
+                Err(why) => Staple::Refused(format!(
+                    "OCSP response file {path:?} is not stapled with the certificate in {cert_path:?}: {why}"
+                )),
+            }
+        }
+    };
     Ok(Loaded {
         key: Arc::new(certified),
         dns_names,
         not_after,
+        staple,
     })
 }
 
-/// Reads a DER OCSP response (checked only for being a plausible DER SEQUENCE).
+/// Reads a DER OCSP response (checked here only for being a plausible DER SEQUENCE; see
+/// [`ocsp::check`]).
 pub(crate) fn read_ocsp(path: &str) -> Result<Vec<u8>, String> {
     let bytes = read("OCSP response", path)?;
     if bytes.len() < 8 || bytes[0] != 0x30 {

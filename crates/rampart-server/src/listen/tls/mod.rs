@@ -9,6 +9,7 @@
 pub(crate) mod certs;
 pub mod client_hello;
 pub(crate) mod early;
+mod ocsp;
 pub(crate) mod passthrough;
 pub(crate) mod reload;
 mod resolver;
@@ -83,6 +84,8 @@ pub(crate) struct TlsListener {
     /// `Strict-Transport-Security` value, if configured.
     pub(crate) hsts: Option<HeaderValue>,
     pub(crate) stats: Arc<TlsStats>,
+    /// What compiling found worth a warning (a revoked certificate's OCSP response).
+    pub(crate) warnings: Vec<String>,
 }
 
 fn cfg_err<T>(at: &Located<T>, path: String, msg: String) -> ConfigError {
@@ -102,6 +105,7 @@ impl TlsListener {
         let mut errors = Vec::new();
         let mut slots = Vec::new();
         let mut default = None;
+        let mut warnings = Vec::new();
         for (i, c) in tls.certificates.iter().enumerate() {
             let cpath = format!("{path}.certificates[{i}]");
             let loaded = match certs::load_certified_key(
@@ -123,6 +127,25 @@ impl TlsListener {
                     continue;
                 }
             };
+            match &loaded.staple {
+                certs::Staple::Refused(msg) => {
+                    let at = c.ocsp.as_ref().unwrap_or(&c.cert);
+                    errors.push(cfg_err(at, format!("{cpath}.ocsp"), msg.clone()));
+                    continue;
+                }
+                certs::Staple::Stapled(checked) => {
+                    ocsp::log_stapled(l.name.as_str(), c.cert.as_str(), checked);
+                    if let ocsp::CertStatus::Revoked(at) = checked.status {
+                        warnings.push(format!(
+                            "{cpath}.ocsp: the OCSP response in {:?} says the certificate in {:?} was REVOKED on {}: clients that check the staple will refuse it",
+                            c.ocsp.as_ref().map_or("", |o| o.as_str()),
+                            c.cert.as_str(),
+                            certs::fmt_time(at)
+                        ));
+                    }
+                }
+                certs::Staple::None => {}
+            }
             let names: Vec<Box<str>> = if c.names.is_empty() {
                 loaded.dns_names.iter().map(|n| n.as_str().into()).collect()
             } else {
@@ -241,7 +264,21 @@ impl TlsListener {
             strict_sni: tls.strict_sni,
             hsts,
             stats: Arc::clone(stats),
+            warnings,
         })
+    }
+
+    /// True when a certificate is configured for exactly `name` (not through a wildcard).
+    pub(crate) fn serves_exactly(&self, name: &str) -> bool {
+        self.resolver.has_exact(name)
+    }
+
+    /// Every name a certificate is configured for, exact or wildcard.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.resolver
+            .slots
+            .iter()
+            .flat_map(|s| s.names.iter().map(|n| &**n))
     }
 
     /// The config new handshakes use.
@@ -348,7 +385,7 @@ impl TlsListener {
                 Some(b"http/1.1") => Some("http/1.1"),
                 _ => None,
             },
-            version: version.and_then(|v| v.as_str()).unwrap_or("unknown"),
+            version: version.map_or("unknown", version_name),
             cipher: suite.and_then(|s| s.as_str()).unwrap_or("unknown"),
             resumed,
             early_data,
@@ -358,6 +395,18 @@ impl TlsListener {
                 .and_then(|chain| chain.first())
                 .map(|der| client_cert_info(der.as_ref())),
         }
+    }
+}
+
+/// The protocol version as OpenSSL, nginx and HAProxy spell it (`TLSv1.3`), for the PROXY
+/// protocol's SSL TLV and the facts handed to stages.
+pub(crate) fn version_name(version: rustls::ProtocolVersion) -> &'static str {
+    match version {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+        rustls::ProtocolVersion::TLSv1_1 => "TLSv1.1",
+        rustls::ProtocolVersion::TLSv1_0 => "TLSv1",
+        _ => "unknown",
     }
 }
 
@@ -456,4 +505,15 @@ fn build_config(
     config.max_early_data_size = spec.max_early_data;
     config.send_half_rtt_data = spec.max_early_data > 0;
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_spelled_as_openssl_does() {
+        assert_eq!(version_name(rustls::ProtocolVersion::TLSv1_3), "TLSv1.3");
+        assert_eq!(version_name(rustls::ProtocolVersion::TLSv1_2), "TLSv1.2");
+    }
 }

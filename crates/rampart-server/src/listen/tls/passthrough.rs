@@ -12,6 +12,7 @@ use rampart_upstream::proxy_header::{self, ClientConnection};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
+use super::TlsListener;
 use super::client_hello::{MAX_CLIENT_HELLO, Sni, parse_sni};
 use crate::observe::tls_stats::TlsStats;
 
@@ -126,6 +127,60 @@ impl PassthroughRt {
             stats.passthrough(false);
             return;
         };
+        self.forward(client, buf, (backend, sni), addrs, stats)
+            .await;
+    }
+
+    /// For a listener that also terminates TLS: peeks at the ClientHello (the bytes stay in
+    /// the socket) and says whether its SNI name is passed through or terminated here. An exact
+    /// name wins over a wildcard, whichever side has it; no SNI, or a name no `sni` entry
+    /// matches, is terminated.
+    pub(crate) async fn choose(&self, client: &TcpStream, tls: &TlsListener) -> Choice {
+        let sni = match peek_sni(client, self.hello_timeout).await {
+            Ok(Sni::Name(name)) => name,
+            // Not TLS, or no SNI: the handshake answers (and counts) it.
+            Ok(Sni::None | Sni::Invalid | Sni::Incomplete) => return Choice::Terminate,
+            Err(why) => return Choice::Close(why),
+        };
+        let backend = match self.exact.get(&sni) {
+            Some(i) => Some(*i),
+            None if tls.serves_exactly(&sni) => None,
+            None => sni
+                .split_once('.')
+                .and_then(|(_, parent)| self.wildcard.get(parent).copied()),
+        };
+        match backend {
+            Some(i) => Choice::Pass(i, sni),
+            None => Choice::Terminate,
+        }
+    }
+
+    /// Forwards a connection [`Self::choose`] passed through to backend `index`; the
+    /// ClientHello is still in the socket.
+    pub(crate) async fn pass(
+        &self,
+        client: TcpStream,
+        (index, sni): (usize, String),
+        addrs: (SocketAddr, SocketAddr),
+        stats: &TlsStats,
+    ) {
+        let Some(backend) = self.backends.get(index) else {
+            return;
+        };
+        self.forward(client, Vec::new(), (backend, Some(sni)), addrs, stats)
+            .await;
+    }
+
+    /// Connects to `backend`, sends the PROXY header it asks for and `buf` (what was already
+    /// read from the client), then relays both ways.
+    async fn forward(
+        &self,
+        client: TcpStream,
+        mut buf: Vec<u8>,
+        (backend, sni): (&Backend, Option<String>),
+        addrs: (SocketAddr, SocketAddr),
+        stats: &TlsStats,
+    ) {
         let Some(mut upstream) = backend.connect().await else {
             tracing::warn!(upstream = %backend.name, sni = ?sni, "passthrough: no target reachable");
             stats.passthrough(false);
@@ -135,7 +190,7 @@ impl PassthroughRt {
         if let Some(version) = backend.proxy_protocol {
             buf.splice(0..0, proxy_preface(version, addrs, sni.as_deref()));
         }
-        if upstream.write_all(&buf).await.is_err() {
+        if !buf.is_empty() && upstream.write_all(&buf).await.is_err() {
             return;
         }
         let _ = upstream.set_nodelay(true);
@@ -149,6 +204,53 @@ impl PassthroughRt {
             }
         }
     }
+}
+
+/// Why [`Choice::Close`] closed a connection whose ClientHello did not arrive in time.
+pub(crate) const NO_HELLO_IN_TIME: &str = "no ClientHello in time";
+
+/// Where a connection to a listener that both passes through and terminates goes.
+pub(crate) enum Choice {
+    /// Raw to backend `.0`, chosen by SNI name `.1`.
+    Pass(usize, String),
+    /// Terminated here.
+    Terminate,
+    /// Closed: no ClientHello (the reason).
+    Close(&'static str),
+}
+
+/// Reads the SNI name of the ClientHello at the start of `client` without consuming it. A
+/// ClientHello split over several segments is peeked again after a short pause (the socket
+/// stays readable while the first part sits in it), at most until `timeout`.
+async fn peek_sni(client: &TcpStream, timeout: Duration) -> Result<Sni, &'static str> {
+    let mut buf = vec![0u8; 2048];
+    let mut pause = Duration::from_millis(1);
+    tokio::time::timeout(timeout, async {
+        loop {
+            let n = client
+                .peek(&mut buf)
+                .await
+                .map_err(|_| "connection failed before the ClientHello")?;
+            if n == 0 {
+                return Err("closed before the ClientHello");
+            }
+            let sni = parse_sni(&buf[..n]);
+            if sni != Sni::Incomplete {
+                return Ok(sni);
+            }
+            if n == buf.len() {
+                if n >= MAX_CLIENT_HELLO {
+                    return Ok(Sni::Invalid);
+                }
+                buf.resize(MAX_CLIENT_HELLO, 0);
+                continue;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(25));
+        }
+    })
+    .await
+    .unwrap_or(Err(NO_HELLO_IN_TIME))
 }
 
 /// The PROXY header opening a passthrough connection (v2 carries the SNI name).

@@ -15,7 +15,8 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher as _};
 
 use super::TlsListener;
-use super::certs;
+use super::{certs, ocsp};
+use crate::observe::audit::AuditLog;
 
 /// How long the files must be quiet before a reload (editors and `cp` write in steps).
 const SETTLE: Duration = Duration::from_millis(250);
@@ -32,7 +33,11 @@ fn absolute(path: &str) -> PathBuf {
 
 /// Starts watching the files of `listeners`; `None` when there is nothing to watch or the
 /// platform watcher cannot start (logged: certificates then change only with a restart).
-pub(crate) fn spawn(listeners: Vec<Arc<TlsListener>>) -> Option<Watcher> {
+/// Every reload, put in service or refused, is written to `audit` when there is one.
+pub(crate) fn spawn(
+    listeners: Vec<Arc<TlsListener>>,
+    audit: Option<Arc<AuditLog>>,
+) -> Option<Watcher> {
     let mut dirs: HashSet<PathBuf> = HashSet::new();
     for l in &listeners {
         for f in l.files() {
@@ -67,7 +72,7 @@ pub(crate) fn spawn(listeners: Vec<Arc<TlsListener>>) -> Option<Watcher> {
     }
     let thread = std::thread::Builder::new()
         .name("rampart-tls-reload".to_owned())
-        .spawn(move || run(&rx, &listeners))
+        .spawn(move || run(&rx, &listeners, audit.as_deref()))
         .ok()?;
     Some(Watcher {
         _inner: watcher,
@@ -75,7 +80,7 @@ pub(crate) fn spawn(listeners: Vec<Arc<TlsListener>>) -> Option<Watcher> {
     })
 }
 
-fn run(rx: &mpsc::Receiver<PathBuf>, listeners: &[Arc<TlsListener>]) {
+fn run(rx: &mpsc::Receiver<PathBuf>, listeners: &[Arc<TlsListener>], audit: Option<&AuditLog>) {
     let mut trust: HashMap<String, Vec<u8>> = HashMap::new();
     for l in listeners {
         for f in l.files() {
@@ -104,7 +109,7 @@ fn run(rx: &mpsc::Receiver<PathBuf>, listeners: &[Arc<TlsListener>]) {
                     .is_some_and(|d| changed_dirs.contains(d))
             });
             if touched {
-                reload_listener(l, &mut trust);
+                reload_listener(l, &mut trust, audit);
             }
         }
     }
@@ -112,7 +117,16 @@ fn run(rx: &mpsc::Receiver<PathBuf>, listeners: &[Arc<TlsListener>]) {
 
 /// Reloads whatever changed in `l`'s files. Public to the crate for tests and a future
 /// `rampart reload`.
-pub(crate) fn reload_listener(l: &TlsListener, trust: &mut HashMap<String, Vec<u8>>) {
+pub(crate) fn reload_listener(
+    l: &TlsListener,
+    trust: &mut HashMap<String, Vec<u8>>,
+    audit: Option<&AuditLog>,
+) {
+    let record = |file: &str, error: Option<&str>| {
+        if let Some(audit) = audit {
+            audit.tls_reload(&l.name, file, error);
+        }
+    };
     for slot in &l.resolver.slots {
         match certs::load_certified_key(
             &slot.cert_path,
@@ -122,41 +136,69 @@ pub(crate) fn reload_listener(l: &TlsListener, trust: &mut HashMap<String, Vec<u
         ) {
             Ok(loaded) => {
                 let current = slot.key.load();
-                if current.cert == loaded.key.cert && current.ocsp == loaded.key.ocsp {
+                let cert_changed = current.cert != loaded.key.cert;
+                let ocsp_file = slot.ocsp_path.as_deref().unwrap_or_default();
+                match &loaded.staple {
+                    certs::Staple::Refused(why) => {
+                        l.stats.ocsp_refused();
+                        tracing::error!(listener = %l.name, cert = %slot.cert_path, ocsp = ocsp_file, error = %why, "OCSP response refused: not stapled");
+                        if !cert_changed {
+                            // Same certificate: the response already stapled stays.
+                            record(ocsp_file, Some(why));
+                            continue;
+                        }
+                    }
+                    certs::Staple::Stapled(checked) if current.ocsp != loaded.key.ocsp => {
+                        tracing::info!(listener = %l.name, cert = %slot.cert_path, ocsp = ocsp_file, "OCSP response reloaded");
+                        ocsp::log_stapled(&l.name, &slot.cert_path, checked);
+                    }
+                    _ => {}
+                }
+                if !cert_changed && current.ocsp == loaded.key.ocsp {
                     continue;
                 }
+                let stapled = loaded.key.ocsp.is_some();
                 slot.store(loaded.key, loaded.not_after);
                 l.stats
                     .set_expiry(&format!("{}:{}", l.name, slot.cert_path), loaded.not_after);
                 l.stats.reloaded();
-                tracing::info!(listener = %l.name, cert = %slot.cert_path, expires = %certs::fmt_time(loaded.not_after), "certificate reloaded");
+                if cert_changed {
+                    tracing::info!(listener = %l.name, cert = %slot.cert_path, expires = %certs::fmt_time(loaded.not_after), stapled, "certificate reloaded");
+                    record(&slot.cert_path, None);
+                } else {
+                    record(ocsp_file, None);
+                }
             }
             Err(e) => {
                 l.stats.reload_failed();
                 tracing::error!(listener = %l.name, cert = %slot.cert_path, error = %e, "certificate reload failed: the previous certificate stays in service");
+                record(&slot.cert_path, Some(&e));
             }
         }
     }
-    let mut trust_changed = false;
+    let mut trust_changed = Vec::new();
     for f in l.files() {
         if !l.is_trust_file(&f) {
             continue;
         }
         let now = std::fs::read(&f).unwrap_or_default();
         if trust.get(&f) != Some(&now) {
-            trust.insert(f, now);
-            trust_changed = true;
+            trust.insert(f.clone(), now);
+            trust_changed.push(f);
         }
     }
-    if trust_changed {
+    if !trust_changed.is_empty() {
+        let files = trust_changed.join(", ");
         match l.rebuild() {
             Ok(()) => {
                 l.stats.reloaded();
-                tracing::info!(listener = %l.name, "client CA / CRL reloaded");
+                tracing::info!(listener = %l.name, files = %files, "client CA / CRL reloaded");
+                record(&files, None);
             }
             Err(e) => {
                 l.stats.reload_failed();
                 tracing::error!(listener = %l.name, error = %e, "client CA / CRL reload failed: the previous ones stay in service");
+                record(&files, Some(&e));
             }
         }
     }

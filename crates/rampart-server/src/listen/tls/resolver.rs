@@ -56,6 +56,11 @@ impl SniResolver {
         }
     }
 
+    /// True when `name` is served by an exact (not wildcard) entry.
+    pub(crate) fn has_exact(&self, name: &str) -> bool {
+        self.exact.contains_key(name)
+    }
+
     /// The slot serving `sni` (rustls hands it over lowercase and without a trailing dot).
     pub(crate) fn lookup(&self, sni: Option<&str>) -> Option<&CertSlot> {
         let index = sni

@@ -338,6 +338,32 @@ fn tls(out: &mut String, registry: &Registry) {
     );
     header(
         out,
+        "rampart_tls_reloads_total",
+        "counter",
+        "Certificate, key, OCSP, CA or CRL reloads put in service.",
+    );
+    sample(out, "rampart_tls_reloads_total", &[], s.reloads);
+    header(
+        out,
+        "rampart_tls_reload_failures_total",
+        "counter",
+        "Certificate, key, OCSP, CA or CRL reloads refused (the previous files stay in service).",
+    );
+    sample(
+        out,
+        "rampart_tls_reload_failures_total",
+        &[],
+        s.reload_failures,
+    );
+    header(
+        out,
+        "rampart_tls_ocsp_refused_total",
+        "counter",
+        "OCSP responses not stapled on reload: about another certificate, expired or malformed.",
+    );
+    sample(out, "rampart_tls_ocsp_refused_total", &[], s.ocsp_refused);
+    header(
+        out,
         "rampart_tls_certificate_expiry_timestamp_seconds",
         "gauge",
         "Expiry time of each certificate in service, Unix seconds.",

@@ -3,7 +3,12 @@
 //! requirements, resumption, 0-RTT with 425, reload, strict SNI, HSTS, redirect, passthrough).
 
 mod alpn;
+mod mixed;
+mod ocsp;
+mod proxy_tlv;
 mod records;
+mod reload;
+mod resumption;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
