@@ -9,6 +9,7 @@ mod support;
 mod audit;
 mod cli;
 mod cors;
+mod decompress;
 mod discovery;
 mod doctor;
 mod grpc;
