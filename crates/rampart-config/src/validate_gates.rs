@@ -9,8 +9,8 @@ use crate::Located;
 use crate::diag::{ConfigError, suggest};
 use crate::load::Positions;
 use crate::model::{
-    Cors, HeaderEdits, KeyPart, OriginPattern, RateLimitPolicy, RateLimitStore, RawConfig,
-    RedisFailure, RedisSection, SecurityHeaders,
+    Cors, Decompress, HeaderEdits, KeyPart, OriginPattern, RateLimitPolicy, RateLimitStore,
+    RawConfig, RedisFailure, RedisSection, SecurityHeaders,
 };
 use crate::syntax;
 
@@ -85,8 +85,28 @@ pub(crate) fn validate(
         if let Some(c) = &r.cors {
             cors(&mut errors, &format!("{path}.cors"), c, &r.name);
         }
+        if let Some(d) = &r.decompress {
+            decompress(&mut errors, &format!("{path}.decompress"), d);
+        }
     }
     errors
+}
+
+fn decompress(errors: &mut Vec<ConfigError>, path: &str, d: &Decompress) {
+    if d.max_size.get().get() == 0 {
+        errors.push(at(
+            &d.max_size,
+            format!("{path}.max_size"),
+            "must be at least 1 byte",
+        ));
+    }
+    if *d.max_ratio.get() == 0 {
+        errors.push(at(
+            &d.max_ratio,
+            format!("{path}.max_ratio"),
+            "must be at least 1",
+        ));
+    }
 }
 
 fn at<T>(value: &Located<T>, path: impl Into<String>, message: impl Into<String>) -> ConfigError {

@@ -3,7 +3,7 @@
 use std::error::Error;
 
 use crate::body::BodyTooLarge;
-use crate::error::ErrorKind;
+use crate::error::{ErrorKind, ProxyError};
 
 /// The error a client body fails with when it arrives slower than `limits.min_body_rate`.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -14,7 +14,9 @@ pub struct BodyTooSlow {
 }
 
 /// The reason for a client body failure found anywhere in `err`'s source chain:
-/// [`ErrorKind::BodyTooLarge`] or [`ErrorKind::BodyTooSlow`]; `None` for other failures.
+/// [`ErrorKind::BodyTooLarge`], [`ErrorKind::BodyTooSlow`], or the kind of a [`ProxyError`]
+/// that a stage transforming the body failed it with (such as `decompression_limit`); `None`
+/// for other failures.
 #[must_use]
 pub fn client_body_reason(err: &(dyn Error + 'static)) -> Option<ErrorKind> {
     let mut cur: Option<&(dyn Error + 'static)> = Some(err);
@@ -24,6 +26,9 @@ pub fn client_body_reason(err: &(dyn Error + 'static)) -> Option<ErrorKind> {
         }
         if e.is::<BodyTooSlow>() {
             return Some(ErrorKind::BodyTooSlow);
+        }
+        if let Some(refused) = e.downcast_ref::<ProxyError>() {
+            return Some(refused.kind);
         }
         cur = e.source();
     }

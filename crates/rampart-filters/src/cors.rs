@@ -17,6 +17,9 @@ use rampart_config::model::{Cors, OriginPattern};
 use rampart_core::{Body, ErrorKind, Flow, Phases, ProxyError, RequestCtx, Stage, StageFuture};
 use rampart_core::{Prepared, RouteSpec, StageFactory};
 
+/// The stage's name; a request it refused is a preflight (it refuses nothing else).
+const CORS: &str = "cors";
+
 static VARY_PREFLIGHT: HeaderValue = HeaderValue::from_static(
     "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
 );
@@ -266,7 +269,7 @@ fn trim(s: &[u8]) -> &[u8] {
 
 impl Stage for CorsStage {
     fn name(&self) -> &'static str {
-        "cors"
+        CORS
     }
 
     fn phases(&self) -> Phases {
@@ -304,12 +307,15 @@ impl Stage for CorsStage {
 
     fn on_response(&self, resp: &mut Response<Body>, ctx: &mut RequestCtx) {
         // Preflights never reach the upstream, so an OPTIONS answered 204 with
-        // `Access-Control-Allow-Methods` is the one `preflight` built.
+        // `Access-Control-Allow-Methods` is the one `preflight` built, and one this stage
+        // refused is a preflight too: both vary on the same request headers, so that a cache
+        // never serves the refusal for an allowed preflight or the other way round.
         let preflight = ctx.method == Method::OPTIONS
-            && resp.status() == StatusCode::NO_CONTENT
-            && resp
-                .headers()
-                .contains_key(header::ACCESS_CONTROL_ALLOW_METHODS);
+            && (ctx.stage == Some(CORS)
+                || resp.status() == StatusCode::NO_CONTENT
+                    && resp
+                        .headers()
+                        .contains_key(header::ACCESS_CONTROL_ALLOW_METHODS));
         self.decorate(resp.headers_mut(), ctx.cors_origin.as_ref(), preflight);
     }
 }

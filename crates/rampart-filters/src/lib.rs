@@ -1,5 +1,5 @@
 //! Rampart's built-in stages, one module each, each with the [`StageFactory`] that builds it
-//! from a route's config (`AccessStages`, `CorsStages`, ...). A stage is compiled from a
+//! from a route's config (`AccessStages`, `CorsStages`, `DecompressStages`, ...). A stage is compiled from a
 //! route's config once and shared by every worker; it holds only immutable or lock-free state.
 //!
 //! [`StageFactory`]: rampart_core::StageFactory
@@ -22,6 +22,7 @@ pub mod security_headers;
 pub use access::{AccessList, AccessStage, AccessStages};
 pub use client_cert::{ClientCertCheck, ClientCertStages};
 pub use cors::{CorsStage, CorsStages};
+pub use decompress::{DecompressStage, DecompressStages};
 pub use geoip::GeoIp;
 pub use header_edits::{HeaderEditStage, HeaderEditStages};
 pub use limits::{BodyLimit, BodyLimitStages, MethodAllowList, MethodStages};

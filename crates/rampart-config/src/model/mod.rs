@@ -4,6 +4,7 @@
 //! checks may need to point at are [`Located`].
 
 mod balance;
+mod decompress;
 mod discovery;
 mod headers;
 mod listener;
@@ -20,6 +21,7 @@ pub use balance::{
     Balance, CircuitBreaker, HealthCheck, HealthCheckKind, Outlier, Retry, RouteRetry, Sticky,
     Weights,
 };
+pub use decompress::Decompress;
 pub use discovery::{AddressFamily, Discovery};
 pub use headers::{Cors, HeaderEdits, OriginPattern, SecurityHeaders, SecurityHsts};
 pub use listener::{ForwardedPolicy, Listener};

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::model::balance::RouteRetry;
+use crate::model::decompress::Decompress;
 use crate::model::headers::{Cors, HeaderEdits, SecurityHeaders};
 use crate::model::security::AccessRules;
 use crate::model::tls::ClientCertRequirement;
@@ -71,6 +72,10 @@ pub struct Route {
     /// Overrides `limits.max_body_size` for this route.
     #[serde(default)]
     pub max_body_size: Option<ByteSize>,
+    /// Decompress request bodies with a `Content-Encoding` on their way to the upstream (and
+    /// to the stages that read bodies), within size and ratio caps. Off by default.
+    #[serde(default)]
+    pub decompress: Option<Decompress>,
     /// Overrides the upstream's `request_timeout` for this route.
     #[serde(default)]
     pub timeout: Option<HumanDuration>,

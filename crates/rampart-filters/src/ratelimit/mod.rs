@@ -28,7 +28,7 @@ pub use gcra::{Rate, Verdict};
 pub use key::{KeyBytes, KeyInput, KeySpec};
 pub use local::LocalTable;
 pub use policies::{RateLimitStages, RateLimiters};
-pub use redis::{RedisStore, RedisUnavailable};
+pub use redis::{RedisHealth, RedisStore, RedisUnavailable};
 
 static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
@@ -89,6 +89,15 @@ impl RateLimiter {
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The Redis store of a `store = "redis"` policy.
+    #[must_use]
+    pub const fn redis_store(&self) -> Option<&Arc<RedisStore>> {
+        match &self.store {
+            Store::Redis { store, .. } => Some(store),
+            Store::Local(_) => None,
+        }
     }
 
     /// Decides a request seen at `at` (the local clock; Redis uses its own).

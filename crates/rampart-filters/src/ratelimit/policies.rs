@@ -13,7 +13,9 @@ use rampart_config::model::{RateLimitPolicy, RateLimitStore, RawConfig, RedisFai
 use rampart_config::{Config, ConfigError, Located, same_as_written};
 use rampart_core::{Prepared, Previous, RouteSpec, Stage, StageFactory};
 
-use super::{KeySpec, LocalTable, Rate, RateLimitStage, RateLimiter, RedisStore, Store, micros};
+use super::{
+    KeySpec, LocalTable, Rate, RateLimitStage, RateLimiter, RedisHealth, RedisStore, Store, micros,
+};
 
 /// Most buckets a local policy keeps (about 24 bytes each).
 const MAX_KEYS: usize = 1_000_000;
@@ -66,6 +68,29 @@ impl RateLimiters {
         } else {
             Err(errors)
         }
+    }
+
+    /// The health of the Redis store the policies use (`None` without `[redis]` policies);
+    /// policies kept across a reload may hold the previous store, so every distinct one
+    /// counts.
+    #[must_use]
+    pub fn redis_health(&self) -> Option<RedisHealth> {
+        let mut stores: Vec<&Arc<RedisStore>> = Vec::new();
+        for limiter in self.by_name.values() {
+            if let Some(store) = limiter.redis_store()
+                && !stores.iter().any(|s| Arc::ptr_eq(s, store))
+            {
+                stores.push(store);
+            }
+        }
+        stores
+            .iter()
+            .map(|s| s.health())
+            .reduce(|a, b| RedisHealth {
+                down: a.down || b.down,
+                failures: a.failures + b.failures,
+                recoveries: a.recoveries + b.recoveries,
+            })
     }
 
     /// Keeps `old`'s limiter (and so its buckets) for every policy `unchanged` says kept its

@@ -14,8 +14,8 @@ use rampart_core::{
     Body, Flow, Outcome, Phases, ProxyError, RequestCtx, Stage, StageFactory, StageFuture,
 };
 use rampart_filters::{
-    AccessStages, BodyLimitStages, ClientCertStages, CorsStages, HeaderEditStages, MethodStages,
-    RateLimitStages, RewriteStages, SecurityHeaderStages,
+    AccessStages, BodyLimitStages, ClientCertStages, CorsStages, DecompressStages,
+    HeaderEditStages, MethodStages, RateLimitStages, RewriteStages, SecurityHeaderStages,
 };
 
 use crate::observe::metrics::StageCounts;
@@ -39,6 +39,7 @@ impl StageRegistry {
             Arc::new(RateLimitStages),
             Arc::new(MethodStages),
             Arc::new(BodyLimitStages),
+            Arc::new(DecompressStages),
             Arc::new(RewriteStages),
             Arc::new(HeaderEditStages),
             Arc::new(SecurityHeaderStages),

@@ -245,7 +245,13 @@ impl Control {
 
     /// The metrics in the Prometheus text format.
     pub(crate) fn metrics_text(&self) -> String {
-        crate::observe::metrics::expo::encode(&self.metrics, self.runtime().upstreams())
+        let runtime = self.runtime();
+        let redis = runtime
+            .prepared
+            .iter()
+            .find_map(|p| p.get::<rampart_filters::RateLimiters>())
+            .and_then(rampart_filters::RateLimiters::redis_health);
+        crate::observe::metrics::expo::encode(&self.metrics, runtime.upstreams(), redis)
     }
 
     /// Marks the server as draining (`/readyz` answers 503).

@@ -146,6 +146,13 @@ async fn hostile_preflights_are_refused_with_403_and_never_forwarded() {
         assert_eq!(resp.status, 403, "{o} {method} {headers:?}");
         assert_eq!(resp.header("access-control-allow-origin"), None, "{o}");
         assert_eq!(resp.header("access-control-allow-methods"), None, "{o}");
+        // The same `Vary` as an allowed preflight: a cache keyed on it never serves this
+        // refusal for an allowed preflight, or the other way round.
+        assert_eq!(
+            resp.header("vary"),
+            Some("Origin, Access-Control-Request-Method, Access-Control-Request-Headers"),
+            "{o} {method} {headers:?}"
+        );
         assert_eq!(log_reason(&gw, &resp).await, "cors_rejected");
     }
     let resp = send_within(WAIT, addr, request("GET", "/control", "")).await;

@@ -10,6 +10,7 @@ mod access_log;
 mod audit;
 mod cli;
 mod cors;
+mod decompress;
 mod discovery;
 mod docs;
 mod doctor;

@@ -1,7 +1,9 @@
 //! Distributed rate limiting against a real `redis-server` on loopback (installed by
 //! `scripts/test`; each test starts its own on a free port with a temporary directory and kills
 //! it at the end): two gateways share one budget, and a dead or frozen Redis behaves as each
-//! policy says (fail open, fail closed, or a local fallback limit) without stalling requests.
+//! policy says (fail open, fail closed, or a local fallback limit) without stalling requests;
+//! after a restart, idle instances find the broken connection themselves and go back to the
+//! shared budget.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -26,7 +28,11 @@ struct Redis {
 
 impl Redis {
     fn start() -> Self {
-        let addr = free_port_closed().unwrap();
+        Self::start_at(free_port_closed().unwrap())
+    }
+
+    /// A server on `addr` (a fresh one, empty, where another was killed: a restart).
+    fn start_at(addr: SocketAddr) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "rampart-redis-{}-{}",
             std::process::id(),
@@ -295,4 +301,104 @@ async fn redis_down_at_startup_does_not_stop_the_gateway() {
     let dead = free_port_closed().unwrap();
     let gw = gateway(&format!("redis://{dead}"), FAILURE_POLICIES, FAILURE_ROUTES);
     assert_failure_modes(&gw).await;
+}
+
+/// A gateway with one worker (one Redis connection) and the admin API, for its metrics.
+fn gateway_with_metrics(redis_url: &str, policies: &str, routes: &str) -> TestGateway {
+    TestGateway::builder(format!(
+        r#"
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[redis]
+url = "{redis_url}"
+timeout = "200ms"
+retry_interval = "300ms"
+
+{policies}
+
+{routes}
+"#
+    ))
+    .workers(1)
+    .start()
+}
+
+/// The value of metric `name` (without labels) on `gw`'s admin API, if it is there.
+async fn metric(gw: &TestGateway, name: &str) -> Option<u64> {
+    let resp = tokio::time::timeout(WAIT, reqwest_get(&gw.admin_url("/metrics")))
+        .await
+        .ok()??;
+    resp.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+async fn reqwest_get(url: &str) -> Option<String> {
+    let client = rampart_testkit::reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .ok()?;
+    client.get(url).send().await.ok()?.text().await.ok()
+}
+
+/// Waits (bounded) until `gw` reports that Redis answered again after a failure.
+async fn wait_recovered(gw: &TestGateway, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let recoveries = metric(gw, "rampart_redis_recoveries_total").await;
+        let up = metric(gw, "rampart_redis_up").await;
+        if recoveries.is_some_and(|n| n >= 1) && up == Some(1) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not report Redis back (recoveries {recoveries:?}, up {up:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redis_restart_idle_instances_go_back_to_the_shared_budget() {
+    let mut redis = Redis::start();
+    let addr = redis.addr;
+    let policy = r#"
+[[rate_limits]]
+name = "shared"
+requests = 5
+per = "1h"
+store = "redis"
+on_redis_error = "local"
+fallback = { requests = 5, per = "1h" }
+"#;
+    let route = "[[routes]]\nname = \"api\"\necho = true\nrate_limits = [\"shared\"]\n";
+    let a = gateway_with_metrics(&redis.url(), policy, route);
+    let b = gateway_with_metrics(&redis.url(), policy, route);
+    // Both instances have a connection to Redis, then sit idle while it restarts (a new,
+    // empty server on the same port: the budget starts over).
+    assert_eq!(send(a.addr("public"), "/x").await.status, 200);
+    assert_eq!(send(b.addr("public"), "/x").await.status, 200);
+    redis.kill();
+    let _restarted = Redis::start_at(addr);
+    // Without a request, each instance finds its broken connection and reconnects.
+    wait_recovered(&a, "instance a").await;
+    wait_recovered(&b, "instance b").await;
+    // Together they admit the shared limit, not each its local fallback.
+    let mut admitted = 0;
+    for i in 0..20 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        match send(gw.addr("public"), "/x").await.status {
+            200 => admitted += 1,
+            429 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(
+        admitted, 5,
+        "admitted across both instances after the restart"
+    );
 }

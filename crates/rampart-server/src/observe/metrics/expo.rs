@@ -7,6 +7,7 @@ use super::{BUCKETS_US, Histogram, Registry, process};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use rampart_filters::ratelimit::RedisHealth;
 use rampart_upstream::UpstreamSet;
 
 /// The `Content-Type` of [`encode`]'s output.
@@ -73,7 +74,11 @@ fn format_seconds(us: u64) -> String {
 }
 
 /// Every metric of the process, in the text format.
-pub(crate) fn encode(registry: &Registry, sets: &HashMap<String, Arc<UpstreamSet>>) -> String {
+pub(crate) fn encode(
+    registry: &Registry,
+    sets: &HashMap<String, Arc<UpstreamSet>>,
+    redis_health: Option<RedisHealth>,
+) -> String {
     let mut out = String::with_capacity(16 * 1024);
     requests(&mut out, registry);
     connections(&mut out, registry);
@@ -82,6 +87,9 @@ pub(crate) fn encode(registry: &Registry, sets: &HashMap<String, Arc<UpstreamSet
     rejections(&mut out, registry);
     stages(&mut out, registry);
     reloads(&mut out, registry);
+    if let Some(health) = redis_health {
+        redis(&mut out, health);
+    }
     let started = registry
         .started
         .duration_since(std::time::SystemTime::UNIX_EPOCH)
@@ -410,6 +418,36 @@ fn stages(out: &mut String, registry: &Registry) {
             sample(out, "rampart_stage_decisions_total", &labels, n);
         }
     }
+}
+
+/// The Redis rate-limit store, when policies use one.
+fn redis(out: &mut String, health: RedisHealth) {
+    header(
+        out,
+        "rampart_redis_up",
+        "gauge",
+        "1 while rate-limit policies ask Redis, 0 while they skip it after a failure.",
+    );
+    sample(out, "rampart_redis_up", &[], u8::from(!health.down));
+    header(
+        out,
+        "rampart_redis_failures_total",
+        "counter",
+        "Redis calls and health pings that failed or timed out.",
+    );
+    sample(out, "rampart_redis_failures_total", &[], health.failures);
+    header(
+        out,
+        "rampart_redis_recoveries_total",
+        "counter",
+        "Times Redis answered again after a failure.",
+    );
+    sample(
+        out,
+        "rampart_redis_recoveries_total",
+        &[],
+        health.recoveries,
+    );
 }
 
 fn reloads(out: &mut String, registry: &Registry) {

@@ -1,7 +1,7 @@
-//! Request-body decompression for stages that inspect bodies (WAF and schema validation, in
-//! later issues), within caps: the decompressed size, and the ratio of decompressed to
-//! compressed bytes. A body over either cap stops decompressing at once (413
+//! Request-body decompression, within caps: the decompressed size, and the ratio of
+//! decompressed to compressed bytes. A body over either cap stops decompressing at once (413
 //! `decompression_limit`), so a decompression bomb costs at most the cap in memory and time.
+//! [`DecompressStage`] puts it on the routes that opt in, before the stages that read bodies.
 //!
 //! The API streams: feed compressed chunks as they arrive with [`Decompressor::push`], collect
 //! the decompressed bytes, and call [`Decompressor::finish`] at the end of the body, which
@@ -9,10 +9,15 @@
 //! §8.4.1.2), `br` and `zstd`, one at a time; stacked codings get 415. All decoders are pure
 //! Rust (flate2 with miniz_oxide, brotli-decompressor, ruzstd), so nothing here needs a C build.
 
+mod inflate;
+mod stage;
+
 use std::io::{self, Write};
 
 use http::header::{self, HeaderMap};
 use rampart_core::{ErrorKind, ProxyError};
+
+pub use stage::{DecompressStage, DecompressStages, READ_AHEAD};
 
 /// Decompressed bytes allowed before the ratio cap applies: small bodies compress well without
 /// being bombs.
@@ -347,13 +352,13 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    const SAMPLE: &[u8] = include_bytes!("testdata/sample.json");
-    const SAMPLE_BR: &[u8] = include_bytes!("testdata/sample.json.br");
-    const SAMPLE_ZST: &[u8] = include_bytes!("testdata/sample.json.zst");
+    const SAMPLE: &[u8] = include_bytes!("../testdata/sample.json");
+    const SAMPLE_BR: &[u8] = include_bytes!("../testdata/sample.json.br");
+    const SAMPLE_ZST: &[u8] = include_bytes!("../testdata/sample.json.zst");
     /// 1 GiB of zeros in 841 bytes of brotli.
-    const BOMB_BR: &[u8] = include_bytes!("testdata/zeros-1g.br");
+    const BOMB_BR: &[u8] = include_bytes!("../testdata/zeros-1g.br");
     /// 1 GiB of zeros in 33 KB of zstd.
-    const BOMB_ZST: &[u8] = include_bytes!("testdata/zeros-1g.zst");
+    const BOMB_ZST: &[u8] = include_bytes!("../testdata/zeros-1g.zst");
 
     fn gzip(data: &[u8]) -> Vec<u8> {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
