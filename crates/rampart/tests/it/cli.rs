@@ -33,14 +33,14 @@ fn rampart() -> Command {
 // ---------------------------------------------------------------------------------------------
 
 /// What a finished command printed.
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Output {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs `args` to completion within [`COMMAND_TIMEOUT`] (killed and failed otherwise).
-fn run_cli(args: &[&str]) -> Output {
+pub(crate) fn run_cli(args: &[&str]) -> Output {
     run_cli_env(args, &[])
 }
 

@@ -30,6 +30,7 @@ mod streaming;
 mod structure;
 mod testkit_origins;
 mod tls;
+mod top;
 mod upstream_balance;
 mod upstream_faults;
 mod upstream_tls;
