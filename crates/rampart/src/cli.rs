@@ -47,6 +47,7 @@ pub(crate) enum Command {
     )]
     Proxy(ProxyArgs),
     /// Show which route a request would take, its stages and upstream, and why other routes lost.
+    /// Exit 0 when a route takes the request, 3 when none does, 1 on errors.
     #[command(
         after_help = "Examples:\n  rampart explain -c rampart.toml GET http://api.example.com/v1/users\n  rampart explain -c rampart.toml POST /upload -H 'host: files.example.com' --all"
     )]

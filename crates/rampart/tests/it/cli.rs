@@ -625,7 +625,8 @@ fn explain_prints_the_winner_its_stages_the_upstream_and_near_misses() {
     let text = &out.stdout;
     for needle in [
         "listener: web",
-        "winner:  users (routes[0])",
+        "path:     /users/7 → upstream gets /7",
+        "winner:   users (routes[0])",
         "stages:   allow_methods → body_limit → rewrite_path",
         "proxy to upstream \"users\"",
         "127.0.0.1:3000",
@@ -667,7 +668,7 @@ fn explain_prints_the_winner_its_stages_the_upstream_and_near_misses() {
         "host: other.org",
     ]);
     assert!(
-        out.stdout.contains("winner:  catch-all (routes[3])"),
+        out.stdout.contains("winner:   catch-all (routes[3])"),
         "{}",
         out.stdout
     );
@@ -691,7 +692,7 @@ fn explain_prints_the_winner_its_stages_the_upstream_and_near_misses() {
         "host: x",
     ]);
     assert!(
-        out.stdout.contains("listener: admin") && out.stdout.contains("winner:  metrics"),
+        out.stdout.contains("listener: admin") && out.stdout.contains("winner:   metrics"),
         "{}",
         out.stdout
     );
@@ -720,6 +721,90 @@ fn explain_prints_the_winner_its_stages_the_upstream_and_near_misses() {
         "http://api.example.com/../etc",
     ]);
     assert!(out.stdout.contains("400"), "{}", out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a refused path reaches no route"
+    );
+
+    // No route at all: a documented exit code that scripts can test.
+    let out = run_cli(&[
+        "explain",
+        "-c",
+        path.to_str().unwrap(),
+        "--listener",
+        "admin",
+        "GET",
+        "/zzz",
+        "-H",
+        "host: api.example.com",
+    ]);
+    assert!(out.stdout.contains("winner:   catch-all"), "{}", out.stdout);
+    let lonely = dir.file(
+        "lonely.toml",
+        "[[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:8080\"\n\n[[routes]]\nname = \"only\"\npath = \"/only\"\nrespond = { body = \"x\" }\n",
+    );
+    let out = run_cli(&[
+        "explain",
+        "-c",
+        lonely.to_str().unwrap(),
+        "GET",
+        "/elsewhere",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("404 Not Found (no route matches)"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("winner:   none"), "{}", out.stdout);
+    let out = run_cli(&[
+        "explain",
+        "-c",
+        lonely.to_str().unwrap(),
+        "--json",
+        "GET",
+        "/elsewhere",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", out.stderr);
+    let out = run_cli(&["explain", "-c", lonely.to_str().unwrap(), "GET", "/only"]);
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+#[test]
+fn explain_labels_line_up() {
+    let dir = TempDir::new("cli");
+    let path = dir.file("explain.toml", EXPLAIN_CONFIG);
+    let out = run_cli(&[
+        "explain",
+        "-c",
+        path.to_str().unwrap(),
+        "GET",
+        "http://api.example.com/users/7",
+    ]);
+    // Every `label: value` line before `other routes:` has its value in column 11.
+    for line in out
+        .stdout
+        .lines()
+        .take_while(|l| !l.starts_with("other routes"))
+    {
+        let (label, _) = line.split_once(':').unwrap();
+        assert_eq!(
+            line.chars().nth(10).map(|c| c != ' '),
+            Some(true),
+            "{label}: {line:?}"
+        );
+        assert_eq!(
+            line[label.len() + 1..]
+                .chars()
+                .take_while(|c| *c == ' ')
+                .count()
+                + label.len()
+                + 1,
+            10,
+            "{line:?}"
+        );
+    }
 }
 
 #[test]
