@@ -44,6 +44,21 @@ pub enum Trigger {
     Upgrade,
 }
 
+impl Trigger {
+    /// The name logs and the audit log use: `startup`, `sighup`, `file_watch`, `admin_api`,
+    /// `upgrade`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Startup => "startup",
+            Self::Sighup => "sighup",
+            Self::FileWatch => "file_watch",
+            Self::AdminApi => "admin_api",
+            Self::Upgrade => "upgrade",
+        }
+    }
+}
+
 /// Refusals that are security decisions, each with its slot in the counters.
 const AUDITED: &[ErrorKind] = &[
     ErrorKind::IpDenied,

@@ -102,7 +102,7 @@ impl Control {
 
     fn refused(&self, trigger: Trigger, error: String) -> Result<ReloadReport, String> {
         self.metrics.reload_result(None);
-        tracing::error!(trigger = ?trigger, error = %error, "config reload refused: the running config stays in service");
+        tracing::error!(trigger = trigger.as_str(), error = %error, "config reload refused: the running config stays in service");
         if let Some(audit) = &self.listening.shared.audit {
             audit.config_rejected(trigger, &error);
         }
@@ -170,7 +170,13 @@ impl Control {
         if let Some(audit) = &self.listening.shared.audit {
             audit.config_change(trigger, generation, &summary);
         }
-        tracing::info!(trigger = ?trigger, generation, added = ?report.listeners_added, removed = ?report.listeners_removed, "config reloaded");
+        tracing::info!(
+            trigger = trigger.as_str(),
+            generation,
+            added = %report.listeners_added.join(", "),
+            removed = %report.listeners_removed.join(", "),
+            "config reloaded"
+        );
         Ok(report)
     }
 
