@@ -31,6 +31,7 @@ mod structure;
 mod testkit_origins;
 mod tls;
 mod top;
+mod user_text;
 mod upstream_balance;
 mod upstream_faults;
 mod upstream_tls;
