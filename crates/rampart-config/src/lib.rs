@@ -11,6 +11,7 @@ mod cidr;
 mod diag;
 mod interpolate;
 mod load;
+mod locate;
 mod located;
 mod messages;
 pub mod model;
@@ -131,6 +132,7 @@ pub fn load_str_with_env(
     let mut errors = parsed.errors;
     errors.extend(checks);
     if !errors.is_empty() {
+        locate::point_at_keys(text, &mut errors);
         return Err(Diagnostics::new(origin, text, errors));
     }
     let raw = parsed.raw;

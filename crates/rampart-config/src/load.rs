@@ -151,7 +151,7 @@ fn deserialize_sections(
                     deserialize_list(value, name, errors, repaired);
             }
             "routes" => {
-                (raw.routes, positions.routes) = deserialize_list(value, name, errors, repaired)
+                (raw.routes, positions.routes) = deserialize_list(value, name, errors, repaired);
             }
             "rate_limits" => set(
                 &mut raw.rate_limits,
