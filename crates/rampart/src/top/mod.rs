@@ -73,7 +73,8 @@ impl App {
 
 /// Runs the dashboard until `q`, or prints one text snapshot with `--once`.
 pub(crate) fn run(args: &TopArgs) -> anyhow::Result<ExitCode> {
-    if !args.once && !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+    let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if !args.once && !terminal {
         eprintln!(
             "rampart: top needs a terminal; use `curl {}/status` or `rampart top --once` for a text snapshot",
             args.admin.trim_end_matches('/')

@@ -379,7 +379,7 @@ upstream = "nowhere"
         (
             format!("{file}:4:1:"),
             "listeners[0].colour",
-            "unknown field `colour`",
+            "unknown key `colour`",
         ),
         (
             format!("{file}:7:13:"),
