@@ -129,10 +129,13 @@ pub fn load_str_with_env(
         &parsed.positions,
     ));
     checks.retain(|e| parsed.is_new(e));
+    // Reading errors point where serde stopped; checks may only have had the item's name.
+    if !checks.is_empty() {
+        locate::point_at_keys(text, &mut checks);
+    }
     let mut errors = parsed.errors;
     errors.extend(checks);
     if !errors.is_empty() {
-        locate::point_at_keys(text, &mut errors);
         return Err(Diagnostics::new(origin, text, errors));
     }
     let raw = parsed.raw;

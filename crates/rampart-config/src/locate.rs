@@ -17,13 +17,14 @@ pub(crate) fn point_at_keys(text: &str, errors: &mut [ConfigError]) {
     }
     let root = document.into_inner();
     for error in errors {
-        let Some(span) = value_span(&root, &error.path) else {
+        let Some((key_start, span)) = value_span(&root, &error.path) else {
             continue;
         };
+        // Already on the key or its value (an unknown key points at the key itself).
         let inside = error
             .span
             .as_ref()
-            .is_some_and(|s| s.start >= span.start && s.end <= span.end);
+            .is_some_and(|s| s.start >= key_start.min(span.start) && s.end <= span.end);
         if !inside && !span.is_empty() {
             error.span = Some(span);
         }
@@ -32,8 +33,8 @@ pub(crate) fn point_at_keys(text: &str, errors: &mut [ConfigError]) {
 
 /// The span of the value of the key at `path` (`upstreams[1].retry.max_retries`), if written.
 /// Paths of whole items (`routes[2]`) and sections (`server`) are not looked up: their errors
-/// point at what identifies them.
-fn value_span(root: &DeTable<'_>, path: &str) -> Option<Range<usize>> {
+/// point at what identifies them. Returns where the key starts, and the value's span.
+fn value_span(root: &DeTable<'_>, path: &str) -> Option<(usize, Range<usize>)> {
     if !path.contains('.') || path.ends_with(']') {
         return None;
     }
@@ -41,7 +42,8 @@ fn value_span(root: &DeTable<'_>, path: &str) -> Option<Range<usize>> {
     let mut span = None;
     for part in path.split('.') {
         let (key, indexes) = part.split_once('[').unwrap_or((part, ""));
-        let mut node = table?.get(key)?;
+        let (written_key, mut node) = table?.get_key_value(key)?;
+        let key_start = written_key.span().start;
         for index in indexes.split('[').filter(|s| !s.is_empty()) {
             let i: usize = index.trim_end_matches(']').parse().ok()?;
             let DeValue::Array(items) = node.get_ref() else {
@@ -49,7 +51,7 @@ fn value_span(root: &DeTable<'_>, path: &str) -> Option<Range<usize>> {
             };
             node = items.get(i)?;
         }
-        span = Some(node.span());
+        span = Some((key_start, node.span()));
         table = match node.get_ref() {
             DeValue::Table(t) => Some(t),
             _ => None,
