@@ -25,13 +25,15 @@ pub(crate) fn friendly(message: &str, path: &str, schema: &Value) -> String {
     with_suggestion(message)
 }
 
-/// Adds a "did you mean" hint to serde's unknown-field and unknown-variant messages, and calls
-/// fields keys.
+/// Adds a "did you mean" hint to serde's unknown-field and unknown-variant messages, which
+/// speak of keys and values.
 fn with_suggestion(message: &str) -> String {
-    let message = message.replacen("unknown field `", "unknown key `", 1);
+    let message = message
+        .replacen("unknown field `", "unknown key `", 1)
+        .replacen("unknown variant `", "unknown value `", 1);
     let Some(rest) = message
         .strip_prefix("unknown key `")
-        .or_else(|| message.strip_prefix("unknown variant `"))
+        .or_else(|| message.strip_prefix("unknown value `"))
     else {
         return message;
     };
@@ -208,6 +210,19 @@ mod tests {
             &schema(),
         );
         assert_eq!(m, "expected a duration such as \"30s\", found 30");
+    }
+
+    #[test]
+    fn unknown_values_get_a_suggestion() {
+        let m = friendly(
+            "unknown variant `requird`, expected one of `none`, `optional`, `required`",
+            "listeners[0].tls.client_auth",
+            &schema(),
+        );
+        assert_eq!(
+            m,
+            "unknown value `requird`, expected one of `none`, `optional`, `required` (did you mean `required`?)"
+        );
     }
 
     #[test]
