@@ -42,13 +42,13 @@ impl Parsed {
     }
 }
 
-/// How many items of list section `name` were read.
-fn section_len(raw: &RawConfig, name: &str) -> usize {
+/// How many items of list section `name` were read, for the sections read item by item.
+fn section_len(raw: &RawConfig, name: &str) -> Option<usize> {
     match name {
-        "listeners" => raw.listeners.len(),
-        "upstreams" => raw.upstreams.len(),
-        "routes" => raw.routes.len(),
-        _ => 0,
+        "listeners" => Some(raw.listeners.len()),
+        "upstreams" => Some(raw.upstreams.len()),
+        "routes" => Some(raw.routes.len()),
+        _ => None,
     }
 }
 
@@ -169,7 +169,7 @@ fn deserialize_sections(
         }
         // A section is incomplete when an item had to be left out, not when a key was set aside.
         let dropped = errors.len() > before && repaired.len() == repaired_before
-            || section_len(&raw, name) < file_len;
+            || section_len(&raw, name).is_some_and(|read| read < file_len);
         if dropped && let Some(section) = SECTIONS.iter().find(|s| **s == name) {
             incomplete.push(section);
         }

@@ -418,3 +418,16 @@ fn client_cert_required_alone_is_accepted() {
     let cc = config.raw().routes[0].client_cert.as_ref().unwrap();
     assert!(cc.required && cc.subjects.is_empty());
 }
+
+#[test]
+fn references_into_a_section_that_read_cleanly_are_checked() {
+    let d = errors_of(
+        "[[rate_limits]]\nname = \"p\"\nrequests = 5\n\n[[routes]]\nname = \"r\"\nupstream = \"app\"\nrate_limits = [\"q\"]\n",
+    );
+    assert_error(
+        &d,
+        "routes[0].rate_limits[0]",
+        "unknown rate-limit policy \"q\"",
+        "rate_limits = [\"q\"]",
+    );
+}
