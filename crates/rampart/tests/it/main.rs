@@ -11,6 +11,7 @@ mod cli;
 mod cors;
 mod discovery;
 mod doctor;
+mod explain;
 mod grpc;
 mod headers;
 mod identity;
