@@ -11,7 +11,9 @@ mod cidr;
 mod diag;
 mod interpolate;
 mod load;
+mod locate;
 mod located;
+mod messages;
 pub mod model;
 mod pattern;
 pub mod syntax;
@@ -111,26 +113,28 @@ pub fn load_str_with_env(
 ) -> Result<Config, Diagnostics> {
     let parsed =
         load::parse_raw(text, env).map_err(|errors| Diagnostics::new(origin, text, errors))?;
+    let mut checks = validate::validate(&parsed.raw, &parsed.incomplete, &parsed.positions);
+    checks.extend(validate_security::validate(&parsed.raw, &parsed.positions));
+    checks.extend(validate_balance::validate(&parsed.raw, &parsed.positions));
+    checks.extend(validate_discovery::validate(&parsed.raw, &parsed.positions));
+    checks.extend(validate_observability::validate(&parsed.raw));
+    checks.extend(validate_tls::validate(
+        &parsed.raw,
+        &parsed.incomplete,
+        &parsed.positions,
+    ));
+    checks.extend(validate_gates::validate(
+        &parsed.raw,
+        &parsed.incomplete,
+        &parsed.positions,
+    ));
+    checks.retain(|e| parsed.is_new(e));
+    // Reading errors point where serde stopped; checks may only have had the item's name.
+    if !checks.is_empty() {
+        locate::point_at_keys(text, &mut checks);
+    }
     let mut errors = parsed.errors;
-    errors.extend(validate::validate(
-        &parsed.raw,
-        &parsed.incomplete,
-        &parsed.positions,
-    ));
-    errors.extend(validate_security::validate(&parsed.raw, &parsed.positions));
-    errors.extend(validate_balance::validate(&parsed.raw, &parsed.positions));
-    errors.extend(validate_discovery::validate(&parsed.raw, &parsed.positions));
-    errors.extend(validate_observability::validate(&parsed.raw));
-    errors.extend(validate_tls::validate(
-        &parsed.raw,
-        &parsed.incomplete,
-        &parsed.positions,
-    ));
-    errors.extend(validate_gates::validate(
-        &parsed.raw,
-        &parsed.incomplete,
-        &parsed.positions,
-    ));
+    errors.extend(checks);
     if !errors.is_empty() {
         return Err(Diagnostics::new(origin, text, errors));
     }

@@ -54,7 +54,7 @@ pub(crate) fn validate(
             }
         }
         if let Some(cc) = &r.client_cert {
-            client_cert(&mut errors, &format!("{path}.client_cert"), &r.name, cc);
+            client_cert(&mut errors, &format!("{path}.client_cert"), cc);
         }
     }
     errors
@@ -368,17 +368,12 @@ fn upstream_tls(errors: &mut Vec<ConfigError>, path: &str, u: &Upstream, tls: &U
     let _ = u;
 }
 
-fn client_cert(
-    errors: &mut Vec<ConfigError>,
-    path: &str,
-    route: &Located<String>,
-    cc: &ClientCertRequirement,
-) {
-    if cc.fingerprints.is_empty() && cc.subjects.is_empty() {
+fn client_cert(errors: &mut Vec<ConfigError>, path: &str, cc: &Located<ClientCertRequirement>) {
+    if !cc.required && cc.fingerprints.is_empty() && cc.subjects.is_empty() {
         errors.push(err(
-            route,
+            cc,
             path,
-            "`client_cert` needs `fingerprints` or `subjects` to match",
+            "`client_cert` needs `required = true` (any verified certificate), `fingerprints` or `subjects`",
         ));
     }
     for (i, f) in cc.fingerprints.iter().enumerate() {

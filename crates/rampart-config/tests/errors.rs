@@ -77,7 +77,7 @@ fn unknown_keys_are_errors_with_a_suggestion() {
     assert_error(
         &d,
         "routes[0].upstrem",
-        "unknown field `upstrem`",
+        "unknown key `upstrem`",
         "upstrem = \"app\"",
     );
     assert!(d.to_string().contains("did you mean `upstream`"), "{d}");
@@ -93,7 +93,12 @@ fn unknown_sections_are_errors() {
 #[test]
 fn wrong_types_are_errors() {
     let d = errors_of("[server]\nworkers = \"four\"\n");
-    assert_error(&d, "server.workers", "invalid type", "workers = \"four\"");
+    assert_error(
+        &d,
+        "server.workers",
+        "expected a whole number",
+        "workers = \"four\"",
+    );
 }
 
 #[test]
@@ -311,4 +316,118 @@ fn a_proxy_protocol_header_is_refused_on_multiplexed_upstreams() {
         "\n[[upstreams]]\nname = \"x\"\ntargets = [\"127.0.0.1:1\"]\nproxy_protocol = \"v3\"\n",
     );
     assert!(d.to_string().contains("proxy_protocol"), "{d}");
+}
+
+#[test]
+fn five_independent_mistakes_give_five_messages_in_file_order() {
+    // A misspelled key, two wrong types in one route, a wrong type in an upstream and an unknown
+    // upstream: none hides another.
+    let d = errors_of(
+        r#"
+[[upstreams]]
+name = "api"
+targets = ["127.0.0.1:3001"]
+connect_timeout = 5
+
+[[routes]]
+name = "a"
+priority = "high"
+methods = "GET"
+upstream = "app"
+
+[[routes]]
+name = "b"
+upstrem = "app"
+upstream = "nowhere"
+"#,
+    );
+    let rendered = d.to_string();
+    assert_eq!(d.errors().len(), 5, "{rendered}");
+    assert_error(
+        &d,
+        "upstreams[1].connect_timeout",
+        "expected a duration",
+        "connect_timeout = 5",
+    );
+    assert_error(
+        &d,
+        "routes[0].priority",
+        "expected a whole number, found \"high\"",
+        "priority = \"high\"",
+    );
+    assert_error(
+        &d,
+        "routes[0].methods",
+        "expected a list of strings, found \"GET\"",
+        "methods = \"GET\"",
+    );
+    assert_error(
+        &d,
+        "routes[1].upstrem",
+        "did you mean `upstream`?",
+        "upstrem = \"app\"",
+    );
+    assert_error(
+        &d,
+        "routes[1].upstream",
+        "unknown upstream \"nowhere\"",
+        "upstream = \"nowhere\"",
+    );
+    let lines: Vec<usize> = d
+        .errors()
+        .iter()
+        .map(|e| d.line_col(e.span.clone().unwrap().start).0)
+        .collect();
+    assert!(lines.is_sorted(), "{rendered}");
+    assert!(
+        !rendered.contains("sequence") && !rendered.contains("i32"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn a_key_set_aside_for_its_type_is_not_reported_again() {
+    // `upstream = 7` is wrong; the route must not also be told it has no handler.
+    let d = errors_of("[[routes]]\nname = \"r\"\nupstream = 7\n");
+    assert_eq!(d.errors().len(), 1, "{d}");
+    assert_error(
+        &d,
+        "routes[0].upstream",
+        "expected a string, found 7",
+        "upstream = 7",
+    );
+}
+
+#[test]
+fn client_cert_errors_point_at_the_client_cert_key() {
+    let d = errors_of("[[routes]]\nname = \"r\"\nupstream = \"app\"\nclient_cert = { }\n");
+    assert_error(
+        &d,
+        "routes[0].client_cert",
+        "needs `required = true`",
+        "client_cert = { }",
+    );
+}
+
+#[test]
+fn client_cert_required_alone_is_accepted() {
+    let text = format!(
+        "{BASE}\n[[routes]]\nname = \"r\"\nupstream = \"app\"\nclient_cert = {{ required = true }}\n"
+    );
+    let config = load_str_with_env(&text, "test.toml", &env).unwrap_or_else(|d| panic!("{d}"));
+    let cc = config.raw().routes[0].client_cert.as_ref().unwrap();
+    assert!(cc.required && cc.subjects.is_empty());
+}
+
+#[test]
+fn references_into_a_section_that_read_cleanly_are_checked() {
+    let d = errors_of(
+        "[[rate_limits]]\nname = \"p\"\nrequests = 5\n\n[[routes]]\nname = \"r\"\nupstream = \"app\"\nrate_limits = [\"q\"]\n",
+    );
+    assert_error(
+        &d,
+        "routes[0].rate_limits[0]",
+        "unknown rate-limit policy \"q\"",
+        "rate_limits = [\"q\"]",
+    );
 }

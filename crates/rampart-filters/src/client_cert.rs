@@ -1,6 +1,6 @@
-//! `client_cert` on a route: only clients whose verified TLS certificate matches one listed
-//! SHA-256 fingerprint or subject get through; everyone else (also without a certificate, or
-//! over cleartext) gets 403.
+//! `client_cert` on a route: only clients with a verified TLS certificate get through, and when
+//! SHA-256 fingerprints or subjects are listed only those whose certificate matches one; everyone
+//! else (also without a certificate, or over cleartext) gets 403.
 
 use http::Request;
 use rampart_config::ConfigError;
@@ -11,6 +11,8 @@ use rampart_core::{Prepared, RouteSpec, StageFactory};
 /// The compiled requirement.
 #[derive(Debug, Clone)]
 pub struct ClientCertCheck {
+    /// Any verified certificate is enough (no fingerprint or subject listed).
+    any: bool,
     fingerprints: Vec<String>,
     subjects: Vec<String>,
 }
@@ -41,6 +43,7 @@ impl ClientCertCheck {
     #[must_use]
     pub fn new(req: &ClientCertRequirement) -> Self {
         Self {
+            any: req.fingerprints.is_empty() && req.subjects.is_empty(),
             fingerprints: req
                 .fingerprints
                 .iter()
@@ -57,6 +60,9 @@ impl ClientCertCheck {
             .as_ref()
             .and_then(|t| t.client_cert.as_ref())
             .ok_or("no verified client certificate")?;
+        if self.any {
+            return Ok(());
+        }
         let fingerprint = cert.fingerprint.to_str().unwrap_or("");
         if self.fingerprints.iter().any(|f| f == fingerprint) {
             return Ok(());

@@ -6,6 +6,7 @@ use http::uri::PathAndQuery;
 use http::{Request, Uri};
 use rampart_config::ConfigError;
 use rampart_config::Pattern;
+use rampart_config::model::Rewrite;
 use rampart_core::{Body, ErrorKind, Flow, Phases, ProxyError, RequestCtx, Stage, StageFuture};
 use rampart_core::{Prepared, RouteSpec, StageFactory};
 
@@ -159,6 +160,37 @@ impl Stage for HostRewrite {
 #[derive(Debug, Clone, Copy)]
 pub struct RewriteStages;
 
+/// A route's path rewrites, in the order they apply: strip, replace, regex.
+#[must_use]
+pub fn path_rewrites(rw: &Rewrite) -> Vec<PathRewrite> {
+    let mut out = Vec::new();
+    if let Some(p) = &rw.strip_prefix {
+        out.push(PathRewrite::StripPrefix(p.to_string()));
+    }
+    if let Some(rp) = &rw.replace_prefix {
+        out.push(PathRewrite::ReplacePrefix {
+            from: rp.from.to_string(),
+            to: rp.to.to_string(),
+        });
+    }
+    if let Some(rx) = &rw.path_regex {
+        out.push(PathRewrite::Regex {
+            pattern: rx.pattern.clone(),
+            replace: rx.replace.to_string(),
+        });
+    }
+    out
+}
+
+/// The path the upstream gets for `path` after `rw`'s rewrites (each applies to the result of
+/// the one before; one that does not match leaves the path as it is).
+#[must_use]
+pub fn rewritten_path(rw: &Rewrite, path: &str) -> String {
+    path_rewrites(rw)
+        .iter()
+        .fold(path.to_owned(), |p, r| r.apply(&p).unwrap_or(p))
+}
+
 impl StageFactory for RewriteStages {
     fn name(&self) -> &'static str {
         "rewrite"
@@ -172,22 +204,10 @@ impl StageFactory for RewriteStages {
         let Some(rw) = &route.route.rewrite else {
             return Ok(Vec::new());
         };
-        let mut stages: Vec<Box<dyn Stage>> = Vec::new();
-        if let Some(p) = &rw.strip_prefix {
-            stages.push(Box::new(PathRewrite::StripPrefix(p.to_string())));
-        }
-        if let Some(rp) = &rw.replace_prefix {
-            stages.push(Box::new(PathRewrite::ReplacePrefix {
-                from: rp.from.to_string(),
-                to: rp.to.to_string(),
-            }));
-        }
-        if let Some(rx) = &rw.path_regex {
-            stages.push(Box::new(PathRewrite::Regex {
-                pattern: rx.pattern.clone(),
-                replace: rx.replace.to_string(),
-            }));
-        }
+        let mut stages: Vec<Box<dyn Stage>> = path_rewrites(rw)
+            .into_iter()
+            .map(|p| Box::new(p) as Box<dyn Stage>)
+            .collect();
         if let Some(host) = &rw.host {
             let stage = HostRewrite::new(host)
                 .map_err(|m| vec![route.error(Some(host.span()), "rewrite.host", m)])?;

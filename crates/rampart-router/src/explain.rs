@@ -276,15 +276,15 @@ pub(crate) fn explain(matchers: &[Matcher], req: &RequestView<'_>) -> Explanatio
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let all = f.alternate();
-        write!(f, "request: {}", self.request)?;
+        write!(f, "request:  {}", self.request)?;
         match &self.winner {
             Some(w) => {
-                write!(f, "\nwinner:  {} ({})", w.name, w.config_path)?;
+                write!(f, "\nwinner:   {} ({})", w.name, w.config_path)?;
                 if all {
-                    write!(f, "\n         precedence: {}", w.precedence)?;
+                    write!(f, "\n          precedence: {}", w.precedence)?;
                 }
             }
-            None => write!(f, "\nwinner:  none (no route matches)")?,
+            None => write!(f, "\nwinner:   none (no route matches)")?,
         }
         if !self.others.is_empty() {
             write!(f, "\nother routes:")?;

@@ -47,6 +47,7 @@ pub(crate) enum Command {
     )]
     Proxy(ProxyArgs),
     /// Show which route a request would take, its stages and upstream, and why other routes lost.
+    /// Exit 0 when a route takes the request, 3 when none does, 1 on errors.
     #[command(
         after_help = "Examples:\n  rampart explain -c rampart.toml GET http://api.example.com/v1/users\n  rampart explain -c rampart.toml POST /upload -H 'host: files.example.com' --all"
     )]
@@ -65,7 +66,7 @@ pub(crate) enum Command {
     Upgrade(UpgradeArgs),
     /// Live dashboard of a running Rampart, read from its admin API (q quits).
     #[command(
-        after_help = "Examples:\n  rampart top\n  rampart top --admin http://10.0.0.5:9901 --token \"$ADMIN_TOKEN\"\n\nKeys: q quit, tab or ←/→ switch pane (routes, upstreams, listeners), ↑/↓ select."
+        after_help = "Examples:\n  rampart top\n  rampart top --admin http://10.0.0.5:9901 --token \"$ADMIN_TOKEN\"\n  rampart top --once --interval 500\n\nKeys: q quit, tab or ←/→ switch pane (routes, upstreams, listeners), ↑/↓ select."
     )]
     Top(TopArgs),
     /// Print the embedded default config or the config's JSON Schema.
@@ -98,6 +99,9 @@ pub(crate) struct TopArgs {
     /// Refresh interval in milliseconds (at least 100).
     #[arg(long = "interval", default_value_t = 1000, value_name = "MS")]
     pub(crate) interval_ms: u64,
+    /// Print one text snapshot (two reads one interval apart) and exit; needs no terminal.
+    #[arg(long)]
+    pub(crate) once: bool,
 }
 
 #[derive(Debug, Args)]

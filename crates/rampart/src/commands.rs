@@ -116,6 +116,10 @@ fn proxy_config(args: &ProxyArgs) -> anyhow::Result<Config> {
     rampart_config::load_str(&text, "<rampart proxy>").map_err(|d| anyhow!(Refused(d)))
 }
 
+/// `rampart explain`'s exit code when no route would take the request (it would get 404, or
+/// 400 for a path refused before routing).
+const EXPLAIN_NOT_ROUTED: u8 = 3;
+
 fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let config = load(Some(&args.config))?;
     let rt = rampart_server::compile(&config).map_err(|d| anyhow!(Refused(d)))?;
@@ -142,5 +146,9 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{report}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if report.is_routed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXPLAIN_NOT_ROUTED)
+    })
 }

@@ -102,7 +102,7 @@ pub struct Route {
     pub response_headers: Option<HeaderEdits>,
     /// Only clients whose verified TLS certificate matches may use this route (403 otherwise).
     #[serde(default)]
-    pub client_cert: Option<ClientCertRequirement>,
+    pub client_cert: Option<Located<ClientCertRequirement>>,
 }
 
 /// A header predicate: `value` (exact), `regex`, or neither (the header must be present);

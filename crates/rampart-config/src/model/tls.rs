@@ -210,11 +210,16 @@ pub struct UpstreamTls {
     pub insecure_skip_verify: bool,
 }
 
-/// A route's `client_cert`: the verified client certificate must match one fingerprint or one
-/// subject listed (403 otherwise, also without a certificate).
+/// A route's `client_cert`: a verified client certificate is required (`required = true`), and
+/// when fingerprints or subjects are listed it must match one of them (403 otherwise, also
+/// without a certificate).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientCertRequirement {
+    /// Any certificate the listener verified (against its `client_ca`) is enough; listing
+    /// `fingerprints` or `subjects` implies it.
+    #[serde(default)]
+    pub required: bool,
     /// SHA-256 fingerprints, hex (colons and case ignored).
     #[serde(default)]
     pub fingerprints: Vec<Located<String>>,

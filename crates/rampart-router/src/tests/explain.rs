@@ -109,12 +109,12 @@ fn explain_reports_a_missing_host_and_no_winner() {
         www.verdict.reason(),
         "no host in the request; route needs one of [www.example.com]"
     );
-    assert!(e.to_string().contains("winner:  none (no route matches)"));
+    assert!(e.to_string().contains("winner:   none (no route matches)"));
 }
 
 /// The exact output shown in docs/routing.md.
-const EXPLAIN_EXAMPLE: &str = r#"request: GET /api/users/42?page=2 (host api.example.com)
-winner:  users (routes[1])
+const EXPLAIN_EXAMPLE: &str = r#"request:  GET /api/users/42?page=2 (host api.example.com)
+winner:   users (routes[1])
 other routes:
   api (routes[0]): matched, but a more specific path wins (template beats prefix)
   admin (routes[2]): method GET not in [POST, DELETE] [2/3 checks passed]
@@ -130,7 +130,7 @@ fn explain_display_reads_as_documented() {
     let e = r.explain(&probe.view());
     assert_eq!(e.to_string(), EXPLAIN_EXAMPLE);
     let all = format!("{e:#}");
-    assert!(all.contains("\nwinner:  users (routes[1])\n         precedence: priority 0, exact host \"api.example.com\", template \"/api/users/{id}\" (2 literal segments, 1 param), 0 predicates, entry #1\n"), "{all}");
+    assert!(all.contains("\nwinner:   users (routes[1])\n          precedence: priority 0, exact host \"api.example.com\", template \"/api/users/{id}\" (2 literal segments, 1 param), 0 predicates, entry #1\n"), "{all}");
     assert!(all.contains("\n  docs (routes[4]): path \"/api/users/42\" does not match prefix \"/docs\" [1/2 checks passed]\n      precedence: priority 0, any host, prefix \"/docs\" (5 bytes), 0 predicates, entry #4\n"), "{all}");
     assert_eq!(all.lines().count(), EXPLAIN_EXAMPLE.lines().count() + 7);
 }

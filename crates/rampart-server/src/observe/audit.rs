@@ -68,6 +68,13 @@ impl Initiator {
         }
     }
 
+    /// The peer for a log line: its address, or `-` when the change did not come over the
+    /// network.
+    #[must_use]
+    pub fn peer_text(&self) -> String {
+        self.peer.map_or_else(|| "-".to_owned(), |peer| peer.to_string())
+    }
+
     /// Adds this initiator's fields to an audit line.
     fn annotate(&self, line: &mut serde_json::Value) {
         line["trigger"] = json!(self.trigger);
@@ -86,6 +93,21 @@ impl From<Trigger> for Initiator {
             trigger,
             peer: None,
             identity: None,
+        }
+    }
+}
+
+impl Trigger {
+    /// The name logs and the audit log use: `startup`, `sighup`, `file_watch`, `admin_api`,
+    /// `upgrade`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Startup => "startup",
+            Self::Sighup => "sighup",
+            Self::FileWatch => "file_watch",
+            Self::AdminApi => "admin_api",
+            Self::Upgrade => "upgrade",
         }
     }
 }

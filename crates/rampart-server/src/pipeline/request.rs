@@ -133,9 +133,16 @@ fn reject(
     ctx.reason = Some(err.kind);
     ctx.detail = Some(err.detail.to_string());
     if err.kind.side() == rampart_core::Side::Upstream {
-        tracing::warn!(request_id = ?ctx.request_id, route = ?ctx.route, upstream = ?ctx.upstream, reason = err.kind.code(), detail = %err.detail, "upstream failure");
+        tracing::warn!(
+            request_id = ctx.request_id.to_str().unwrap_or("-"),
+            route = ctx.route.as_deref().unwrap_or("-"),
+            upstream = ctx.upstream.as_deref().unwrap_or("-"),
+            reason = err.kind.code(),
+            detail = %err.detail,
+            "upstream failure"
+        );
     } else {
-        tracing::debug!(request_id = ?ctx.request_id, reason = err.kind.code(), stage = ctx.stage, detail = %err.detail, "request refused");
+        tracing::debug!(request_id = ctx.request_id.to_str().unwrap_or("-"), reason = err.kind.code(), stage = ctx.stage, detail = %err.detail, "request refused");
     }
     let mut resp = Box::new(error_response(err, &ctx.request_id, accept));
     // After a framing or header refusal the rest of an HTTP/1 connection cannot be trusted.

@@ -66,7 +66,12 @@ pub(crate) fn spawn(
         let (client, upstream) = match tokio::join!(client, upstream) {
             (Ok(c), Ok(u)) => (c, u),
             (c, u) => {
-                tracing::debug!(request_id = ?request_id, client_ok = c.is_ok(), upstream_ok = u.is_ok(), "upgrade failed");
+                tracing::debug!(
+                    request_id = request_id.to_str().unwrap_or("-"),
+                    client_ok = c.is_ok(),
+                    upstream_ok = u.is_ok(),
+                    "upgrade failed"
+                );
                 return;
             }
         };
@@ -83,11 +88,11 @@ pub(crate) fn spawn(
         tokio::select! {
             result = tokio::io::copy_bidirectional(&mut a, &mut b) => {
                 if let Ok((up, down)) = result {
-                    tracing::debug!(request_id = ?request_id, bytes_to_upstream = up, bytes_to_client = down, "tunnel closed");
+                    tracing::debug!(request_id = request_id.to_str().unwrap_or("-"), bytes_to_upstream = up, bytes_to_client = down, "tunnel closed");
                 }
             }
             () = clock.idle_for(idle) => {
-                tracing::debug!(request_id = ?request_id, ?idle, "tunnel closed after idle timeout");
+                tracing::debug!(request_id = request_id.to_str().unwrap_or("-"), ?idle, "tunnel closed after idle timeout");
             }
         }
     });

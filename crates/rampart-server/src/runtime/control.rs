@@ -100,7 +100,7 @@ impl Control {
 
     fn refused(&self, by: &Initiator, error: String) -> Result<ReloadReport, String> {
         self.metrics.reload_result(None);
-        tracing::error!(trigger = ?by.trigger, peer = ?by.peer, error = %error, "config reload refused: the running config stays in service");
+        tracing::error!(trigger = by.trigger.as_str(), peer = %by.peer_text(), error = %error, "config reload refused: the running config stays in service");
         if let Some(audit) = &self.listening.shared.audit {
             audit.config_rejected(by, &error);
         }
@@ -180,7 +180,14 @@ impl Control {
         if let Some(audit) = &self.listening.shared.audit {
             audit.config_change(by, generation, &summary);
         }
-        tracing::info!(trigger = ?by.trigger, peer = ?by.peer, generation, added = ?report.listeners_added, removed = ?report.listeners_removed, "config reloaded");
+        tracing::info!(
+            trigger = by.trigger.as_str(),
+            peer = %by.peer_text(),
+            generation,
+            added = %report.listeners_added.join(", "),
+            removed = %report.listeners_removed.join(", "),
+            "config reloaded"
+        );
         Ok(report)
     }
 

@@ -16,12 +16,16 @@ use crate::runtime::compile::Runtime;
 pub struct ExplainReport {
     /// The listener the request was evaluated on.
     pub listener: String,
+    /// The path as given.
+    pub request_path: String,
     /// The path after normalization.
     pub path: Option<String>,
     /// Why the path would be refused with 400, when it would.
     pub path_error: Option<String>,
     /// Answered by the health fast path before routing.
     pub fast_path: bool,
+    /// The path the upstream gets after the winning route's rewrites, when they change it.
+    pub upstream_path: Option<String>,
     /// Stages the winning route runs, in order.
     pub stages: Vec<&'static str>,
     /// What the winning route does.
@@ -55,7 +59,9 @@ pub fn explain(
     };
     let mut report = ExplainReport {
         listener: l.name.to_string(),
+        request_path: url.path().to_owned(),
         path,
+        upstream_path: None,
         path_error,
         fast_path: l.health_endpoints
             && matches!(url.path(), "/healthz" | "/readyz")
@@ -80,9 +86,26 @@ pub fn explain(
     if let Some(found) = l.router.lookup(&view) {
         report.stages = found.value.stage_names();
         report.handler = Some(found.value.handler_summary());
+        report.upstream_path = rt
+            .config
+            .raw()
+            .routes
+            .iter()
+            .find(|r| r.name.as_str() == found.value.name())
+            .and_then(|r| r.rewrite.as_ref())
+            .map(|rw| rampart_filters::rewrite::rewritten_path(rw, &path))
+            .filter(|p| *p != path);
     }
     report.routing = Some(l.router.explain(&view));
     Ok(report)
+}
+
+impl ExplainReport {
+    /// True when a route (or the health fast path) would answer the request.
+    #[must_use]
+    pub const fn is_routed(&self) -> bool {
+        self.fast_path || self.handler.is_some()
+    }
 }
 
 fn pick_listener<'a>(
@@ -109,10 +132,18 @@ impl fmt::Display for ExplainReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "listener: {}", self.listener)?;
         if let Some(e) = &self.path_error {
+            writeln!(f, "path:     {}", self.request_path)?;
             return writeln!(f, "result:   400 Bad Request ({e})");
         }
         if let Some(p) = &self.path {
-            writeln!(f, "path:     {p} (normalized)")?;
+            write!(f, "path:     {}", self.request_path)?;
+            if *p != self.request_path {
+                write!(f, " → normalized {p}")?;
+            }
+            if let Some(up) = &self.upstream_path {
+                write!(f, " → upstream gets {up}")?;
+            }
+            writeln!(f)?;
         }
         if self.fast_path {
             return writeln!(

@@ -120,7 +120,7 @@ impl DnsSource {
             Ok(r) => r,
             Err(e) => {
                 let name = set.upgrade().map(|s| s.name().to_owned());
-                tracing::error!(upstream = ?name, error = %e, "discovery cannot start");
+                tracing::error!(upstream = name.as_deref().unwrap_or("-"), error = %e, "discovery cannot start");
                 return;
             }
         };

@@ -19,10 +19,47 @@ const INFO_DAYS: i64 = 30;
 
 /// Checks every `[[listeners.tls.certificates]]` entry.
 pub(super) fn check(raw: &RawConfig) -> Vec<Finding> {
+    let upstream_cas = raw
+        .upstreams
+        .iter()
+        .filter_map(|u| u.tls.as_ref()?.ca.as_ref())
+        .map(|p| p.get().clone());
     let mut out = Vec::new();
     for l in &raw.listeners {
+        let client_ca = l.tls.iter().filter_map(|t| t.client_ca.as_ref());
+        let files: Vec<String> = client_ca
+            .map(|p| p.get().clone())
+            .chain(upstream_cas.clone())
+            .collect();
+        let private = private_cas(&files);
         for c in l.tls.iter().flat_map(|t| &t.certificates) {
-            out.extend(check_one(l.name.get(), c));
+            out.extend(check_one(l.name.get(), c, &private));
+        }
+    }
+    out
+}
+
+/// A CA the config names (`client_ca`, an upstream's `ca`): its subject and its file.
+struct PrivateCa {
+    subject: String,
+    file: String,
+}
+
+/// The subjects of every certificate in the CA files the config names; unreadable files are
+/// reported by the config checks, not here.
+fn private_cas(files: &[String]) -> Vec<PrivateCa> {
+    let mut out = Vec::new();
+    for file in files {
+        let Ok(bytes) = std::fs::read(file) else {
+            continue;
+        };
+        for der in CertificateDer::pem_slice_iter(&bytes).flatten() {
+            if let Ok((_, cert)) = X509Certificate::from_der(&der) {
+                out.push(PrivateCa {
+                    subject: cert.subject().to_string(),
+                    file: file.clone(),
+                });
+            }
         }
     }
     out
@@ -34,7 +71,7 @@ fn now_unix() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-fn check_one(listener: &str, c: &TlsCertificate) -> Vec<Finding> {
+fn check_one(listener: &str, c: &TlsCertificate, private: &[PrivateCa]) -> Vec<Finding> {
     let path = c.cert.get();
     let subject = format!("listener {listener} certificate {path}");
     let chain = match std::fs::read(path)
@@ -88,7 +125,7 @@ fn check_one(listener: &str, c: &TlsCertificate) -> Vec<Finding> {
     for (i, cert) in certs.iter().enumerate() {
         out.push(expiry(&subject, i, cert));
     }
-    out.push(chain_order(&subject, &certs));
+    out.push(chain_order(&subject, &certs, private));
     out.push(key_matches(&subject, c.key.get(), chain));
     out
 }
@@ -150,8 +187,10 @@ fn expiry(subject: &str, i: usize, cert: &X509Certificate<'_>) -> Finding {
     }
 }
 
-/// Each certificate must be issued by the next one; a CA-issued leaf alone lacks intermediates.
-fn chain_order(subject: &str, certs: &[X509Certificate<'_>]) -> Finding {
+/// Each certificate must be issued by the next one. A CA-issued leaf alone is complete when its
+/// issuer is a private CA the config names (its clients are given that CA); otherwise public
+/// clients may lack the intermediate.
+fn chain_order(subject: &str, certs: &[X509Certificate<'_>], private: &[PrivateCa]) -> Finding {
     for (i, pair) in certs.windows(2).enumerate() {
         if pair[0].issuer() != pair[1].subject() {
             return Finding::new(
@@ -167,13 +206,28 @@ fn chain_order(subject: &str, certs: &[X509Certificate<'_>]) -> Finding {
         return Finding::new("certificate", Severity::Error, subject, "empty chain");
     };
     if certs.len() == 1 && last.issuer() != last.subject() {
+        let issuer = last.issuer().to_string();
+        if let Some(ca) = private.iter().find(|ca| ca.subject == issuer) {
+            return Finding::new(
+                "certificate",
+                Severity::Ok,
+                subject,
+                format!(
+                    "issued directly by the private CA {issuer} (in {}); its clients are given that CA, so the leaf alone is complete",
+                    ca.file
+                ),
+            );
+        }
         return Finding::new(
             "certificate",
             Severity::Warning,
             subject,
-            format!("only the leaf is present; its issuer ({}) is not in the file", last.issuer()),
+            format!(
+                "only the leaf is present; its issuer ({issuer}) is not in the file: public clients (browsers, \
+                 curl with the system trust store) that do not have that intermediate cached fail to verify"
+            ),
         )
-        .fix("append the intermediate certificates (the CA's \"fullchain\" file): clients that do not have them cached will fail to verify");
+        .fix("for a public CA, use its \"fullchain\" file (leaf then intermediates); for a private CA whose certificate every client is given, nothing is missing (doctor recognises it when the config names it, as `client_ca` or an upstream's `ca`)");
     }
     Finding::new(
         "certificate",

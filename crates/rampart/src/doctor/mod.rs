@@ -165,14 +165,14 @@ fn check_all(config: &Config) -> Vec<Finding> {
 fn text(findings: &[Finding], worst: Severity) -> String {
     let mut out = String::new();
     for f in findings {
-        let _ = writeln!(
-            out,
-            "[{:<7}] {} {}: {}",
-            f.severity.label(),
-            f.check,
-            f.subject,
-            f.message
-        );
+        // `upstream app target …` already says which check it is; `fd_limit` reads `fd limit`.
+        let check = f.check.replace('_', " ");
+        let what = if f.subject.contains(&check) {
+            f.subject.clone()
+        } else {
+            format!("{check} {}", f.subject)
+        };
+        let _ = writeln!(out, "[{:<7}] {what}: {}", f.severity.label(), f.message);
         if let Some(fix) = &f.fix {
             let _ = writeln!(out, "          fix: {fix}");
         }

@@ -166,15 +166,21 @@ async fn probe(upstream: &str, target: &str) -> Finding {
             "resolves to no address",
         );
     };
+    // The resolved address is news only when the target is a name.
+    let at = if first.to_string() == target {
+        String::new()
+    } else {
+        format!(" ({first})")
+    };
     match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(first)).await {
-        Ok(Ok(_)) => Finding::new("upstream", Severity::Ok, subject, format!("{first} accepts connections")),
-        Ok(Err(e)) => Finding::new("upstream", Severity::Warning, subject, format!("{first}: cannot connect: {e}"))
+        Ok(Ok(_)) => Finding::new("upstream", Severity::Ok, subject, format!("accepts connections{at}")),
+        Ok(Err(e)) => Finding::new("upstream", Severity::Warning, subject, format!("cannot connect{at}: {e}"))
             .fix("start the service, or check firewalls and the port; requests routed here will fail with 502"),
         Err(_) => Finding::new(
             "upstream",
             Severity::Warning,
             subject,
-            format!("{first}: no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+            format!("no answer within {}s{at}", CONNECT_TIMEOUT.as_secs()),
         )
         .fix("a firewall may drop the packets; requests routed here will time out"),
     }
@@ -183,14 +189,14 @@ async fn probe(upstream: &str, target: &str) -> Finding {
 /// A Unix socket target: does something accept connections on it?
 async fn probe_unix(subject: String, path: &str) -> Finding {
     match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::UnixStream::connect(path)).await {
-        Ok(Ok(_)) => Finding::new("upstream", Severity::Ok, subject, format!("{path} accepts connections")),
-        Ok(Err(e)) => Finding::new("upstream", Severity::Warning, subject, format!("{path}: cannot connect: {e}"))
+        Ok(Ok(_)) => Finding::new("upstream", Severity::Ok, subject, "accepts connections"),
+        Ok(Err(e)) => Finding::new("upstream", Severity::Warning, subject, format!("cannot connect: {e}"))
             .fix("start the service that owns the socket, and check that Rampart's user may open it; requests routed here will fail with 502"),
         Err(_) => Finding::new(
             "upstream",
             Severity::Warning,
             subject,
-            format!("{path}: no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+            format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
         ),
     }
 }

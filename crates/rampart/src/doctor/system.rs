@@ -56,24 +56,28 @@ pub(super) fn fd_limit(raw: &RawConfig) -> Vec<Finding> {
             format!("soft limit {soft} covers limits.max_connections = {max} (needs about {need})"),
         )];
     }
-    let severity = if soft < max {
-        Severity::Error
-    } else {
-        Severity::Warning
-    };
-    vec![Finding::new(
-        "fd_limit",
-        severity,
-        subject,
-        format!(
-            "soft limit {soft} (hard {hard}) is below the {need} descriptors that \
-             limits.max_connections = {max} may need (client + upstream per connection)"
-        ),
-    )
-    .fix(format!(
-        "raise it: `LimitNOFILE={need}` in the systemd unit, `ulimit -n {need}` in the shell, or \
-         lower limits.max_connections"
-    ))]
+    // Rampart starts whatever the limit; what the limit decides is how many connections it
+    // can hold at once.
+    let reachable = soft.saturating_sub(FDS_RESERVE) / FDS_PER_CONNECTION;
+    vec![
+        Finding::new(
+            "fd_limit",
+            Severity::Warning,
+            subject,
+            format!(
+                "soft limit {soft} (hard {hard}) allows about {reachable} proxied connections \
+                 (2 descriptors each: client and upstream), not the limits.max_connections = \
+                 {max} configured (about {need} descriptors): past that, accepting fails with \
+                 EMFILE, the listener backs off and retries (logged as `accept failed`), and \
+                 upstream connects can fail with 502"
+            ),
+        )
+        .fix(format!(
+            "raise it to {need}: `LimitNOFILE={need}` in the systemd unit, `ulimit -n {need}` in \
+             the shell that starts Rampart (the hard limit must allow it), or lower \
+             limits.max_connections to {reachable}"
+        )),
+    ]
 }
 
 /// Reads one sysctl as a list of numbers.

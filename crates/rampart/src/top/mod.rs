@@ -3,10 +3,13 @@
 //! percentiles per route, upstream target health, connections per listener.
 
 mod admin;
+mod format;
 mod model;
 mod prom;
+mod text;
 mod ui;
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::sync::mpsc::TryRecvError;
 use std::time::Duration;
@@ -68,8 +71,16 @@ impl App {
     }
 }
 
-/// Runs the dashboard until `q`.
+/// Runs the dashboard until `q`, or prints one text snapshot with `--once`.
 pub(crate) fn run(args: &TopArgs) -> anyhow::Result<ExitCode> {
+    let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if !args.once && !terminal {
+        eprintln!(
+            "rampart: top needs a terminal; use `curl {}/status` or `rampart top --once` for a text snapshot",
+            args.admin.trim_end_matches('/')
+        );
+        return Ok(ExitCode::from(2));
+    }
     let token = args
         .token
         .clone()
@@ -78,10 +89,29 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<ExitCode> {
         admin::AdminApi::new(&args.admin, token.as_deref()).map_err(|e| anyhow!("--admin: {e}"))?;
     let interval = Duration::from_millis(args.interval_ms.max(100));
     let scrapes = admin::spawn_poller(api, interval)?;
+    if args.once {
+        return once(&scrapes);
+    }
     let mut terminal = ratatui::try_init()?;
     let result = event_loop(&mut terminal, &scrapes, &args.admin);
     ratatui::restore();
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Two reads one interval apart (so that rates can be computed), printed as text.
+fn once(scrapes: &std::sync::mpsc::Receiver<Result<Scrape, String>>) -> anyhow::Result<ExitCode> {
+    let read = || {
+        scrapes
+            .recv()
+            .map_err(|_| anyhow!("the admin API poller stopped"))?
+            .map_err(|e| anyhow!("admin API: {e}"))
+    };
+    let first = read()?;
+    let second = read()?;
+    let routes = model::routes(Some(&first), &second);
+    let conns = model::connections(&second);
+    print!("{}", text::snapshot(&second, &routes, &conns));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn event_loop(

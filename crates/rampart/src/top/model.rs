@@ -97,10 +97,12 @@ pub(crate) struct ConnRow {
 /// Totals for the header.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Totals {
-    pub(crate) requests: f64,
+    /// Requests since start (None before the first read).
+    pub(crate) requests: Option<f64>,
     pub(crate) rps: Option<f64>,
     pub(crate) err5xx: Option<f64>,
-    pub(crate) connections: f64,
+    /// Open connections (None before the first read).
+    pub(crate) connections: Option<f64>,
 }
 
 const REQUESTS: &str = "rampart_requests_total";
@@ -253,9 +255,13 @@ pub(crate) fn connections(cur: &Scrape) -> Vec<ConnRow> {
         .collect()
 }
 
-/// Header totals over all routes.
+/// Header totals over all routes; nothing at all (no routes, no listeners) means no data yet.
 pub(crate) fn totals(rows: &[RouteRow], conns: &[ConnRow]) -> Totals {
-    let rps: Option<f64> = rows.iter().map(|r| r.rps).sum();
+    let rps: Option<f64> = if rows.is_empty() {
+        None
+    } else {
+        rows.iter().map(|r| r.rps).sum()
+    };
     let err5xx = rps.and_then(|total| {
         let errors: f64 = rows
             .iter()
@@ -263,11 +269,12 @@ pub(crate) fn totals(rows: &[RouteRow], conns: &[ConnRow]) -> Totals {
             .sum();
         (total > 0.0).then(|| errors / total)
     });
+    let any = !rows.is_empty() || !conns.is_empty();
     Totals {
-        requests: rows.iter().map(|r| r.total).sum(),
+        requests: any.then(|| rows.iter().map(|r| r.total).sum()),
         rps,
         err5xx,
-        connections: conns.iter().map(|c| c.active).sum(),
+        connections: any.then(|| conns.iter().map(|c| c.active).sum()),
     }
 }
 
@@ -336,10 +343,10 @@ rampart_connections_active{listener="web",protocol="h2"} 1
         assert_eq!(none.err4xx, None, "no requests in the interval");
         let conns = connections(&after);
         let t = totals(&rows, &conns);
-        assert!((t.requests - 305.0).abs() < 1e-9);
+        assert!((t.requests.unwrap() - 305.0).abs() < 1e-9);
         assert!((t.rps.unwrap() - 100.0).abs() < 1e-9);
         assert!((t.err5xx.unwrap() - 0.1).abs() < 1e-9);
-        assert!((t.connections - 4.0).abs() < 1e-9);
+        assert!((t.connections.unwrap() - 4.0).abs() < 1e-9);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Row, Table, TableState, Tabs};
 
+use super::format::{count, latency, percent, rate};
 use super::model::{self, ConnRow, RouteRow, Scrape};
 
 /// The panes, in tab order.
@@ -20,22 +21,6 @@ pub(crate) struct View<'a> {
     pub(crate) conns: &'a [ConnRow],
     pub(crate) error: Option<&'a str>,
     pub(crate) pane: usize,
-}
-
-fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
-    v.map_or_else(|| "-".to_owned(), f)
-}
-
-fn pct(v: f64) -> String {
-    format!("{:.1}%", v * 100.0)
-}
-
-fn ms(seconds: f64) -> String {
-    if seconds < 0.001 {
-        format!("{:.0}µs", seconds * 1e6)
-    } else {
-        format!("{:.1}ms", seconds * 1e3)
-    }
 }
 
 /// Draws one frame.
@@ -86,11 +71,11 @@ fn header_widget<'a>(view: &View<'a>) -> Paragraph<'a> {
         None => lines.push(Line::from(format!("connecting to {}…", view.admin))),
     }
     lines.push(Line::from(format!(
-        "requests {:.0} · {} req/s · 5xx {} · connections {:.0}",
-        totals.requests,
-        opt(totals.rps, |v| format!("{v:.1}")),
-        opt(totals.err5xx, pct),
-        totals.connections
+        "requests {} · {} req/s · 5xx {} · connections {}",
+        count(totals.requests),
+        rate(totals.rps),
+        percent(totals.err5xx),
+        count(totals.connections)
     )));
     if let Some(e) = view.error {
         lines.push(Line::from(Span::styled(
@@ -114,13 +99,13 @@ fn routes_table(rows: &[RouteRow]) -> Table<'static> {
         .map(|r| {
             Row::new(vec![
                 r.route.clone(),
-                format!("{:.0}", r.total),
-                opt(r.rps, |v| format!("{v:.1}")),
-                opt(r.err5xx, pct),
-                opt(r.err4xx, pct),
-                opt(r.p50, ms),
-                opt(r.p90, ms),
-                opt(r.p99, ms),
+                count(Some(r.total)),
+                rate(r.rps),
+                percent(r.err5xx),
+                percent(r.err4xx),
+                latency(r.p50),
+                latency(r.p90),
+                latency(r.p99),
             ])
             .style(if r.err5xx.is_some_and(|e| e > 0.0) {
                 Style::new().fg(Color::Red)

@@ -33,14 +33,14 @@ fn rampart() -> Command {
 // ---------------------------------------------------------------------------------------------
 
 /// What a finished command printed.
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Output {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs `args` to completion within [`COMMAND_TIMEOUT`] (killed and failed otherwise).
-fn run_cli(args: &[&str]) -> Output {
+pub(crate) fn run_cli(args: &[&str]) -> Output {
     run_cli_env(args, &[])
 }
 
@@ -379,7 +379,7 @@ upstream = "nowhere"
         (
             format!("{file}:4:1:"),
             "listeners[0].colour",
-            "unknown field `colour`",
+            "unknown key `colour`",
         ),
         (
             format!("{file}:7:13:"),
@@ -563,7 +563,7 @@ fn assert_check_passes(file: &Path, certs: &Path) {
 // explain
 // ---------------------------------------------------------------------------------------------
 
-const EXPLAIN_CONFIG: &str = r#"
+pub(crate) const EXPLAIN_CONFIG: &str = r#"
 [[listeners]]
 name = "web"
 bind = "127.0.0.1:8080"
@@ -625,7 +625,8 @@ fn explain_prints_the_winner_its_stages_the_upstream_and_near_misses() {
     let text = &out.stdout;
     for needle in [
         "listener: web",
-        "winner:  users (routes[0])",
+        "path:     /users/7 → upstream gets /7",
+        "winner:   users (routes[0])",
         "stages:   allow_methods → body_limit → rewrite_path",
         "proxy to upstream \"users\"",
         "127.0.0.1:3000",
@@ -667,7 +668,7 @@ fn explain_prints_the_winner_its_stages_the_upstream_and_near_misses() {
         "host: other.org",
     ]);
     assert!(
-        out.stdout.contains("winner:  catch-all (routes[3])"),
+        out.stdout.contains("winner:   catch-all (routes[3])"),
         "{}",
         out.stdout
     );
@@ -691,7 +692,7 @@ fn explain_prints_the_winner_its_stages_the_upstream_and_near_misses() {
         "host: x",
     ]);
     assert!(
-        out.stdout.contains("listener: admin") && out.stdout.contains("winner:  metrics"),
+        out.stdout.contains("listener: admin") && out.stdout.contains("winner:   metrics"),
         "{}",
         out.stdout
     );
@@ -720,6 +721,11 @@ fn explain_prints_the_winner_its_stages_the_upstream_and_near_misses() {
         "http://api.example.com/../etc",
     ]);
     assert!(out.stdout.contains("400"), "{}", out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a refused path reaches no route"
+    );
 }
 
 #[test]

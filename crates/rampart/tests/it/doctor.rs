@@ -354,3 +354,155 @@ fn unix_socket_targets_are_connected_to() {
     );
     assert_eq!(code, 2, "{report:#}");
 }
+
+/// Runs `BIN ARGS…` under `sh` with the soft fd limit lowered to `soft` first.
+fn with_fd_limit(soft: u32, args: &[&str]) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("ulimit -Sn {soft} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_rampart"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    cmd
+}
+
+#[test]
+fn an_fd_limit_below_max_connections_is_a_warning_that_says_what_happens_and_rampart_starts() {
+    let bind = free_port_closed().unwrap();
+    let dir = TempDir::new("doctor");
+    // The default max_connections (50000) against a soft limit of 2000.
+    let path = dir.file(
+        "fds.toml",
+        &format!(
+            "{}\n[[routes]]\nname = \"hello\"\nrespond = {{ body = \"hi\" }}\n",
+            listener("web", &bind.to_string())
+        ),
+    );
+    let out = with_fd_limit(
+        2000,
+        &["doctor", "-c", path.to_str().unwrap(), "--format", "json"],
+    )
+    .output()
+    .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fd = findings(&report, "fd_limit");
+    assert_eq!(fd.len(), 1, "{report:#}");
+    assert_eq!(fd[0]["severity"], "warning", "{report:#}");
+    let message = fd[0]["message"].as_str().unwrap();
+    // (2000 - 256 reserved) / 2 descriptors per proxied connection.
+    assert!(
+        message.contains("allows about 872 proxied connections"),
+        "{message}"
+    );
+    assert!(message.contains("backs off"), "{message}");
+    let fix = fd[0]["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("LimitNOFILE=100256") && fix.contains("ulimit -n"),
+        "{fix}"
+    );
+    assert_ne!(report["worst"], "error", "{report:#}");
+
+    // And Rampart does start under that limit and serve.
+    let mut child = with_fd_limit(2000, &["run", "-c", path.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let answer = loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(bind) {
+            use std::io::{Read, Write};
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .unwrap();
+            let mut text = String::new();
+            let _ = s.read_to_string(&mut text);
+            break text;
+        }
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!("rampart did not start under a soft fd limit of 2000");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("hi"), "{answer}");
+}
+
+#[test]
+fn a_leaf_issued_by_the_configured_private_ca_is_complete() {
+    let pki = TestPki::new();
+    let leaf = pki.server("private", &["private.example"]);
+    let dir = TempDir::new("doctor");
+    let tls = |client_ca: &str| {
+        format!(
+            "{}{client_ca}\n[[listeners.tls.certificates]]\ncert = {:?}\nkey = {:?}\n",
+            listener("web", "127.0.0.1:0"),
+            leaf.cert,
+            leaf.key
+        )
+    };
+    let target = free_port_closed().unwrap().to_string();
+    let known = dir.file(
+        "known.toml",
+        &config(
+            &tls(&format!(
+                "[listeners.tls]\nclient_auth = \"optional\"\nclient_ca = {:?}\n",
+                pki.ca_path
+            )),
+            &target,
+        ),
+    );
+    let (_, report) = doctor_json(&known);
+    let certs = findings(&report, "certificate");
+    assert!(
+        certs.iter().all(|f| f["severity"] == "ok"),
+        "a private CA the config names needs no chain: {report:#}"
+    );
+    assert!(
+        certs.iter().any(|f| f["message"]
+            .as_str()
+            .unwrap()
+            .contains("issued directly by the private CA")),
+        "{report:#}"
+    );
+    // Without it, the warning says who it matters for.
+    let unknown = dir.file("unknown.toml", &config(&tls(""), &target));
+    let (_, report) = doctor_json(&unknown);
+    let warning = findings(&report, "certificate")
+        .into_iter()
+        .find(|f| f["severity"] == "warning")
+        .expect("a warning for a lone leaf of an unknown CA");
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("public clients"),
+        "{warning:#}"
+    );
+}
+
+#[test]
+fn text_lines_name_each_subject_once() {
+    let closed = free_port_closed().unwrap();
+    let dir = TempDir::new("doctor");
+    let path = dir.file(
+        "down.toml",
+        &config(&listener("web", "127.0.0.1:0"), &closed.to_string()),
+    );
+    let (_, out) = doctor(&path, &[]);
+    let line = out
+        .lines()
+        .find(|l| l.contains(" target "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.starts_with(&format!(
+            "[warning] upstream app target {closed}: cannot connect: "
+        )),
+        "{line}"
+    );
+    assert!(!out.contains("upstream upstream"), "{out}");
+}

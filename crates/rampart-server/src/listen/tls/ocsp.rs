@@ -41,7 +41,9 @@ pub(crate) struct Checked {
 /// Logs a response put in service; a `revoked` one at `error`, for it makes clients refuse the
 /// certificate.
 pub(crate) fn log_stapled(listener: &str, cert: &str, checked: &Checked) {
-    let next_update = checked.next_update.map(unix_http_date);
+    let next_update = checked
+        .next_update
+        .map_or_else(|| "-".to_owned(), unix_http_date);
     match checked.status {
         CertStatus::Revoked(at) => tracing::error!(
             listener,
@@ -50,7 +52,7 @@ pub(crate) fn log_stapled(listener: &str, cert: &str, checked: &Checked) {
             "OCSP response says the certificate is REVOKED: clients that check the staple will refuse it; replace the certificate"
         ),
         status => {
-            tracing::info!(listener, cert, status = status.name(), next_update = ?next_update, "OCSP response stapled");
+            tracing::info!(listener, cert, status = status.name(), next_update = %next_update, "OCSP response stapled");
         }
     }
 }

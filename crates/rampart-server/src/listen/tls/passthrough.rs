@@ -123,7 +123,10 @@ impl PassthroughRt {
             }
         };
         let Some(backend) = self.pick(sni.as_deref()) else {
-            tracing::debug!(sni = ?sni, "passthrough: no upstream for this SNI name");
+            tracing::debug!(
+                sni = sni.as_deref().unwrap_or("-"),
+                "passthrough: no upstream for this SNI name"
+            );
             stats.passthrough(false);
             return;
         };
@@ -182,7 +185,7 @@ impl PassthroughRt {
         stats: &TlsStats,
     ) {
         let Some(mut upstream) = backend.connect().await else {
-            tracing::warn!(upstream = %backend.name, sni = ?sni, "passthrough: no target reachable");
+            tracing::warn!(upstream = %backend.name, sni = sni.as_deref().unwrap_or("-"), "passthrough: no target reachable");
             stats.passthrough(false);
             return;
         };
@@ -196,7 +199,7 @@ impl PassthroughRt {
         let _ = upstream.set_nodelay(true);
         match crate::pipeline::tunnel::relay(client, upstream, self.idle_timeout).await {
             Some(Ok((up, down))) => {
-                tracing::debug!(upstream = %backend.name, sni = ?sni, bytes_to_upstream = up, bytes_to_client = down, "passthrough closed");
+                tracing::debug!(upstream = %backend.name, sni = sni.as_deref().unwrap_or("-"), bytes_to_upstream = up, bytes_to_client = down, "passthrough closed");
             }
             Some(Err(e)) => tracing::debug!(error = %e, "passthrough ended with an error"),
             None => {

@@ -3,6 +3,7 @@
 //! requirements, resumption, 0-RTT with 425, reload, strict SNI, HSTS, redirect, passthrough).
 
 mod alpn;
+mod client_cert;
 mod mixed;
 mod ocsp;
 mod proxy_tlv;
