@@ -240,10 +240,17 @@ fn response_from(
 fn exchange_error(e: ExchangeError, target: &Target, uses: u64) -> ProxyError {
     let label = &target.label;
     match e {
-        ExchangeError::Io(err) => ProxyError::new(
-            ErrorKind::UpstreamReset,
-            format!("{label}: {err} (request {uses} on this connection)"),
-        ),
+        ExchangeError::Io(err) => {
+            let kind = if crate::error::is_tls_failure(&err) {
+                ErrorKind::UpstreamTls
+            } else {
+                ErrorKind::UpstreamReset
+            };
+            ProxyError::new(
+                kind,
+                format!("{label}: {err} (request {uses} on this connection)"),
+            )
+        }
         ExchangeError::BadResponse(why) => {
             ProxyError::new(ErrorKind::UpstreamBadResponse, format!("{label}: {why}"))
         }
