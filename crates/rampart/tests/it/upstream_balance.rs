@@ -472,3 +472,43 @@ async fn hedged_requests_race_a_hung_target_and_posts_are_never_hedged() {
     assert_eq!(statuses, [200, 504]);
     assert_eq!(fast.requests(), 7);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_first_attempts_rotate_when_requests_are_hedged() {
+    let a = HttpOrigin::start().await.unwrap();
+    let b = HttpOrigin::start().await.unwrap();
+    let gw = TestGateway::builder(config(
+        &[a.addr(), b.addr()],
+        "balance = \"round_robin\"\n[upstreams.outlier]\nenabled = false",
+        "[routes.retry]\nhedge_after = \"50ms\"",
+    ))
+    .access_log()
+    .start();
+    let client = client();
+    for k in 0..10 {
+        // Both targets are equally slow: the first attempt, 50 ms ahead, answers.
+        let r = within(
+            client
+                .get(gw.url("public", &format!("/delay/300?k={k}")))
+                .send(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let lines = gw.access_log_json(10);
+    let mut answered: HashMap<String, usize> = HashMap::new();
+    for line in &lines {
+        assert_eq!(line["retries"], 1, "every request was hedged: {line}");
+        *answered
+            .entry(line["upstream_target"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    for origin in [a.addr(), b.addr()] {
+        let n = answered.get(&origin.to_string()).copied().unwrap_or(0);
+        assert!(
+            n >= 3,
+            "first attempts follow the rotation, the hedge does not take a turn: {answered:?}"
+        );
+    }
+}
