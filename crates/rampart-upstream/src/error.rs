@@ -35,7 +35,8 @@ pub(crate) fn is_tls_failure(err: &(dyn StdError + 'static)) -> bool {
         if let Some(io) = e.downcast_ref::<std::io::Error>()
             && io
                 .get_ref()
-                .is_some_and(|inner| inner.is::<rustls::Error>())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .is_some()
         {
             return true;
         }

@@ -475,6 +475,7 @@ mod tests {
             "ewma_ms",
             "requests",
             "failures",
+            "abandoned",
         ] {
             assert!(json.get(key).is_some(), "{key}");
         }

@@ -32,5 +32,6 @@ mod testkit_origins;
 mod tls;
 mod upstream_balance;
 mod upstream_faults;
+mod upstream_hedge;
 mod upstream_tls;
 mod welcome;
