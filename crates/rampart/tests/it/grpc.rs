@@ -687,6 +687,41 @@ async fn an_origin_that_is_down_gives_unavailable() {
                 .is_some_and(|r| r.starts_with("upstream_") || r == "no_upstream_target")),
         "the log keeps the reason: {log:?}"
     );
+    assert!(
+        log.iter().all(|l| l["grpc_status"] == 14),
+        "the log says what the call got: {log:?}"
+    );
+    let metrics = gw.handle().metrics_text();
+    assert!(
+        metrics.contains("rampart_grpc_responses_total{route=\"grpc\",grpc_status=\"14\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_grpc_timeout_caps_the_wait_with_deadline_exceeded() {
+    let origin = GrpcOrigin::start().await;
+    // The route would wait 30 s; the caller's deadline is 300 ms.
+    let gw = gateway(origin.addr, "timeout = \"30s\"");
+    let mut caller = client(gw.addr("public"));
+    let mut req = Request::new(msg("x", 0));
+    req.set_timeout(Duration::from_millis(300));
+    within(caller.ready()).await.unwrap();
+    let status = within(caller.unary(req, path("Stall"), codec()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    let log = gw.access_log_json(1);
+    assert_eq!(log[0]["status"], 200, "{log:?}");
+    assert_eq!(log[0]["grpc_status"], 4, "{log:?}");
+    assert_eq!(log[0]["reason"], "upstream_timeout", "{log:?}");
+    // An HTTP answer has no gRPC status in the log.
+    let mut ok = client(gw.addr("public"));
+    unary(&mut ok, "Unary", Request::new(msg("hi", 1)))
+        .await
+        .unwrap();
+    let log = gw.access_log_json(2);
+    assert!(log[1]["grpc_status"].is_null(), "{log:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

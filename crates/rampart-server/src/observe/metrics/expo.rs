@@ -116,6 +116,23 @@ fn requests(out: &mut String, registry: &Registry) {
     }
     header(
         out,
+        "rampart_grpc_responses_total",
+        "counter",
+        "gRPC calls Rampart answered itself (HTTP 200, the outcome in grpc-status), by route and grpc_status.",
+    );
+    for (route, counts) in &t.route_grpc {
+        for (code, n) in counts.nonzero() {
+            let code = code.to_string();
+            sample(
+                out,
+                "rampart_grpc_responses_total",
+                &[("route", route), ("grpc_status", &code)],
+                n,
+            );
+        }
+    }
+    header(
+        out,
         "rampart_request_duration_seconds",
         "histogram",
         "Time from the request head to the end of the response, by route.",
