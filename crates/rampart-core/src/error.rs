@@ -93,6 +93,9 @@ pub enum ErrorKind {
     /// The upstream's circuit breaker is open: too many requests in flight and the wait queue
     /// is full or timed out (503 with `Retry-After`).
     UpstreamOverloaded,
+    /// The upstream's circuit is open after repeated failures: requests fail fast until a
+    /// trial succeeds (503 with `Retry-After`).
+    CircuitOpen,
 }
 
 impl ErrorKind {
@@ -114,9 +117,10 @@ impl ErrorKind {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::HeaderReadTimeout | Self::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::NoTarget | Self::RateLimitUnavailable | Self::UpstreamOverloaded => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::NoTarget
+            | Self::RateLimitUnavailable
+            | Self::UpstreamOverloaded
+            | Self::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect
             | Self::UpstreamTls
             | Self::UpstreamReset
@@ -154,6 +158,7 @@ impl ErrorKind {
             Self::NoRoute => "no_route",
             Self::NoTarget => "no_upstream_target",
             Self::UpstreamOverloaded => "upstream_overloaded",
+            Self::CircuitOpen => "circuit_open",
             Self::UpstreamConnect => "upstream_connect_failed",
             Self::UpstreamConnectTimeout => "upstream_connect_timeout",
             Self::UpstreamTls => "upstream_tls_failed",
@@ -195,6 +200,7 @@ impl ErrorKind {
             Self::NoRoute => "No route matches this request.",
             Self::NoTarget => "The service is unavailable.",
             Self::UpstreamOverloaded => "The service is overloaded; retry later.",
+            Self::CircuitOpen => "The service is failing; retry later.",
             Self::UpstreamConnect
             | Self::UpstreamTls
             | Self::UpstreamReset
@@ -259,6 +265,7 @@ impl ErrorKind {
             Self::NoRoute
             | Self::NoTarget
             | Self::UpstreamOverloaded
+            | Self::CircuitOpen
             | Self::Internal
             | Self::RateLimitUnavailable
             | Self::IpDenied

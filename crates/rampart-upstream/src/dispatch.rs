@@ -58,12 +58,20 @@ pub async fn forward_with(
     opts: &ForwardOpts<'_>,
 ) -> Result<Forwarded, ForwardError> {
     set.start_health();
-    let _slot = match &set.breaker {
-        Some(b) => Some(b.admit(&set.name).await.map_err(|error| ForwardError {
+    let ticket = match &set.circuit {
+        Some(c) => Some(c.admit(&set.name).map_err(|error| ForwardError {
             error,
             target: None,
             retries: 0,
         })?),
+        None => None,
+    };
+    let _slot = match &set.breaker {
+        Some(b) => b.admit(&set.name).await.map_err(|error| ForwardError {
+            error,
+            target: None,
+            retries: 0,
+        })?,
         None => None,
     };
     let mut members = set.members();
@@ -104,7 +112,16 @@ pub async fn forward_with(
         tried: [0; MAX_ATTEMPTS],
         attempts: 0,
     };
-    let mut fwd = run.attempts(req, timeout, opts.upgrade).await?;
+    let outcome = run.attempts(req, timeout, opts.upgrade).await;
+    if let Some(ticket) = ticket {
+        match &outcome {
+            Ok(fwd) => ticket.finish(&set.name, fwd.response.status().is_server_error()),
+            Err(e) if counts_against_circuit(e.error.kind) => ticket.finish(&set.name, true),
+            // Not the upstream's doing (the client's body failed): no outcome.
+            Err(_) => drop(ticket),
+        }
+    }
+    let mut fwd = outcome?;
     let last_id = run.last().map(|i| members.targets[i].sticky_id);
     if let Some(sticky) = &set.sticky
         && key.sticky != last_id
@@ -116,6 +133,20 @@ pub async fn forward_with(
     }
     fwd.sent = None;
     Ok(fwd)
+}
+
+/// Whether a failed request counts as a failure of the upstream for its circuit.
+const fn counts_against_circuit(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::UpstreamConnect
+            | ErrorKind::UpstreamConnectTimeout
+            | ErrorKind::UpstreamTls
+            | ErrorKind::UpstreamReset
+            | ErrorKind::UpstreamBadResponse
+            | ErrorKind::UpstreamTimeout
+            | ErrorKind::NoTarget
+    )
 }
 
 /// Collects a small request body so it can be sent again (the request then carries it whole);

@@ -31,6 +31,7 @@ mod structure;
 mod testkit_origins;
 mod tls;
 mod upstream_balance;
+mod upstream_circuit;
 mod upstream_faults;
 mod upstream_hedge;
 mod upstream_tls;

@@ -296,6 +296,50 @@ fn upstreams(out: &mut String, sets: &HashMap<String, Arc<UpstreamSet>>) {
             idle,
         );
     }
+    circuits(out, sets, &names);
+}
+
+/// The circuit of every upstream that has one: a state set and its transitions.
+fn circuits(out: &mut String, sets: &HashMap<String, Arc<UpstreamSet>>, names: &[&String]) {
+    use rampart_upstream::CircuitState;
+    let circuits: Vec<_> = names
+        .iter()
+        .filter_map(|n| Some((*n, sets[*n].circuit_status()?)))
+        .collect();
+    header(
+        out,
+        "rampart_upstream_circuit_state",
+        "gauge",
+        "1 for the state the upstream's circuit is in (closed, open, half_open), 0 for the others.",
+    );
+    for (name, c) in &circuits {
+        for state in CircuitState::ALL {
+            let labels = [("upstream", name.as_str()), ("state", state.as_str())];
+            sample(
+                out,
+                "rampart_upstream_circuit_state",
+                &labels,
+                u8::from(c.state == state),
+            );
+        }
+    }
+    header(
+        out,
+        "rampart_upstream_circuit_transitions_total",
+        "counter",
+        "Times the upstream's circuit entered a state, by the state entered.",
+    );
+    for (name, c) in &circuits {
+        for (state, n) in CircuitState::ALL.iter().zip(c.transitions) {
+            let labels = [("upstream", name.as_str()), ("to", state.as_str())];
+            sample(
+                out,
+                "rampart_upstream_circuit_transitions_total",
+                &labels,
+                n,
+            );
+        }
+    }
 }
 
 fn tls(out: &mut String, registry: &Registry) {
