@@ -183,6 +183,10 @@ pub struct Outlier {
     /// Most targets, in percent of the upstream, that may be out at once (ejected or failing
     /// active checks); beyond it, panic mode spreads requests over all targets.
     pub max_ejection_percent: u8,
+    /// Panic mode (fail open): when more targets are out than `max_ejection_percent` allows,
+    /// or all of them, spread requests over every target anyway. Off: targets that are out get
+    /// no requests, and with none left a request gets a fast 503.
+    pub panic_mode: bool,
     /// After re-admission, a target's share ramps up from 10% to 100% over this time (0s = at
     /// once).
     pub slow_start: HumanDuration,
@@ -200,6 +204,7 @@ impl Default for Outlier {
             base_ejection: HumanDuration::secs(5),
             max_ejection: HumanDuration::secs(300),
             max_ejection_percent: 50,
+            panic_mode: true,
             slow_start: HumanDuration::secs(10),
         }
     }

@@ -158,3 +158,55 @@ async fn an_in_flight_limit_alone_has_no_circuit_and_an_empty_section_is_refused
         .to_string();
     assert!(err.contains("consecutive_failures"), "{err}");
 }
+
+/// A gateway whose lone target is `target`, with `outlier` as its `[upstreams.outlier]`.
+fn lone_target_gateway(target: SocketAddr, outlier: &str) -> TestGateway {
+    TestGateway::builder(format!(
+        "[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\n\
+         [[upstreams]]\nname = \"u\"\ntargets = [\"{target}\"]\n\
+         [upstreams.outlier]\n{outlier}\n\n\
+         [[routes]]\nname = \"all\"\nupstream = \"u\"\n"
+    ))
+    .access_log()
+    .start()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejected_lone_target_gets_no_traffic_without_panic_mode() {
+    let origin = ScriptedOrigin::start(respond("500 Internal Server Error"))
+        .await
+        .unwrap();
+    let outlier = "consecutive_5xx = 3\nmax_ejection_percent = 100\nbase_ejection = \"1m\"";
+    let gw = lone_target_gateway(origin.addr(), &format!("{outlier}\npanic_mode = false"));
+    for _ in 0..3 {
+        assert_eq!(get(&gw).await.0, 500);
+    }
+    let statuses = gw.handle().upstream_statuses();
+    assert_eq!(statuses[0].1[0].state.as_str(), "ejected");
+    for _ in 0..3 {
+        assert_eq!(get(&gw).await.0, 503, "no target takes requests");
+    }
+    assert_eq!(
+        origin.connections(),
+        3,
+        "the ejected target got nothing more"
+    );
+    let log = gw.access_log_json(6);
+    assert_eq!(log[5]["reason"], "no_upstream_target", "{log:?}");
+
+    // The documented default fails open: the ejected lone target still gets the requests.
+    let origin = ScriptedOrigin::start(respond("500 Internal Server Error"))
+        .await
+        .unwrap();
+    let gw = lone_target_gateway(origin.addr(), outlier);
+    for _ in 0..5 {
+        assert_eq!(get(&gw).await.0, 500);
+    }
+    assert_eq!(
+        origin.connections(),
+        5,
+        "panic mode sends to the ejected target"
+    );
+    let statuses = gw.handle().upstream_statuses();
+    assert_eq!(statuses[0].1[0].state.as_str(), "ejected");
+}
