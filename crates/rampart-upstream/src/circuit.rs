@@ -5,6 +5,7 @@
 //! fails and it opens again. Atomics only; every transition is one compare-and-swap, so exactly
 //! one thread logs it.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use http::{HeaderMap, HeaderValue, header};
@@ -63,6 +64,23 @@ pub struct CircuitStatus {
     pub transitions: [u64; 3],
 }
 
+/// One transition of an upstream's circuit, handed to its [`CircuitObserver`].
+#[derive(Debug, Clone, Copy)]
+pub struct CircuitChange<'a> {
+    /// The upstream's name.
+    pub upstream: &'a str,
+    /// The state left.
+    pub from: CircuitState,
+    /// The state entered.
+    pub to: CircuitState,
+    /// Why (`consecutive_failures`, `failure_rate`, `open_for_elapsed`, `trial_succeeded`,
+    /// `trial_failed`).
+    pub reason: &'static str,
+}
+
+/// Told of every transition of a circuit (the audit log), on the thread that made it.
+pub type CircuitObserver = Box<dyn Fn(&CircuitChange<'_>) + Send + Sync>;
+
 /// Why a circuit changed state.
 const REASONS: [&str; 4] = [
     "consecutive_failures",
@@ -73,7 +91,6 @@ const REASONS: [&str; 4] = [
 const TRIAL_FAILED: u8 = 4;
 
 /// The compiled circuit of one upstream.
-#[derive(Debug)]
 pub(crate) struct Circuit {
     consecutive_limit: u32,
     rate_percent: u32,
@@ -92,6 +109,16 @@ pub(crate) struct Circuit {
     trials_left: AtomicU32,
     trial_successes: AtomicU32,
     transitions: [AtomicU64; 3],
+    /// Told of each transition, once set.
+    pub(crate) observer: OnceLock<CircuitObserver>,
+}
+
+impl std::fmt::Debug for Circuit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Circuit")
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A request let through the circuit; report its outcome with [`Ticket::finish`]. A trial
@@ -144,6 +171,7 @@ impl Circuit {
             trials_left: AtomicU32::new(0),
             trial_successes: AtomicU32::new(0),
             transitions: std::array::from_fn(|_| AtomicU64::new(0)),
+            observer: OnceLock::new(),
         })
     }
 
@@ -305,6 +333,14 @@ impl Circuit {
                 reason,
                 "circuit changed state"
             );
+        }
+        if let Some(observe) = self.observer.get() {
+            observe(&CircuitChange {
+                upstream,
+                from,
+                to,
+                reason,
+            });
         }
     }
 

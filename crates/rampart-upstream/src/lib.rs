@@ -26,7 +26,7 @@ mod retry;
 mod set;
 pub mod tls;
 
-pub use circuit::{CircuitState, CircuitStatus};
+pub use circuit::{CircuitChange, CircuitObserver, CircuitState, CircuitStatus};
 pub use dispatch::{ForwardOpts, forward_with};
 pub use forward::{ForwardError, Forwarded};
 pub use health::{State as TargetState, TargetStatus};

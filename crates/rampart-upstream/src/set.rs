@@ -19,7 +19,7 @@ use rampart_config::model::{
 use crate::balance::sticky::Sticky;
 use crate::balance::{HashOn, View};
 use crate::breaker::Breaker;
-use crate::circuit::{Circuit, CircuitStatus};
+use crate::circuit::{Circuit, CircuitObserver, CircuitStatus};
 use crate::discovery::Discovery;
 use crate::health::TargetStatus;
 use crate::health::check::HealthCheckRt;
@@ -370,6 +370,14 @@ impl UpstreamSet {
     #[must_use]
     pub fn circuit_status(&self) -> Option<CircuitStatus> {
         self.circuit.as_ref().map(Circuit::status)
+    }
+
+    /// Tells `observe` of every transition of the circuit from now on (the first observer set
+    /// stays; nothing happens without a circuit).
+    pub fn observe_circuit(&self, observe: CircuitObserver) {
+        if let Some(c) = &self.circuit {
+            let _ = c.observer.set(observe);
+        }
     }
 
     /// Whether requests currently spread over all targets because too many are out.

@@ -169,6 +169,7 @@ impl Control {
         self.metrics.reload_result(Some(generation));
         if let Some(audit) = &self.listening.shared.audit {
             audit.config_change(trigger, generation, &summary);
+            next.audit_circuits(audit);
         }
         tracing::info!(trigger = ?trigger, generation, added = ?report.listeners_added, removed = ?report.listeners_removed, "config reloaded");
         Ok(report)
