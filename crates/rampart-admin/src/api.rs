@@ -81,6 +81,7 @@ pub(crate) fn upstreams(rt: &Runtime) -> Value {
                 "name": &*set.name,
                 "balance": serde_json::to_value(set.balance).unwrap_or(Value::Null),
                 "targets": serde_json::to_value(set.target_statuses()).unwrap_or(Value::Null),
+                "circuit": serde_json::to_value(set.circuit_status()).unwrap_or(Value::Null),
             })
         })
         .collect();

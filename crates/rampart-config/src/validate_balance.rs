@@ -226,11 +226,29 @@ impl Checks {
 
     fn circuit_breaker(&mut self, path: &str, u: &Upstream) {
         let Some(cb) = &u.circuit_breaker else { return };
-        if cb.max_requests == 0 || cb.max_requests_per_target == Some(0) {
+        if cb.max_requests == Some(0) || cb.max_requests_per_target == Some(0) {
             self.at(
                 &u.name,
                 format!("{path}.circuit_breaker"),
                 "limits must be greater than 0",
+            );
+        }
+        if cb.max_requests.is_none() && cb.max_requests_per_target.is_none() && !cb.trips() {
+            self.at(
+                &u.name,
+                format!("{path}.circuit_breaker"),
+                "set `max_requests`, `max_requests_per_target`, `consecutive_failures` or `failure_rate_percent`",
+            );
+        }
+        if cb.failure_rate_percent > 100
+            || cb.half_open_requests == 0
+            || cb.open_for.get().is_zero()
+            || (cb.failure_rate_percent > 0 && cb.window.get().is_zero())
+        {
+            self.at(
+                &u.name,
+                format!("{path}.circuit_breaker"),
+                "`failure_rate_percent` is at most 100; `half_open_requests`, `open_for` and `window` must be greater than 0",
             );
         }
     }

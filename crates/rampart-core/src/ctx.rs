@@ -117,6 +117,9 @@ pub struct RequestCtx {
     pub upstream_duration: Option<Duration>,
     /// Attempts beyond the first.
     pub retries: u8,
+    /// The gRPC status Rampart answered a gRPC call with itself (its HTTP status is 200, the
+    /// outcome is here); `None` for every other answer.
+    pub grpc_status: Option<u8>,
     /// Why the request was refused or failed, if it was.
     pub reason: Option<ErrorKind>,
     /// Internal detail of the failure, for the logs.
@@ -211,6 +214,7 @@ impl RequestCtx {
             upstream_target: None,
             upstream_duration: None,
             retries: 0,
+            grpc_status: None,
             reason: None,
             detail: None,
             cors_origin: None,

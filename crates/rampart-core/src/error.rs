@@ -96,6 +96,9 @@ pub enum ErrorKind {
     /// The upstream's circuit breaker is open: too many requests in flight and the wait queue
     /// is full or timed out (503 with `Retry-After`).
     UpstreamOverloaded,
+    /// The upstream's circuit is open after repeated failures: requests fail fast until a
+    /// trial succeeds (503 with `Retry-After`).
+    CircuitOpen,
 }
 
 impl ErrorKind {
@@ -119,9 +122,10 @@ impl ErrorKind {
                 StatusCode::REQUEST_TIMEOUT
             }
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::NoTarget | Self::RateLimitUnavailable | Self::UpstreamOverloaded => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::NoTarget
+            | Self::RateLimitUnavailable
+            | Self::UpstreamOverloaded
+            | Self::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect
             | Self::UpstreamTls
             | Self::UpstreamReset
@@ -159,6 +163,7 @@ impl ErrorKind {
             Self::NoRoute => "no_route",
             Self::NoTarget => "no_upstream_target",
             Self::UpstreamOverloaded => "upstream_overloaded",
+            Self::CircuitOpen => "circuit_open",
             Self::UpstreamConnect => "upstream_connect_failed",
             Self::UpstreamConnectTimeout => "upstream_connect_timeout",
             Self::UpstreamTls => "upstream_tls_failed",
@@ -201,6 +206,7 @@ impl ErrorKind {
             Self::NoRoute => "No route matches this request.",
             Self::NoTarget => "The service is unavailable.",
             Self::UpstreamOverloaded => "The service is overloaded; retry later.",
+            Self::CircuitOpen => "The service is failing; retry later.",
             Self::UpstreamConnect
             | Self::UpstreamTls
             | Self::UpstreamReset
@@ -267,6 +273,7 @@ impl ErrorKind {
             Self::NoRoute
             | Self::NoTarget
             | Self::UpstreamOverloaded
+            | Self::CircuitOpen
             | Self::Internal
             | Self::RateLimitUnavailable
             | Self::IpDenied

@@ -13,7 +13,8 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 /// Compiled `[upstreams.circuit_breaker]`.
 #[derive(Debug)]
 pub(crate) struct Breaker {
-    slots: Semaphore,
+    /// `None`: no upstream-wide in-flight limit.
+    slots: Option<Semaphore>,
     waiting: AtomicU32,
     max_pending: u32,
     queue_timeout: Duration,
@@ -26,11 +27,13 @@ impl Breaker {
     pub(crate) fn new(c: &CircuitBreaker) -> Self {
         let secs = c.retry_after.get().as_secs().max(1);
         Self {
-            slots: Semaphore::new(
-                usize::try_from(c.max_requests)
-                    .unwrap_or(usize::MAX)
-                    .min(Semaphore::MAX_PERMITS),
-            ),
+            slots: c.max_requests.map(|n| {
+                Semaphore::new(
+                    usize::try_from(n)
+                        .unwrap_or(usize::MAX)
+                        .min(Semaphore::MAX_PERMITS),
+                )
+            }),
             waiting: AtomicU32::new(0),
             max_pending: c.max_pending,
             queue_timeout: c.queue_timeout.get(),
@@ -40,18 +43,24 @@ impl Breaker {
     }
 
     /// A slot for one request, waiting in the queue when allowed.
-    pub(crate) async fn admit(&self, upstream: &str) -> Result<SemaphorePermit<'_>, ProxyError> {
-        if let Ok(permit) = self.slots.try_acquire() {
-            return Ok(permit);
+    pub(crate) async fn admit(
+        &self,
+        upstream: &str,
+    ) -> Result<Option<SemaphorePermit<'_>>, ProxyError> {
+        let Some(slots) = &self.slots else {
+            return Ok(None);
+        };
+        if let Ok(permit) = slots.try_acquire() {
+            return Ok(Some(permit));
         }
         if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.max_pending {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             return Err(self.overloaded(upstream, "no slot and the queue is full"));
         }
-        let waited = tokio::time::timeout(self.queue_timeout, self.slots.acquire()).await;
+        let waited = tokio::time::timeout(self.queue_timeout, slots.acquire()).await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         match waited {
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Ok(permit)) => Ok(Some(permit)),
             _ => Err(self.overloaded(upstream, "no slot within queue_timeout")),
         }
     }

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, header};
@@ -15,6 +15,7 @@ use rampart_config::model::{RouteRetry, UpstreamProtocol};
 use rampart_core::{Body, ErrorKind, ProxyError};
 
 use crate::forward::{Failure, ForwardError, Forwarded, Held, attempt};
+use crate::health::TargetStats;
 use crate::health::passive::Outcome;
 use crate::members::Members;
 use crate::retry::Rules;
@@ -57,12 +58,20 @@ pub async fn forward_with(
     opts: &ForwardOpts<'_>,
 ) -> Result<Forwarded, ForwardError> {
     set.start_health();
-    let _slot = match &set.breaker {
-        Some(b) => Some(b.admit(&set.name).await.map_err(|error| ForwardError {
+    let ticket = match &set.circuit {
+        Some(c) => Some(c.admit(&set.name).map_err(|error| ForwardError {
             error,
             target: None,
             retries: 0,
         })?),
+        None => None,
+    };
+    let _slot = match &set.breaker {
+        Some(b) => b.admit(&set.name).await.map_err(|error| ForwardError {
+            error,
+            target: None,
+            retries: 0,
+        })?,
         None => None,
     };
     let mut members = set.members();
@@ -103,7 +112,16 @@ pub async fn forward_with(
         tried: [0; MAX_ATTEMPTS],
         attempts: 0,
     };
-    let mut fwd = run.attempts(req, timeout, opts.upgrade).await?;
+    let outcome = run.attempts(req, timeout, opts.upgrade).await;
+    if let Some(ticket) = ticket {
+        match &outcome {
+            Ok(fwd) => ticket.finish(&set.name, fwd.response.status().is_server_error()),
+            Err(e) if counts_against_circuit(e.error.kind) => ticket.finish(&set.name, true),
+            // Not the upstream's doing (the client's body failed): no outcome.
+            Err(_) => drop(ticket),
+        }
+    }
+    let mut fwd = outcome?;
     let last_id = run.last().map(|i| members.targets[i].sticky_id);
     if let Some(sticky) = &set.sticky
         && key.sticky != last_id
@@ -115,6 +133,20 @@ pub async fn forward_with(
     }
     fwd.sent = None;
     Ok(fwd)
+}
+
+/// Whether a failed request counts as a failure of the upstream for its circuit.
+const fn counts_against_circuit(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::UpstreamConnect
+            | ErrorKind::UpstreamConnectTimeout
+            | ErrorKind::UpstreamTls
+            | ErrorKind::UpstreamReset
+            | ErrorKind::UpstreamBadResponse
+            | ErrorKind::UpstreamTimeout
+            | ErrorKind::NoTarget
+    )
 }
 
 /// Collects a small request body so it can be sent again (the request then carries it whole);
@@ -161,12 +193,37 @@ struct Run<'a> {
     attempts: usize,
 }
 
-/// Counts a request in flight on a target while it waits for the response head.
-struct InFlight<'a>(&'a std::sync::atomic::AtomicU32);
+/// One attempt on a target while it waits for its response head: counted in flight; when it
+/// is abandoned before its outcome was recorded (a hedge answered first, the client went away)
+/// it still counts as a request, and the time it ran goes into the latency EWMA, so a slow
+/// target that hedges keep hiding is still seen as slow.
+struct Pending<'a> {
+    stats: &'a TargetStats,
+    started: Instant,
+    /// Its outcome went through [`Run::after_response`] or [`Run::record_failure`].
+    settled: bool,
+}
 
-impl Drop for InFlight<'_> {
+impl<'a> Pending<'a> {
+    fn start(stats: &'a TargetStats, started: Instant) -> Self {
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self {
+            stats,
+            started,
+            settled: false,
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if !self.settled {
+            let micros = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            self.stats.abandoned.fetch_add(1, Ordering::Relaxed);
+            self.stats.observe_latency(micros);
+        }
     }
 }
 
@@ -201,9 +258,9 @@ impl Run<'_> {
             };
             self.tried[self.attempts] = i;
             self.attempts += 1;
-            let stats = &m.stats[i];
-            stats.in_flight.fetch_add(1, Ordering::Relaxed);
-            let guard = InFlight(&stats.in_flight);
+            // The attempt's clock: also the start of an exchange on a pooled connection.
+            let started = Instant::now();
+            let mut pending = Pending::start(&m.stats[i], started);
             // HTTP/2 consumes the request: keep a copy of its head when it may be replayed.
             let replayable = self.replayable();
             let copy = (set.protocol != UpstreamProtocol::Http1 && replayable)
@@ -211,10 +268,13 @@ impl Run<'_> {
             // HTTP/1.1 gives the request back only when a status could make it go again.
             let keep_sent = replayable && set.retry.retries_responses();
             let hedge = self.hedge_delay(upgrade);
+            let first = i;
             let (i, result) = match hedge {
                 // Boxed: a race holds two attempts, which would double the size of every
                 // request's future when hedging is off.
-                Some(delay) => Box::pin(self.race(i, req, timeout, keep_sent, delay)).await,
+                Some(delay) => {
+                    Box::pin(self.race(i, &mut pending, req, timeout, keep_sent, delay)).await
+                }
                 None => (
                     i,
                     attempt(
@@ -222,14 +282,19 @@ impl Run<'_> {
                         &m.targets[i],
                         req,
                         self.added,
-                        timeout,
+                        (started, timeout),
                         upgrade,
                         keep_sent,
                     )
                     .await,
                 ),
             };
-            drop(guard);
+            // The first attempt is settled below when its result is the one kept (or inside the
+            // race when it failed); a first attempt that lost a race is abandoned.
+            if i == first {
+                pending.settled = true;
+            }
+            drop(pending);
             let next = match result {
                 Ok(mut fwd) => {
                     fwd.sent = fwd.sent.take().or(copy);
@@ -276,6 +341,7 @@ impl Run<'_> {
     async fn race(
         &mut self,
         i: usize,
+        first_pending: &mut Pending<'_>,
         req: Held,
         timeout: Duration,
         keep_sent: bool,
@@ -288,7 +354,7 @@ impl Run<'_> {
             &m.targets[i],
             req,
             self.added,
-            timeout,
+            (first_pending.started, timeout),
             false,
             keep_sent,
         );
@@ -309,23 +375,25 @@ impl Run<'_> {
         self.attempts += 1;
         set.retries_total.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(upstream = %set.name, target = %m.targets[j].label, "hedging: no answer yet, asking another target too");
-        let stats = &m.stats[j];
-        stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        let _guard = InFlight(&stats.in_flight);
+        let hedge_started = Instant::now();
+        let mut second_pending = Pending::start(&m.stats[j], hedge_started);
         let second = attempt(
             set,
             &m.targets[j],
             hedge,
             self.added,
-            timeout,
+            (hedge_started, timeout),
             false,
             keep_sent,
         );
         tokio::pin!(second);
-        tokio::select! {
+        // The attempt whose result is returned is settled by the caller; one that failed is
+        // settled here; one still running when the other answered is abandoned (dropped).
+        let won = tokio::select! {
             r = &mut first => match r {
                 Err(failure) => {
                     self.record_failure(i, &failure.error, timeout);
+                    first_pending.settled = true;
                     (j, second.await)
                 }
                 ok => (i, ok),
@@ -333,11 +401,16 @@ impl Run<'_> {
             r = &mut second => match r {
                 Err(failure) => {
                     self.record_failure(j, &failure.error, timeout);
+                    second_pending.settled = true;
                     (i, first.await)
                 }
                 ok => (j, ok),
             },
+        };
+        if won.0 == j {
+            second_pending.settled = true;
         }
+        won
     }
 
     /// Folds a failed attempt on target `i` into its health; returns what it counted as.

@@ -82,14 +82,16 @@ impl Failure {
     }
 }
 
-/// One attempt of `req` on `target`. `added`: field lines the HTTP/1.1 encoder writes after the
-/// request's own (empty for HTTP/2 and upgrades, whose added fields are in the map).
+/// One attempt of `req` on `target`, started at `started` (the caller's clock read, reused
+/// for a pooled HTTP/1.1 connection) with `timeout` for the response head. `added`: field lines
+/// the HTTP/1.1 encoder writes after the request's own (empty for HTTP/2 and upgrades, whose
+/// added fields are in the map).
 pub(crate) async fn attempt(
     set: &UpstreamSet,
     target: &Target,
     req: Held,
     added: &[u8],
-    timeout: Duration,
+    (started, timeout): (Instant, Duration),
     upgrade: bool,
     keep_sent: bool,
 ) -> Result<Forwarded, Failure> {
@@ -98,7 +100,9 @@ pub(crate) async fn attempt(
     match set.protocol {
         _ if upgrade => Box::pin(attempt_upgrade(set, target, req, timeout)).await,
         UpstreamProtocol::H2c | UpstreamProtocol::H2 => attempt_h2(set, target, req, timeout).await,
-        UpstreamProtocol::Http1 => attempt_h1(set, target, req, added, timeout, keep_sent).await,
+        UpstreamProtocol::Http1 => {
+            attempt_h1(set, target, req, added, (started, timeout), keep_sent).await
+        }
     }
 }
 
@@ -154,7 +158,7 @@ async fn attempt_h1(
     target: &Target,
     mut req: Held,
     added: &[u8],
-    timeout: Duration,
+    (started, timeout): (Instant, Duration),
     keep_sent: bool,
 ) -> Result<Forwarded, Failure> {
     let slot = PoolSlot {
@@ -167,10 +171,11 @@ async fn attempt_h1(
     let preface = set
         .proxy_protocol
         .map(|v| crate::proxy_header::for_request(v, &req));
+    let mut clock = Some(started);
     loop {
         // One clock read serves the pool's expiry check and, for a pooled connection, the
-        // start of the exchange.
-        let now = Instant::now();
+        // start of the exchange (the caller's, on the first pass).
+        let now = clock.take().unwrap_or_else(Instant::now);
         let pooled = match preface {
             None => pool::take_h1(target.pool_key, now),
             Some(_) => None,
@@ -240,10 +245,17 @@ fn response_from(
 fn exchange_error(e: ExchangeError, target: &Target, uses: u64) -> ProxyError {
     let label = &target.label;
     match e {
-        ExchangeError::Io(err) => ProxyError::new(
-            ErrorKind::UpstreamReset,
-            format!("{label}: {err} (request {uses} on this connection)"),
-        ),
+        ExchangeError::Io(err) => {
+            let kind = if crate::error::is_tls_failure(&err) {
+                ErrorKind::UpstreamTls
+            } else {
+                ErrorKind::UpstreamReset
+            };
+            ProxyError::new(
+                kind,
+                format!("{label}: {err} (request {uses} on this connection)"),
+            )
+        }
         ExchangeError::BadResponse(why) => {
             ProxyError::new(ErrorKind::UpstreamBadResponse, format!("{label}: {why}"))
         }

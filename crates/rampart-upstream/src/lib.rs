@@ -10,6 +10,7 @@
 
 pub mod balance;
 mod breaker;
+mod circuit;
 mod connect;
 mod discovery;
 mod dispatch;
@@ -25,6 +26,7 @@ mod retry;
 mod set;
 pub mod tls;
 
+pub use circuit::{CircuitChange, CircuitObserver, CircuitState, CircuitStatus};
 pub use dispatch::{ForwardOpts, forward_with};
 pub use forward::{ForwardError, Forwarded};
 pub use health::{State as TargetState, TargetStatus};

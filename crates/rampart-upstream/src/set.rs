@@ -19,6 +19,7 @@ use rampart_config::model::{
 use crate::balance::sticky::Sticky;
 use crate::balance::{HashOn, View};
 use crate::breaker::Breaker;
+use crate::circuit::{Circuit, CircuitObserver, CircuitStatus};
 use crate::discovery::Discovery;
 use crate::health::TargetStatus;
 use crate::health::check::HealthCheckRt;
@@ -57,6 +58,8 @@ pub struct UpstreamSet {
     pub(crate) health_check: Option<HealthCheckRt>,
     pub(crate) retry: RetryRt,
     pub(crate) breaker: Option<Breaker>,
+    /// The circuit that opens after failures, when configured.
+    pub(crate) circuit: Option<Circuit>,
     pub(crate) discovery: Option<Discovery>,
     /// Becomes true once discovery has produced a first list of targets.
     ready: tokio::sync::watch::Sender<bool>,
@@ -207,6 +210,7 @@ impl UpstreamSet {
             health_check: u.health_check.as_ref().map(HealthCheckRt::new),
             retry: RetryRt::new(&u.retry),
             breaker: u.circuit_breaker.as_ref().map(Breaker::new),
+            circuit: u.circuit_breaker.as_ref().and_then(Circuit::new),
             discovery,
             ready: tokio::sync::watch::Sender::new(ready),
             health_started: AtomicBool::new(false),
@@ -361,6 +365,21 @@ impl UpstreamSet {
             .sum()
     }
 
+    /// The circuit's state, when `[upstreams.circuit_breaker]` can open it (admin API,
+    /// metrics).
+    #[must_use]
+    pub fn circuit_status(&self) -> Option<CircuitStatus> {
+        self.circuit.as_ref().map(Circuit::status)
+    }
+
+    /// Tells `observe` of every transition of the circuit from now on (the first observer set
+    /// stays; nothing happens without a circuit).
+    pub fn observe_circuit(&self, observe: CircuitObserver) {
+        if let Some(c) = &self.circuit {
+            let _ = c.observer.set(observe);
+        }
+    }
+
     /// Whether requests currently spread over all targets because too many are out.
     #[must_use]
     pub fn in_panic_mode(&self) -> bool {
@@ -475,6 +494,7 @@ mod tests {
             "ewma_ms",
             "requests",
             "failures",
+            "abandoned",
         ] {
             assert!(json.get(key).is_some(), "{key}");
         }

@@ -183,6 +183,10 @@ pub struct Outlier {
     /// Most targets, in percent of the upstream, that may be out at once (ejected or failing
     /// active checks); beyond it, panic mode spreads requests over all targets.
     pub max_ejection_percent: u8,
+    /// Panic mode (fail open): when more targets are out than `max_ejection_percent` allows,
+    /// or all of them, spread requests over every target anyway. Off: targets that are out get
+    /// no requests, and with none left a request gets a fast 503.
+    pub panic_mode: bool,
     /// After re-admission, a target's share ramps up from 10% to 100% over this time (0s = at
     /// once).
     pub slow_start: HumanDuration,
@@ -200,6 +204,7 @@ impl Default for Outlier {
             base_ejection: HumanDuration::secs(5),
             max_ejection: HumanDuration::secs(300),
             max_ejection_percent: 50,
+            panic_mode: true,
             slow_start: HumanDuration::secs(10),
         }
     }
@@ -261,12 +266,14 @@ pub struct RouteRetry {
     pub hedge_after: Option<HumanDuration>,
 }
 
-/// Circuit breaking: bounds on what an upstream is asked to carry at once.
+/// Circuit breaking: bounds on what an upstream is asked to carry at once, and a circuit that
+/// opens after failures and fails fast until a trial request succeeds.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreaker {
-    /// Most requests in flight to the upstream at once (all workers).
-    pub max_requests: u32,
+    /// Most requests in flight to the upstream at once (all workers); none: no limit.
+    #[serde(default)]
+    pub max_requests: Option<u32>,
     /// Requests that may wait for a free slot beyond `max_requests`; more get a 503.
     #[serde(default)]
     pub max_pending: u32,
@@ -280,6 +287,49 @@ pub struct CircuitBreaker {
     /// `Retry-After` sent with the 503.
     #[serde(default = "default_retry_after")]
     pub retry_after: HumanDuration,
+    /// Open the circuit after this many failed requests in a row (0: never on a count).
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// Open the circuit when at least this share of the requests in `window` failed (0: never
+    /// on a rate).
+    #[serde(default)]
+    pub failure_rate_percent: u8,
+    /// The window over which `failure_rate_percent` is measured.
+    #[serde(default = "default_failure_window")]
+    pub window: HumanDuration,
+    /// Fewest requests in a window before its failure rate counts.
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u32,
+    /// How long an open circuit fails fast before letting trial requests through.
+    #[serde(default = "default_open_for")]
+    pub open_for: HumanDuration,
+    /// Trial requests let through half open; all must succeed to close the circuit.
+    #[serde(default = "default_half_open_requests")]
+    pub half_open_requests: u32,
+}
+
+impl CircuitBreaker {
+    /// Whether the circuit can open (a failure count or rate is set).
+    #[must_use]
+    pub const fn trips(&self) -> bool {
+        self.consecutive_failures > 0 || self.failure_rate_percent > 0
+    }
+}
+
+const fn default_failure_window() -> HumanDuration {
+    HumanDuration::secs(10)
+}
+
+const fn default_min_requests() -> u32 {
+    20
+}
+
+const fn default_open_for() -> HumanDuration {
+    HumanDuration::secs(5)
+}
+
+const fn default_half_open_requests() -> u32 {
+    1
 }
 
 const fn default_queue_timeout() -> HumanDuration {

@@ -119,6 +119,7 @@ struct JsonLine<'a> {
     upstream: Option<&'a str>,
     upstream_target: Option<&'a str>,
     retries: u8,
+    grpc_status: Option<u8>,
     reason: Option<&'static str>,
     stage: Option<&'static str>,
     detail: Option<&'a str>,
@@ -155,6 +156,7 @@ fn json_line(ctx: &RequestCtx, o: Outcome) -> String {
         upstream: ctx.upstream.as_deref(),
         upstream_target: ctx.upstream_target.as_deref(),
         retries: ctx.retries,
+        grpc_status: ctx.grpc_status,
         reason: ctx.reason.map(rampart_core::ErrorKind::code).or(ctx.answer),
         stage: ctx.stage,
         detail: ctx.detail.as_deref(),
@@ -242,6 +244,9 @@ fn combined_line(ctx: &RequestCtx, o: Outcome) -> String {
     }
     let reason = ctx.reason.map(rampart_core::ErrorKind::code).or(ctx.answer);
     let _ = write!(s, " reason={}", reason.unwrap_or("-"));
+    if let Some(code) = ctx.grpc_status {
+        let _ = write!(s, " grpc_status={code}");
+    }
     if !o.completed {
         s.push_str(" aborted");
     }
@@ -294,6 +299,23 @@ mod tests {
         assert_eq!(v["uri"], "/a?b=1");
         assert_eq!(v["request_id"], "rid-1");
         assert!(line.ends_with('\n'));
+    }
+
+    #[test]
+    fn a_grpc_status_is_logged_in_both_formats_only_when_there_is_one() {
+        let o = Outcome {
+            status: 200,
+            bytes_sent: 0,
+            completed: true,
+        };
+        let mut c = ctx();
+        let plain: serde_json::Value = serde_json::from_str(&json_line(&c, o)).unwrap();
+        assert!(plain["grpc_status"].is_null());
+        assert!(!combined_line(&c, o).contains("grpc_status"));
+        c.grpc_status = Some(4);
+        let grpc: serde_json::Value = serde_json::from_str(&json_line(&c, o)).unwrap();
+        assert_eq!(grpc["grpc_status"], 4);
+        assert!(combined_line(&c, o).contains(" grpc_status=4"));
     }
 
     #[test]

@@ -215,6 +215,18 @@ impl AuditLog {
         }));
     }
 
+    /// Records a transition of an upstream's circuit (closed, open, half open) and why.
+    pub fn circuit_change(&self, upstream: &str, from: &str, to: &str, reason: &str) {
+        self.send(&json!({
+            "ts": now(),
+            "event": "circuit_change",
+            "upstream": upstream,
+            "from": from,
+            "to": to,
+            "reason": reason,
+        }));
+    }
+
     /// Counts a refused request if its reason is a security decision; the first of each reason
     /// in an interval is written at once. Two relaxed atomic operations per audited refusal,
     /// nothing for other requests.

@@ -145,12 +145,19 @@ fn reject(
         tracing::debug!(request_id = ctx.request_id.to_str().unwrap_or("-"), reason = err.kind.code(), stage = ctx.stage, detail = %err.detail, "request refused");
     }
     let mut resp = Box::new(error_response(err, &ctx.request_id, accept));
+    ctx.grpc_status = grpc_status_of(&resp);
     // After a framing or header refusal the rest of an HTTP/1 connection cannot be trusted.
     if closes_connection(err.kind) && ctx.version < Version::HTTP_2 {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
+}
+
+/// The `grpc-status` of a trailers-only gRPC answer Rampart built itself.
+fn grpc_status_of(resp: &Response<Body>) -> Option<u8> {
+    let value = resp.headers().get("grpc-status")?;
+    std::str::from_utf8(value.as_bytes()).ok()?.parse().ok()
 }
 
 /// True for refusals after which an HTTP/1 connection is closed: the framing of what follows

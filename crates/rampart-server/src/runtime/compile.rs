@@ -66,6 +66,17 @@ impl Runtime {
         &self.plane().upstreams.sets
     }
 
+    /// Writes every circuit transition of this runtime's upstreams to `audit` (an upstream
+    /// kept from the previous runtime keeps the observer it has).
+    pub(crate) fn audit_circuits(&self, audit: &Arc<crate::observe::audit::AuditLog>) {
+        for set in self.upstreams().values() {
+            let audit = Arc::clone(audit);
+            set.observe_circuit(Box::new(move |c| {
+                audit.circuit_change(c.upstream, c.from.as_str(), c.to.as_str(), c.reason);
+            }));
+        }
+    }
+
     /// Every compiled route, in config order.
     #[must_use]
     pub fn routes(&self) -> &[Arc<CompiledRoute>] {

@@ -179,6 +179,7 @@ impl Control {
         self.metrics.reload_result(Some(generation));
         if let Some(audit) = &self.listening.shared.audit {
             audit.config_change(by, generation, &summary);
+            next.audit_circuits(audit);
         }
         tracing::info!(
             trigger = by.trigger.as_str(),

@@ -125,6 +125,9 @@ pub fn start_with(config: &Config, mut options: StartOptions) -> Result<ServerHa
         Trigger::Startup
     };
     let audit = open_audit_log(config, trigger)?;
+    if let Some(audit) = &audit {
+        runtime.audit_circuits(audit);
+    }
     let tracer = Tracer::start(&raw.tracing)?.map(Arc::new);
     let shared = Arc::new(Shared::new(
         Arc::clone(&runtime.edge.plane),

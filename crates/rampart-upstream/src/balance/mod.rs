@@ -131,8 +131,13 @@ impl Picker {
         }
         match self {
             Self::P2c => p2c(view),
+            // Only a request's first attempt moves the rotation on: a retry or hedge taking a
+            // turn would hand every later first attempt the same target.
             Self::RoundRobin(next) => {
-                let start = next.fetch_add(1, Ordering::Relaxed);
+                let start = match view.tried.last() {
+                    None => next.fetch_add(1, Ordering::Relaxed),
+                    Some(&last) => last + 1,
+                };
                 in_order(view, n, |k| (start + k) % n)
             }
             Self::Weighted(schedule) => schedule.pick(view),

@@ -49,7 +49,13 @@ impl Schedule {
         if len == 0 {
             return view.scan();
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        // A retry (something tried already) starts at a random place of the cycle, which keeps
+        // the weights, and leaves the counter to first attempts.
+        let start = if view.tried.is_empty() {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        } else {
+            fastrand::usize(0..len)
+        };
         super::in_order(view, len, |k| self.order[(start + k) % len] as usize)
     }
 

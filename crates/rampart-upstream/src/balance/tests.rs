@@ -73,6 +73,28 @@ fn round_robin_visits_every_target_in_turn() {
 }
 
 #[test]
+fn retries_do_not_move_the_rotation_on() {
+    let s = stats(2);
+    let w = [1, 1];
+    for balance in [Balance::RoundRobin, Balance::WeightedRoundRobin] {
+        let p = picker(balance, 2, &w);
+        let firsts: Vec<usize> = (0..6)
+            .map(|_| {
+                let first = p.pick(&view(&s, &w), None).unwrap();
+                let tried = [first];
+                let retry = View {
+                    tried: &tried,
+                    ..view(&s, &w)
+                };
+                assert_eq!(p.pick(&retry, None), Some(1 - first), "{balance:?}");
+                first
+            })
+            .collect();
+        assert_eq!(firsts, [0, 1, 0, 1, 0, 1], "{balance:?}");
+    }
+}
+
+#[test]
 fn smooth_weighted_round_robin_interleaves_and_honours_weights() {
     let w = [5, 1, 1];
     let schedule = swrr::Schedule::new(&w);

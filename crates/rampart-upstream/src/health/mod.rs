@@ -152,6 +152,8 @@ pub struct TargetStats {
     pub(crate) ewma_us: AtomicU64,
     pub(crate) requests: AtomicU64,
     pub(crate) failures: AtomicU64,
+    /// Attempts given up before they were answered (a hedge answered first, the client left).
+    pub(crate) abandoned: AtomicU64,
     pub(crate) consecutive_5xx: AtomicU32,
     pub(crate) consecutive_connect: AtomicU32,
     pub(crate) consecutive_timeouts: AtomicU32,
@@ -176,6 +178,7 @@ impl Default for TargetStats {
             ewma_us: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
             consecutive_5xx: AtomicU32::new(0),
             consecutive_connect: AtomicU32::new(0),
             consecutive_timeouts: AtomicU32::new(0),
@@ -282,6 +285,9 @@ pub struct TargetStatus {
     /// reasons with no event are left out.
     #[serde(rename = "ejections_by_reason", serialize_with = "as_map")]
     pub taken_out: Vec<(&'static str, u64)>,
+    /// Requests given up there before an answer (a hedge answered first, the client left);
+    /// counted in `requests`, their running time in `ewma_ms`.
+    pub abandoned: u64,
     /// Passive ejections counting towards the back-off (the next one lasts
     /// `base_ejection` × 2^this); forgotten after a healthy spell of `max_ejection`.
     pub backoff_level: u32,
@@ -310,6 +316,7 @@ impl TargetStatus {
             ejections: taken_out.iter().map(|(_, n)| n).sum(),
             taken_out,
             backoff_level: stats.ejections.load(Ordering::Relaxed),
+            abandoned: stats.abandoned.load(Ordering::Relaxed),
         }
     }
 }

@@ -35,6 +35,7 @@ pub(crate) struct OutlierRt {
     pub(crate) base_ms: u64,
     pub(crate) max_ms: u64,
     pub(crate) max_out_percent: u32,
+    pub(crate) panic_mode: bool,
     pub(crate) slow_start_ms: u64,
 }
 
@@ -51,6 +52,7 @@ impl OutlierRt {
             base_ms: ms(o.base_ejection.get()).max(1),
             max_ms: ms(o.max_ejection.get()).max(1),
             max_out_percent: u32::from(o.max_ejection_percent.min(100)),
+            panic_mode: o.panic_mode,
             slow_start_ms: ms(o.slow_start.get()),
         }
     }
@@ -115,7 +117,9 @@ impl Health {
         let (out, total) = count_out(m);
         self.out.store(out, Ordering::Relaxed);
         self.total.store(total, Ordering::Relaxed);
-        let panic = out > 0 && (out * 100 > self.outlier.max_out_percent * total || out == total);
+        let panic = self.outlier.panic_mode
+            && out > 0
+            && (out * 100 > self.outlier.max_out_percent * total || out == total);
         if self.panic.swap(panic, Ordering::Relaxed) != panic {
             if panic {
                 tracing::warn!(
@@ -277,6 +281,30 @@ mod tests {
         assert!(m.stats[1].transition(State::Healthy, State::Unhealthy, Reason::ActiveCheckFailed));
         h.refresh_panic("u", &m);
         assert!(h.panicking());
+    }
+
+    #[test]
+    fn without_panic_mode_an_ejected_lone_target_stays_out() {
+        let o = Outlier {
+            max_ejection_percent: 100,
+            panic_mode: false,
+            ..Outlier::default()
+        };
+        let h = Health::new(OutlierRt::new(&o));
+        let m = Members::of(1);
+        for _ in 0..5 {
+            h.record("u", &m, 0, Outcome::ServerError);
+        }
+        assert_eq!(m.stats[0].state(), State::Ejected);
+        assert!(!h.panicking(), "fail-open is off");
+        assert!(h.all_out());
+        let with_panic = Health::new(OutlierRt::new(&Outlier {
+            max_ejection_percent: 100,
+            ..Outlier::default()
+        }));
+        let m = Members::of(1);
+        assert!(with_panic.try_eject("u", &m, 0, Reason::Consecutive5xx));
+        assert!(with_panic.panicking(), "the default fails open");
     }
 
     #[test]

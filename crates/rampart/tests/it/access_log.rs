@@ -54,10 +54,10 @@ fn dead_port() -> String {
 
 /// The combined format, as documented in docs/configuration.md.
 const COMBINED: &str = concat!(
-    r#"^(?P<client>\S+) - - \[(?P<time>[^\]]+)\] "(?P<request>[^"]*)" (?P<status>\d{3}) (?P<bytes>\d+) "#,
+    r#"^(?P<client>\S+) - - \[(?P<time>[^\]]+)\] "(?P<request>[^"]*)" (?P<status>\d{3}|-) (?P<bytes>\d+) "#,
     r#""(?P<referer>[^"]*)" "(?P<agent>[^"]*)" rid=(?P<rid>\S+) route=(?P<route>\S+) "#,
     r#"upstream=(?P<upstream>\S+) target=(?P<target>\S+) rt=(?P<rt>[0-9.]+) urt=(?P<urt>[0-9.]+|-) "#,
-    r#"country=(?P<country>\S+) reason=(?P<reason>\S+)(?P<aborted> aborted)?$"#,
+    r#"country=(?P<country>\S+) reason=(?P<reason>\S+)(?: grpc_status=(?P<grpc_status>\d+))?(?P<aborted> aborted)?$"#,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

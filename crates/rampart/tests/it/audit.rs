@@ -229,3 +229,38 @@ async fn an_admin_reload_records_the_peer_that_asked() {
     // The startup line has no peer.
     assert!(all[0].get("peer").is_none(), "{:?}", all[0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circuit_transitions_are_audited() {
+    let dir = TempDir::new("audit-circuit");
+    let audit = dir.0.join("audit.log");
+    let down = rampart_testkit::free_port_closed().unwrap();
+    let gw = TestGateway::builder(format!(
+        "[audit_log]\nenabled = true\npath = {audit:?}\n\n\
+         [[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\n\n\
+         [[upstreams]]\nname = \"app\"\ntargets = [\"{down}\"]\n\
+         [upstreams.circuit_breaker]\nconsecutive_failures = 2\nopen_for = \"1m\"\n\n\
+         [[routes]]\nname = \"all\"\nupstream = \"app\"\n"
+    ))
+    .start();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(WAIT)
+        .build()
+        .unwrap();
+    for expected in [502, 502, 503] {
+        assert_eq!(status(&client, gw.url("web", "/")).await, expected);
+    }
+    let all = wait_for(&audit, |l| l["event"] == "circuit_change").await;
+    let changes: Vec<&Value> = all
+        .iter()
+        .filter(|l| l["event"] == "circuit_change")
+        .collect();
+    assert_eq!(changes.len(), 1, "{all:?}");
+    let c = changes[0];
+    assert_eq!(c["upstream"], "app");
+    assert_eq!(c["from"], "closed");
+    assert_eq!(c["to"], "open");
+    assert_eq!(c["reason"], "consecutive_failures");
+    assert!(c["ts"].is_string());
+}

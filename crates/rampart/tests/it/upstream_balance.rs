@@ -192,8 +192,8 @@ async fn a_503_is_retried_elsewhere_for_get_and_only_route_allowed_posts_with_sm
         sent_before + 1,
         "the POST that got a 503 never reached the good target"
     );
-    // The route allows it: each order goes to the bad target first, then its buffered body is
-    // replayed on the good one, byte for byte.
+    // The route allows it: the order whose turn is the bad target's is replayed on the good one
+    // from its buffered body, byte for byte (the rotation alternates first attempts).
     let mut replayed = 0;
     for _ in 0..2 {
         let resp = within(client.post(gw.url("public", "/orders")).body("abc").send())
@@ -223,8 +223,8 @@ async fn a_503_is_retried_elsewhere_for_get_and_only_route_allowed_posts_with_sm
     let retried: Vec<&Value> = lines.iter().filter(|l| l["retries"] == 1).collect();
     assert_eq!(
         retried.len(),
-        3,
-        "the GET and both small-body orders were retried: {lines:?}"
+        2,
+        "the GET and the small-body order that met the bad target were retried: {lines:?}"
     );
     let all = gw.handle().upstream_statuses();
     let bad_status = all[0]
@@ -232,7 +232,7 @@ async fn a_503_is_retried_elsewhere_for_get_and_only_route_allowed_posts_with_sm
         .iter()
         .find(|t| t.target == bad.addr().to_string())
         .unwrap();
-    assert_eq!(bad_status.failures, 5, "every 503 counted as a failure");
+    assert_eq!(bad_status.failures, 4, "every 503 counted as a failure");
     assert!(
         bad_status.taken_out.is_empty(),
         "consecutive_5xx = 0 never ejects"
@@ -407,68 +407,4 @@ async fn unix_socket_targets_are_proxied_and_probed() {
     }
     assert!(matches!(statuses.last(), Some(502 | 503)), "{statuses:?}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hedged_requests_race_a_hung_target_and_posts_are_never_hedged() {
-    let hung = ScriptedOrigin::start(Behavior::Hang).await.unwrap();
-    let fast = HttpOrigin::start().await.unwrap();
-    let upstream =
-        "balance = \"round_robin\"\nrequest_timeout = \"2s\"\n[upstreams.outlier]\nenabled = false";
-    let gw = TestGateway::builder(config(
-        &[hung.addr(), fast.addr()],
-        upstream,
-        "[routes.retry]\nhedge_after = \"50ms\"",
-    ))
-    .access_log()
-    .start();
-    let client = client();
-    for k in 0..6 {
-        let r = within(client.get(gw.url("public", &format!("/h/{k}"))).send())
-            .await
-            .unwrap();
-        assert_eq!(
-            r.status(),
-            200,
-            "GET {k}: the fast target answers the hedge"
-        );
-        // A hedged copy carries the fields Rampart adds, like the first attempt.
-        let echo: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-        let names: Vec<&str> = echo["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|h| h[0].as_str())
-            .collect();
-        for added in ["x-forwarded-for", "via", "x-request-id", "traceparent"] {
-            assert!(
-                names.contains(&added),
-                "GET {k}: {added} missing: {names:?}"
-            );
-        }
-    }
-    assert!(
-        hung.connections() >= 3,
-        "round robin sent every other GET to the hung target first ({} connections)",
-        hung.connections()
-    );
-    assert_eq!(fast.requests(), 6);
-    let lines = gw.access_log_json(6);
-    let hedged = lines.iter().filter(|l| l["retries"] == 1).count();
-    assert!(
-        hedged >= 3,
-        "hedges count as retries in the access log: {lines:?}"
-    );
-
-    // A POST is never hedged: the one that reaches the hung target times out.
-    let mut statuses = Vec::new();
-    for _ in 0..2 {
-        let r = within(client.post(gw.url("public", "/p")).body("x").send())
-            .await
-            .unwrap();
-        statuses.push(r.status().as_u16());
-    }
-    statuses.sort_unstable();
-    assert_eq!(statuses, [200, 504]);
-    assert_eq!(fast.requests(), 7);
 }

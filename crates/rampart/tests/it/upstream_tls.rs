@@ -117,6 +117,17 @@ async fn a_client_certificate_is_presented_when_configured() {
         502,
         "the origin requires a client certificate"
     );
+    let log = without.access_log_json(1);
+    assert_eq!(
+        log[0]["reason"], "upstream_tls_failed",
+        "a refused handshake is a TLS failure, not a reset: {log:?}"
+    );
+    assert!(
+        log[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("CertificateRequired")),
+        "{log:?}"
+    );
     let with = gateway(
         origin.addr(),
         "http1",

@@ -124,6 +124,23 @@ fn requests(out: &mut String, registry: &Registry) {
     }
     header(
         out,
+        "rampart_grpc_responses_total",
+        "counter",
+        "gRPC calls Rampart answered itself (HTTP 200, the outcome in grpc-status), by route and grpc_status.",
+    );
+    for (route, counts) in &t.route_grpc {
+        for (code, n) in counts.nonzero() {
+            let code = code.to_string();
+            sample(
+                out,
+                "rampart_grpc_responses_total",
+                &[("route", route), ("grpc_status", &code)],
+                n,
+            );
+        }
+    }
+    header(
+        out,
         "rampart_request_duration_seconds",
         "histogram",
         "Time from the request head to the end of the response, by route.",
@@ -286,6 +303,50 @@ fn upstreams(out: &mut String, sets: &HashMap<String, Arc<UpstreamSet>>) {
             &[("upstream", name.as_str())],
             idle,
         );
+    }
+    circuits(out, sets, &names);
+}
+
+/// The circuit of every upstream that has one: a state set and its transitions.
+fn circuits(out: &mut String, sets: &HashMap<String, Arc<UpstreamSet>>, names: &[&String]) {
+    use rampart_upstream::CircuitState;
+    let circuits: Vec<_> = names
+        .iter()
+        .filter_map(|n| Some((*n, sets[*n].circuit_status()?)))
+        .collect();
+    header(
+        out,
+        "rampart_upstream_circuit_state",
+        "gauge",
+        "1 for the state the upstream's circuit is in (closed, open, half_open), 0 for the others.",
+    );
+    for (name, c) in &circuits {
+        for state in CircuitState::ALL {
+            let labels = [("upstream", name.as_str()), ("state", state.as_str())];
+            sample(
+                out,
+                "rampart_upstream_circuit_state",
+                &labels,
+                u8::from(c.state == state),
+            );
+        }
+    }
+    header(
+        out,
+        "rampart_upstream_circuit_transitions_total",
+        "counter",
+        "Times the upstream's circuit entered a state, by the state entered.",
+    );
+    for (name, c) in &circuits {
+        for (state, n) in CircuitState::ALL.iter().zip(c.transitions) {
+            let labels = [("upstream", name.as_str()), ("to", state.as_str())];
+            sample(
+                out,
+                "rampart_upstream_circuit_transitions_total",
+                &labels,
+                n,
+            );
+        }
     }
 }
 

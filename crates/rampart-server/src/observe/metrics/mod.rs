@@ -183,9 +183,35 @@ pub(crate) struct UpstreamMetrics {
 #[derive(Debug)]
 pub(crate) struct RouteMetrics {
     pub(crate) duration: Arc<Histogram>,
+    /// gRPC calls Rampart answered itself, by gRPC status code.
+    pub(crate) grpc: Arc<GrpcCounts>,
     pub(crate) upstream: Option<Arc<UpstreamMetrics>>,
     /// Request counts by the index of the listener in this runtime (`None`: not served).
     pub(crate) by_listener: Box<[Option<Arc<RequestCounts>>]>,
+}
+
+/// Highest gRPC status code (16, `UNAUTHENTICATED`).
+const GRPC_CODES: usize = 17;
+
+/// gRPC calls Rampart answered itself on one route, by gRPC status code.
+#[derive(Debug, Default)]
+pub(crate) struct GrpcCounts {
+    by_code: [AtomicU64; GRPC_CODES],
+}
+
+impl GrpcCounts {
+    fn count(&self, code: u8) {
+        let i = usize::from(code).min(GRPC_CODES - 1);
+        self.by_code[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Non-zero counts as (code, count).
+    pub(crate) fn nonzero(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.by_code.iter().enumerate().filter_map(|(code, n)| {
+            let n = n.load(Ordering::Relaxed);
+            (n > 0).then_some((code, n))
+        })
+    }
 }
 
 /// How often the stages of one name on one route answered or refused a request.
@@ -215,6 +241,7 @@ pub(crate) type SeriesKey = (String, String, String);
 pub(crate) struct Tables {
     pub(crate) requests: BTreeMap<SeriesKey, Arc<RequestCounts>>,
     pub(crate) route_durations: BTreeMap<String, Arc<Histogram>>,
+    pub(crate) route_grpc: BTreeMap<String, Arc<GrpcCounts>>,
     pub(crate) upstreams: BTreeMap<String, Arc<UpstreamMetrics>>,
     pub(crate) listeners: BTreeMap<String, Arc<ListenerMetrics>>,
     /// Stage decisions by (route, stage name).
@@ -292,6 +319,7 @@ impl Registry {
     ) -> RouteMetrics {
         let mut t = self.tables();
         let duration = Arc::clone(t.route_durations.entry(name.to_owned()).or_default());
+        let grpc = Arc::clone(t.route_grpc.entry(name.to_owned()).or_default());
         let up = upstream.map(|u| Arc::clone(t.upstreams.entry(u.to_owned()).or_default()));
         let by_listener = listeners
             .iter()
@@ -308,6 +336,7 @@ impl Registry {
             .collect();
         RouteMetrics {
             duration,
+            grpc,
             upstream: up,
             by_listener,
         }
@@ -342,6 +371,7 @@ impl Registry {
         });
         t.route_durations
             .retain(|r, _| routes.contains(&r.as_str()));
+        t.route_grpc.retain(|r, _| routes.contains(&r.as_str()));
         t.upstreams.retain(|u, _| upstreams.contains(&u.as_str()));
         t.listeners.retain(|l, _| listeners.contains(&l.as_str()));
         t.stages.retain(|(r, _), _| routes.contains(&r.as_str()));
@@ -412,6 +442,9 @@ pub(crate) fn record(
                 counts.count(&ctx.method, status);
             }
             r.duration.observe(ctx.started.elapsed());
+            if let Some(code) = ctx.grpc_status {
+                r.grpc.count(code);
+            }
             if let Some(up) = &r.upstream {
                 if let Some(d) = ctx.upstream_duration {
                     up.duration.observe(d);

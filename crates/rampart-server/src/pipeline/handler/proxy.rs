@@ -27,6 +27,7 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// What a listener sends upstream about the client: its forwarding headers policy and the
 /// names of the headers carrying the client certificate (client copies are removed).
@@ -68,7 +69,17 @@ pub(super) async fn run(
     if set.proxy_protocol.is_some() {
         req.extensions_mut().insert(client_connection(ctx));
     }
-    let timeout = route.timeout.unwrap_or(set.request_timeout);
+    let mut timeout = route.timeout.unwrap_or(set.request_timeout);
+    // A gRPC call's deadline caps the wait (what is left of it): past it, the caller has given
+    // up, and the answer is DEADLINE_EXCEEDED. gRPC is HTTP/2, so HTTP/1 requests skip this.
+    if downstream_version == Version::HTTP_2
+        && let Some(deadline) = req
+            .headers()
+            .get(&GRPC_TIMEOUT)
+            .and_then(|v| grpc_timeout(v.as_bytes()))
+    {
+        timeout = timeout.min(deadline.saturating_sub(ctx.started.elapsed()));
+    }
     let opts = ForwardOpts {
         timeout,
         upgrade,
@@ -109,6 +120,27 @@ pub(super) async fn run(
         *resp.version_mut() = Version::HTTP_11;
     }
     Ok(resp)
+}
+
+/// A `grpc-timeout` value: up to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`); `None`
+/// when malformed (the call then runs under the route's timeout alone).
+fn grpc_timeout(value: &[u8]) -> Option<Duration> {
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = digits
+        .iter()
+        .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 /// What a PROXY protocol header sent upstream says about the client's connection.
@@ -430,4 +462,25 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_every_unit_and_refuse_the_rest() {
+        assert_eq!(grpc_timeout(b"1500m"), Some(Duration::from_millis(1500)));
+        assert_eq!(grpc_timeout(b"2S"), Some(Duration::from_secs(2)));
+        assert_eq!(grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(grpc_timeout(b"3M"), Some(Duration::from_secs(180)));
+        assert_eq!(grpc_timeout(b"7u"), Some(Duration::from_micros(7)));
+        assert_eq!(
+            grpc_timeout(b"99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        for bad in [&b""[..], b"m", b"123456789m", b"12x", b"-1S", b"1 S"] {
+            assert_eq!(grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
 }
