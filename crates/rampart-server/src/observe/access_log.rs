@@ -306,6 +306,7 @@ mod tests {
         let o = Outcome {
             status: 200,
             bytes_sent: 0,
+            bytes_received: 0,
             completed: true,
         };
         let mut c = ctx();

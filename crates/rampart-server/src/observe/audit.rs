@@ -72,7 +72,8 @@ impl Initiator {
     /// network.
     #[must_use]
     pub fn peer_text(&self) -> String {
-        self.peer.map_or_else(|| "-".to_owned(), |peer| peer.to_string())
+        self.peer
+            .map_or_else(|| "-".to_owned(), |peer| peer.to_string())
     }
 
     /// Adds this initiator's fields to an audit line.
