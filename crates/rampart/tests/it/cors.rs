@@ -5,10 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rampart_testkit::{Behavior, RawResponse, RecordingOrigin, ScriptedOrigin, TestGateway};
-use serde_json::Value;
+use rampart_testkit::{Behavior, RecordingOrigin, ScriptedOrigin, TestGateway};
 
-use crate::support::{request_line, send_within};
+use crate::support::{access_log_line, request_line, send_within};
 
 /// Bound on every wait in this file.
 const WAIT: Duration = Duration::from_secs(10);
@@ -47,25 +46,6 @@ upstream = "api"
     ))
     .access_log()
     .start()
-}
-
-async fn log_reason(gw: &TestGateway, resp: &RawResponse) -> Value {
-    let id = resp.header("x-request-id").unwrap().to_owned();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(line) = gw
-            .access_log_json(0)
-            .into_iter()
-            .find(|l| l["request_id"] == id.as_str())
-        {
-            return line["reason"].clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no log line for {id}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,7 +133,7 @@ async fn hostile_preflights_are_refused_with_403_and_never_forwarded() {
             Some("Origin, Access-Control-Request-Method, Access-Control-Request-Headers"),
             "{o} {method} {headers:?}"
         );
-        assert_eq!(log_reason(&gw, &resp).await, "cors_rejected");
+        assert_eq!(access_log_line(&gw, &resp).await["reason"], "cors_rejected");
     }
     let resp = send_within(WAIT, addr, request("GET", "/control", "")).await;
     assert_eq!(resp.status, 200);

@@ -5,10 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rampart_testkit::{RawResponse, RecordingOrigin, TestGateway};
-use serde_json::Value;
+use rampart_testkit::{RecordingOrigin, TestGateway};
 
-use crate::support::send_within;
+use crate::support::{access_log_line, send_within};
 
 /// Bound on every wait in this file.
 const WAIT: Duration = Duration::from_secs(10);
@@ -50,25 +49,6 @@ targets = ["{origin}"]
     .access_log()
     .workers(2)
     .start()
-}
-
-async fn log_line(gw: &TestGateway, resp: &RawResponse) -> Value {
-    let id = resp.header("x-request-id").unwrap().to_owned();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(line) = gw
-            .access_log_json(0)
-            .into_iter()
-            .find(|l| l["request_id"] == id.as_str())
-        {
-            return line;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no log line for {id}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,7 +95,7 @@ security_headers = { content_type_options = true }
     assert!(refused.body_text().contains("Too many requests"));
     // Admitted responses carry no rate-limit fields (nothing is formatted on that path).
     assert_eq!(seen[0].header("ratelimit-limit"), None);
-    let line = log_line(&gw, refused).await;
+    let line = access_log_line(&gw, refused).await;
     assert_eq!(line["reason"], "rate_limited");
     assert_eq!(line["status"], 429);
     assert_eq!(line["route"], "app");

@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rampart_testkit::{RawResponse, TestGateway, free_port_closed, raw_request_parsed};
-use serde_json::Value;
+
+use crate::support::access_log_line;
 
 /// Bound on every wait in this file.
 const WAIT: Duration = Duration::from_secs(10);
@@ -146,25 +147,6 @@ retry_interval = "1s"
     .start()
 }
 
-async fn reason(gw: &TestGateway, resp: &RawResponse) -> Value {
-    let id = resp.header("x-request-id").unwrap().to_owned();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(line) = gw
-            .access_log_json(0)
-            .into_iter()
-            .find(|l| l["request_id"] == id.as_str())
-        {
-            return line["reason"].clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no log line for {id}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_one_budget_through_redis() {
     let redis = Redis::start();
@@ -199,7 +181,7 @@ on_redis_error = "deny"
     assert_eq!(resp.header("ratelimit-limit"), Some("100"));
     assert_eq!(resp.header("ratelimit-policy"), Some("100;w=3600"));
     assert!(resp.header("retry-after").is_some());
-    assert_eq!(reason(&b, &resp).await, "rate_limited");
+    assert_eq!(access_log_line(&b, &resp).await["reason"], "rate_limited");
 }
 
 const FAILURE_POLICIES: &str = r#"
@@ -261,7 +243,10 @@ async fn assert_failure_modes(gw: &TestGateway) {
     assert_eq!(statuses(addr, "/open", 5).await, [200; 5], "fail open");
     let resp = send(addr, "/closed").await;
     assert_eq!(resp.status, 503, "fail closed");
-    assert_eq!(reason(gw, &resp).await, "rate_limit_unavailable");
+    assert_eq!(
+        access_log_line(gw, &resp).await["reason"],
+        "rate_limit_unavailable"
+    );
     assert_eq!(statuses(addr, "/closed", 2).await, [503, 503]);
     // The local fallback: 3 per instance, then 429.
     let fallback = statuses(addr, "/fallback", 5).await;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rampart_testkit::{RawResponse, raw_request_parsed, reqwest};
+use rampart_testkit::{RawResponse, TestGateway, raw_request_parsed, reqwest};
 
 /// Bound on every ordinary wait in the areas that use [`within`] and [`client`].
 pub(crate) const WAIT: Duration = Duration::from_secs(15);
@@ -90,5 +90,29 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The access-log line (JSON) of the request that got `resp`, found by its `X-Request-Id`;
+/// waits up to [`WAIT`] for the line to be written.
+pub(crate) async fn access_log_line(gw: &TestGateway, resp: &RawResponse) -> serde_json::Value {
+    let id = resp
+        .header("x-request-id")
+        .expect("the response names its request id")
+        .to_owned();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(line) = gw
+            .access_log_json(0)
+            .into_iter()
+            .find(|l| l["request_id"] == id.as_str())
+        {
+            return line;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no log line for {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -16,7 +16,7 @@ use flate2::write::{GzEncoder, ZlibEncoder};
 use rampart_testkit::{RawResponse, RecordingOrigin, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::header_values;
+use crate::support::{access_log_line, header_values};
 
 /// Bound on every wait in this area.
 const WAIT: Duration = Duration::from_secs(20);
@@ -149,25 +149,6 @@ fn recorded_body(raw: &[u8]) -> Vec<u8> {
     }
 }
 
-async fn log_reason(gw: &TestGateway, resp: &RawResponse) -> serde_json::Value {
-    let id = resp.header("x-request-id").unwrap().to_owned();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(line) = gw
-            .access_log_json(0)
-            .into_iter()
-            .find(|l| l["request_id"] == id.as_str())
-        {
-            return line["reason"].clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no log line for {id}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_coding_reaches_the_origin_decompressed_with_its_headers_fixed() {
     let origin = RecordingOrigin::start().await.unwrap();
@@ -239,7 +220,11 @@ async fn corrupt_unknown_and_stacked_codings_are_refused_before_the_origin() {
     for (coding, body, status, reason) in cases {
         let resp = post(addr, "/inflate/items", coding, body).await;
         assert_eq!(resp.status, status, "{coding}");
-        assert_eq!(log_reason(&gw, &resp).await, reason, "{coding}");
+        assert_eq!(
+            access_log_line(&gw, &resp).await["reason"],
+            reason,
+            "{coding}"
+        );
     }
     assert!(origin.requests().is_empty());
     assert_eq!(origin.connections(), 0, "nothing was forwarded");
@@ -276,7 +261,10 @@ async fn a_cap_crossed_after_forwarding_began_leaves_the_origin_an_incomplete_re
     let body = gzip(&noise(1024 * 1024));
     let resp = post(addr, "/inflate/upload", "gzip", body).await;
     assert_eq!(resp.status, 413);
-    assert_eq!(log_reason(&gw, &resp).await, "decompression_limit");
+    assert_eq!(
+        access_log_line(&gw, &resp).await["reason"],
+        "decompression_limit"
+    );
     assert!(
         origin.bytes_received() > 64 * 1024,
         "forwarding had begun: {} bytes",
