@@ -1,5 +1,5 @@
-//! Certificate reloads as monitoring sees them: both outcomes counted in `/metrics` and
-//! written to the audit log.
+//! Certificate reloads: new certificates are swapped in, a broken one keeps the old, and both
+//! outcomes are counted in `/metrics` and written to the audit log.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rampart_testkit::{TestGateway, TestPki};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, StreamOwned};
 use serde_json::Value;
 
-use super::{get, https};
+use super::{get, https, status};
 use crate::support::TempDir;
 
 /// The `/metrics` text of `gw`'s admin API.
@@ -119,4 +121,73 @@ fn certificate_reloads_are_counted_in_metrics_and_audited_both_ways() {
         failed["error"].as_str().unwrap().contains(&first.cert),
         "{failed}"
     );
+}
+
+#[test]
+fn reload_swaps_certificates_and_keeps_the_old_one_when_the_new_is_broken() {
+    let pki = TestPki::new();
+    let first = pki.server("live", &["r.test"]);
+    let gw = TestGateway::builder(format!(
+        "[[listeners]]\nname = \"https\"\nbind = \"127.0.0.1:0\"\n[[listeners.tls.certificates]]\ncert = {:?}\nkey = {:?}\n[[routes]]\nname = \"echo\"\necho = true\n",
+        first.cert, first.key
+    ))
+    .start();
+    let addr = gw.addr("https");
+    // Resumed handshakes carry no certificate: make every handshake a full one.
+    let mut config = pki.client_config(&[]);
+    config.resumption = rustls::client::Resumption::disabled();
+    let config = Arc::new(config);
+    let serve = || {
+        https(addr, &config, "r.test", &get("r.test", "/"))
+            .unwrap()
+            .1
+    };
+    let before = serve().peer_certificates().unwrap()[0].clone();
+    // An established connection is not affected by the reload.
+    let mut kept = TcpStream::connect(addr).unwrap();
+    let mut kept_conn =
+        ClientConnection::new(config.clone(), ServerName::try_from("r.test").unwrap()).unwrap();
+    while kept_conn.is_handshaking() {
+        kept_conn.complete_io(&mut kept).unwrap();
+    }
+
+    // A new certificate written over the old files is picked up.
+    let second = pki.server("next", &["r.test"]);
+    std::fs::copy(&second.key, &first.key).unwrap();
+    std::fs::copy(&second.cert, &first.cert).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = serve().peer_certificates().unwrap()[0].clone();
+        if now != before {
+            assert_eq!(now, second.der);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "certificate was not reloaded: {:?}",
+            gw.tls_stats()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(gw.tls_stats().reloads >= 1);
+
+    // A broken file keeps the current certificate and counts a failure.
+    std::fs::write(&first.cert, "garbage").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while gw.tls_stats().reload_failures == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broken file was not noticed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(serve().peer_certificates().unwrap()[0], second.der);
+
+    let mut stream = StreamOwned::new(kept_conn, kept);
+    stream
+        .write_all(get("r.test", "/still").as_bytes())
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    assert_eq!(status(&String::from_utf8_lossy(&out)), 200);
 }
