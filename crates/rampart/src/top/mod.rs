@@ -6,6 +6,7 @@ mod admin;
 mod format;
 mod model;
 mod prom;
+mod rows;
 mod text;
 mod ui;
 

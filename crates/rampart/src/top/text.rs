@@ -3,8 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::format::{count, latency, percent, rate};
+use super::format::{count, percent, rate};
 use super::model::{self, ConnRow, RouteRow, Scrape};
+use super::rows::{ROUTE_HEADINGS, TARGET_HEADINGS, route_cells, target_cells};
 
 /// The header, then the routes, upstreams and listeners tables, aligned in columns.
 pub(crate) fn snapshot(scrape: &Scrape, routes: &[RouteRow], conns: &[ConnRow]) -> String {
@@ -26,60 +27,16 @@ pub(crate) fn snapshot(scrape: &Scrape, routes: &[RouteRow], conns: &[ConnRow]) 
         percent(totals.err5xx),
         count(totals.connections)
     );
-    let route_rows = routes
-        .iter()
-        .map(|r| {
-            vec![
-                r.route.clone(),
-                count(Some(r.total)),
-                rate(r.rps),
-                percent(r.err5xx),
-                percent(r.err4xx),
-                latency(r.p50),
-                latency(r.p90),
-                latency(r.p99),
-            ]
-        })
-        .collect();
-    out.push_str(&columns(
-        &[
-            "ROUTE", "REQUESTS", "REQ/S", "5XX", "4XX", "P50", "P90", "P99",
-        ],
-        route_rows,
-    ));
+    let route_rows = routes.iter().map(route_cells).collect();
+    out.push_str(&columns(&ROUTE_HEADINGS, route_rows));
     let target_rows = scrape
         .upstreams
         .upstreams
         .iter()
-        .flat_map(|u| {
-            u.targets.iter().map(|t| {
-                vec![
-                    u.name.clone(),
-                    t.target.clone(),
-                    t.state.clone(),
-                    t.in_flight.to_string(),
-                    format!("{:.1}ms", t.ewma_ms),
-                    t.requests.to_string(),
-                    t.failures.to_string(),
-                    t.reason.clone().unwrap_or_default(),
-                ]
-            })
-        })
+        .flat_map(|u| u.targets.iter().map(|t| target_cells(u, t)))
         .collect();
     out.push('\n');
-    out.push_str(&columns(
-        &[
-            "UPSTREAM",
-            "TARGET",
-            "STATE",
-            "IN FLIGHT",
-            "EWMA",
-            "REQUESTS",
-            "FAILURES",
-            "REASON",
-        ],
-        target_rows,
-    ));
+    out.push_str(&columns(&TARGET_HEADINGS, target_rows));
     let listener_rows = status
         .listeners
         .iter()

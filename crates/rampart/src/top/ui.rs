@@ -7,8 +7,9 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Row, Table, TableState, Tabs};
 
-use super::format::{count, latency, percent, rate};
+use super::format::{count, percent, rate};
 use super::model::{self, ConnRow, RouteRow, Scrape};
+use super::rows::{ROUTE_HEADINGS, TARGET_HEADINGS, route_cells, target_cells};
 
 /// The panes, in tab order.
 pub(crate) const PANES: [&str; 3] = ["Routes", "Upstreams", "Listeners"];
@@ -97,17 +98,7 @@ fn routes_table(rows: &[RouteRow]) -> Table<'static> {
     let body = rows
         .iter()
         .map(|r| {
-            Row::new(vec![
-                r.route.clone(),
-                count(Some(r.total)),
-                rate(r.rps),
-                percent(r.err5xx),
-                percent(r.err4xx),
-                latency(r.p50),
-                latency(r.p90),
-                latency(r.p99),
-            ])
-            .style(if r.err5xx.is_some_and(|e| e > 0.0) {
+            Row::new(route_cells(r)).style(if r.err5xx.is_some_and(|e| e > 0.0) {
                 Style::new().fg(Color::Red)
             } else {
                 Style::new()
@@ -116,13 +107,7 @@ fn routes_table(rows: &[RouteRow]) -> Table<'static> {
         .collect();
     let mut widths = vec![Constraint::Min(16)];
     widths.extend([Constraint::Length(10); 7]);
-    table(
-        &[
-            "ROUTE", "REQUESTS", "REQ/S", "5XX", "4XX", "P50", "P90", "P99",
-        ],
-        body,
-        &widths,
-    )
+    table(&ROUTE_HEADINGS, body, &widths)
 }
 
 fn state_style(state: &str) -> Style {
@@ -138,34 +123,13 @@ fn upstreams_table(current: Option<&Scrape>) -> Table<'static> {
         .into_iter()
         .flat_map(|s| &s.upstreams.upstreams)
         .flat_map(|u| {
-            u.targets.iter().map(|t| {
-                Row::new(vec![
-                    u.name.clone(),
-                    t.target.clone(),
-                    t.state.clone(),
-                    t.in_flight.to_string(),
-                    format!("{:.1}ms", t.ewma_ms),
-                    t.requests.to_string(),
-                    t.failures.to_string(),
-                    format!("{:.0}s", t.since_seconds),
-                    t.reason.clone().unwrap_or_default(),
-                ])
-                .style(state_style(&t.state))
-            })
+            u.targets
+                .iter()
+                .map(|t| Row::new(target_cells(u, t)).style(state_style(&t.state)))
         })
         .collect();
     table(
-        &[
-            "UPSTREAM",
-            "TARGET",
-            "STATE",
-            "IN FLIGHT",
-            "EWMA",
-            "REQUESTS",
-            "FAILURES",
-            "SINCE",
-            "REASON",
-        ],
+        &TARGET_HEADINGS,
         body,
         &[
             Constraint::Min(12),

@@ -14,7 +14,6 @@ mod decompress;
 mod discovery;
 mod docs;
 mod doctor;
-mod explain;
 mod grpc;
 mod h2_drain;
 mod h2_headers;
