@@ -431,3 +431,11 @@ fn references_into_a_section_that_read_cleanly_are_checked() {
         "rate_limits = [\"q\"]",
     );
 }
+
+#[test]
+fn a_send_timeout_of_zero_or_of_the_wrong_type_is_refused_at_its_key() {
+    let d = errors_of("\n[timeouts]\nsend = \"0s\"\n");
+    assert_error(&d, "timeouts.send", "greater than 0s", "send = \"0s\"");
+    let d = errors_of("\n[timeouts]\nsend = 60\n");
+    assert_error(&d, "timeouts.send", "duration", "send = 60");
+}
