@@ -6,7 +6,6 @@ use std::io;
 use std::net::SocketAddr;
 
 use socket2::{Domain, Protocol, Socket, Type};
-
 /// Binds `workers` sockets to `addr`. With port 0 the first socket picks the port and the others
 /// join it. IPv6 sockets are IPv6-only, so `[::]` and `0.0.0.0` can be separate listeners.
 pub(crate) fn bind_all(
@@ -78,6 +77,19 @@ mod tests {
         let other = bind_all("127.0.0.1:0".parse().unwrap(), 1, 16).unwrap();
         let err = bind_all(other[0].local_addr().unwrap(), 1, 16).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+    }
+
+    #[test]
+    fn accepted_connections_inherit_tcp_nodelay_from_the_listener() {
+        let sockets = bind_all("127.0.0.1:0".parse().unwrap(), 1, 16).unwrap();
+        let client = std::net::TcpStream::connect(sockets[0].local_addr().unwrap()).unwrap();
+        sockets[0].set_nonblocking(false).unwrap();
+        let (accepted, _) = sockets[0].accept().unwrap();
+        assert!(
+            accepted.nodelay().unwrap(),
+            "TCP_NODELAY is set per connection then"
+        );
+        drop(client);
     }
 
     #[test]

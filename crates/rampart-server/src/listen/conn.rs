@@ -28,7 +28,8 @@ pub(crate) async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let _guard = track_connection();
-    let _ = stream.set_nodelay(true);
+    // No TCP_NODELAY here: Linux copies it from the listening socket, which has it (see
+    // `bind`), into every connection it accepts; setting it again was a syscall per connection.
     let local = local.or_else(|| stream.local_addr().ok()).unwrap_or(peer);
     let plane = &edge.plane;
     let (Some(listener), Some(opening)) = (
