@@ -156,6 +156,16 @@ impl Checker<'_> {
                     "must be at least 1",
                 );
             }
+            if *a.fast_open > a.backlog {
+                self.at(
+                    &a.fast_open,
+                    format!("{path}.fast_open"),
+                    format!(
+                        "{} is more than the listener's backlog of {}: Fast Open connections wait in the accept queue, so at most `backlog` of them can",
+                        *a.fast_open, a.backlog
+                    ),
+                );
+            }
             for b in listeners.iter().take(i) {
                 if binds_conflict(*a.bind, *b.bind) {
                     self.at(&a.bind, format!("{path}.bind"), format!(

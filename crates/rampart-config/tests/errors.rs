@@ -439,3 +439,30 @@ fn a_send_timeout_of_zero_or_of_the_wrong_type_is_refused_at_its_key() {
     let d = errors_of("\n[timeouts]\nsend = 60\n");
     assert_error(&d, "timeouts.send", "duration", "send = 60");
 }
+
+#[test]
+fn a_defer_accept_that_is_not_a_bool_is_refused_at_its_key() {
+    let text = "[[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:8080\"\ndefer_accept = \"yes\"\n";
+    let d = load_str_with_env(text, "test.toml", &env).expect_err("refused");
+    assert_error(
+        &d,
+        "listeners[0].defer_accept",
+        "`true` or `false`",
+        "defer_accept = \"yes\"",
+    );
+}
+
+#[test]
+fn a_fast_open_queue_longer_than_the_backlog_is_refused_at_its_key() {
+    let text = "[[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:8080\"\nbacklog = 128\nfast_open = 256\n";
+    let d = load_str_with_env(text, "test.toml", &env).expect_err("refused");
+    assert_error(
+        &d,
+        "listeners[0].fast_open",
+        "backlog of 128",
+        "fast_open = 256",
+    );
+    let text = "[[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:8080\"\nfast_open = -1\n";
+    let d = load_str_with_env(text, "test.toml", &env).expect_err("refused");
+    assert_error(&d, "listeners[0].fast_open", "", "fast_open = -1");
+}

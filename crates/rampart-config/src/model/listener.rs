@@ -49,6 +49,14 @@ pub struct Listener {
     /// Length of the kernel's accept queue.
     #[serde(default = "default_backlog")]
     pub backlog: u32,
+    /// Let the kernel hand a connection over only once its first bytes arrived
+    /// (`TCP_DEFER_ACCEPT`), instead of at the end of the TCP handshake.
+    #[serde(default)]
+    pub defer_accept: bool,
+    /// Accept TCP Fast Open (request bytes in the SYN) with at most this many connections
+    /// waiting for their handshake; 0 turns it off.
+    #[serde(default)]
+    pub fast_open: Located<u32>,
     /// Proxies whose forwarding header is believed on this listener (replaces
     /// `client_ip.trusted_proxies` when given, even when empty).
     #[serde(default)]

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::http::conn::closed;
+use crate::listen::bind::ListenTuning;
 use crate::listen::conn_limits::ConnPermit;
 use crate::listen::edge::{Edge, Listening};
 
@@ -45,6 +46,23 @@ fn admit(
     Some((permit, edge, index))
 }
 
+/// Sets listener `name`'s socket options on `listener` unless they are `applied` already (at
+/// start, and at the first connection after a reload changed them).
+fn tune(
+    listener: &TcpListener,
+    name: &str,
+    wanted: ListenTuning,
+    applied: &mut Option<ListenTuning>,
+) {
+    if *applied == Some(wanted) {
+        return;
+    }
+    *applied = Some(wanted);
+    if let Err(e) = wanted.apply(listener) {
+        tracing::warn!(listener = %name, error = %e, "cannot set the options of a listening socket");
+    }
+}
+
 /// Accepts connections of listener `name` on `listener` until `close` says so.
 ///
 /// Each wake-up accepts until the queue is empty (`accept4` until `EAGAIN`, sockets created
@@ -70,6 +88,14 @@ pub(crate) async fn accept_loop(
         .local_addr()
         .ok()
         .filter(|addr| !addr.ip().is_unspecified());
+    let mut applied = None;
+    {
+        let edge = listening.edge();
+        let index = edge.plane.listeners.iter().position(|l| *l.name == *name);
+        if let Some(l) = index.and_then(|i| edge.listeners.get(i)) {
+            tune(&listener, &name, l.tuning, &mut applied);
+        }
+    }
     loop {
         let accepted = std::future::poll_fn(|cx| {
             if !stop_registered || probe.has_changed().unwrap_or(true) {
@@ -90,6 +116,9 @@ pub(crate) async fn accept_loop(
                     drop(stream);
                     continue;
                 };
+                if let Some(l) = edge.listeners.get(index) {
+                    tune(&listener, &name, l.tuning, &mut applied);
+                }
                 // Hot path for short connections: the connection future is several KiB
                 // (hyper's HTTP/1 and HTTP/2 state inline); boxed here, the spawn and the
                 // task's stage changes move a pointer instead of copying it each time.

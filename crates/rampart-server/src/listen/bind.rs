@@ -5,7 +5,56 @@
 use std::io;
 use std::net::SocketAddr;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::net::TcpListener;
+
+use crate::listen::sockopt;
+
+/// How long a `defer_accept` listener lets the kernel hold a silent connection back: one
+/// second, which Linux rounds to one SYN-ACK retransmission. A client that handshakes and
+/// sends nothing is handed over when it acknowledges that retransmission, about a second
+/// later, and only then does the header read timeout start.
+const DEFER_ACCEPT_SECONDS: u32 = 1;
+
+/// Options of a listener's sockets that its config sets, applied to each listening socket
+/// when its accept loop starts (so also to sockets inherited on a binary upgrade) and again
+/// after a reload changed them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct ListenTuning {
+    /// `TCP_DEFER_ACCEPT`: wake on the first bytes, not on the end of the handshake.
+    pub(crate) defer_accept: bool,
+    /// `TCP_FASTOPEN` queue length (0: off).
+    pub(crate) fast_open: u32,
+}
+
+impl ListenTuning {
+    /// The tuning `listener` asks for.
+    pub(crate) fn of(listener: &rampart_config::model::Listener) -> Self {
+        Self {
+            defer_accept: listener.defer_accept,
+            fast_open: *listener.fast_open,
+        }
+    }
+
+    /// Sets these options on `socket`. `TCP_NODELAY` is set too: accepted connections copy it
+    /// from the listening socket, so no connection needs its own `setsockopt`.
+    pub(crate) fn apply(self, socket: &TcpListener) -> io::Result<()> {
+        SockRef::from(socket).set_tcp_nodelay(true)?;
+        let defer = if self.defer_accept {
+            DEFER_ACCEPT_SECONDS
+        } else {
+            0
+        };
+        let fd = std::os::fd::AsFd::as_fd(socket);
+        sockopt::set_defer_accept(fd, defer)?;
+        match sockopt::set_fast_open(fd, self.fast_open) {
+            // A kernel without Fast Open has nothing to turn off.
+            Err(e) if self.fast_open == 0 && e.raw_os_error() == Some(libc::ENOPROTOOPT) => Ok(()),
+            result => result,
+        }
+    }
+}
+
 /// Binds `workers` sockets to `addr`. With port 0 the first socket picks the port and the others
 /// join it. IPv6 sockets are IPv6-only, so `[::]` and `0.0.0.0` can be separate listeners.
 pub(crate) fn bind_all(
@@ -90,6 +139,26 @@ mod tests {
             "TCP_NODELAY is set per connection then"
         );
         drop(client);
+    }
+
+    #[tokio::test]
+    async fn tuning_turns_deferred_accept_and_fast_open_on_and_off() {
+        let socket = bind_all("127.0.0.1:0".parse().unwrap(), 1, 16).unwrap();
+        let socket = TcpListener::from_std(socket.into_iter().next().unwrap()).unwrap();
+        let fd = || std::os::fd::AsFd::as_fd(&socket);
+        assert_eq!(sockopt::defer_accept(fd()).unwrap(), 0);
+        assert_eq!(sockopt::fast_open(fd()).unwrap(), 0);
+        let on = ListenTuning {
+            defer_accept: true,
+            fast_open: 64,
+        };
+        on.apply(&socket).unwrap();
+        assert!(sockopt::defer_accept(fd()).unwrap() > 0);
+        assert_eq!(sockopt::fast_open(fd()).unwrap(), 64);
+        ListenTuning::default().apply(&socket).unwrap();
+        assert_eq!(sockopt::defer_accept(fd()).unwrap(), 0);
+        assert_eq!(sockopt::fast_open(fd()).unwrap(), 0);
+        assert!(SockRef::from(&socket).tcp_nodelay().unwrap());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::listen::bind::ListenTuning;
 use crate::listen::conn_limits::ConnLimits;
 use crate::listen::tls::TlsListener;
 use crate::listen::tls::passthrough::PassthroughRt;
@@ -27,6 +28,8 @@ pub(crate) struct EdgeListener {
     pub(crate) tls: Option<Arc<TlsListener>>,
     /// Forward raw TLS by SNI instead of serving HTTP.
     pub(crate) passthrough: Option<Arc<PassthroughRt>>,
+    /// Options of the listening sockets (deferred accept).
+    pub(crate) tuning: ListenTuning,
 }
 
 /// The accept path's process-wide state.

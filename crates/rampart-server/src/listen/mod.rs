@@ -11,4 +11,5 @@ mod conn;
 pub(crate) mod conn_limits;
 pub(crate) mod edge;
 mod proxy_header;
+mod sockopt;
 pub mod tls;

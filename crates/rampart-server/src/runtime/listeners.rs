@@ -9,6 +9,7 @@ use rampart_config::model::{Listener, Passthrough, Route};
 use rampart_config::{ConfigError, RawConfig};
 use rampart_router::{Matcher, Router};
 
+use crate::listen::bind::ListenTuning;
 use crate::listen::edge::EdgeListener;
 use crate::listen::tls::TlsListener;
 use crate::listen::tls::passthrough::PassthroughRt;
@@ -101,7 +102,12 @@ pub(crate) fn compile_listener(
         metrics: Arc::default(),
         no_route: Arc::default(),
     };
-    Ok((policy, EdgeListener { tls, passthrough }))
+    let edge = EdgeListener {
+        tls,
+        passthrough,
+        tuning: ListenTuning::of(l),
+    };
+    Ok((policy, edge))
 }
 
 /// A name both passed through and served by a certificate (also one taken from the

@@ -232,7 +232,7 @@ fn header_map(
 ///
 /// Hot path: `HeaderValue::from_maybe_shared` would check every byte a second time (about 800
 /// instructions per response, measured with callgrind), so the value is built unchecked. This
-/// is the workspace's one `unsafe` block.
+/// is rampart-upstream's one `unsafe` block.
 #[allow(unsafe_code)]
 fn parsed_value(raw: Bytes) -> HeaderValue {
     // SAFETY: `from_maybe_shared_unchecked` requires every byte to be one `HeaderValue` accepts:

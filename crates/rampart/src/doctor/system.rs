@@ -88,7 +88,7 @@ fn sysctl(name: &str) -> Option<Vec<u64>> {
 }
 
 /// `net.core.somaxconn`, `net.ipv4.tcp_max_syn_backlog`, `net.ipv4.ip_local_port_range`,
-/// `fs.nr_open` and `net.ipv4.tcp_tw_reuse`.
+/// `net.ipv4.tcp_fastopen` (when a listener uses it), `fs.nr_open` and `net.ipv4.tcp_tw_reuse`.
 pub(super) fn kernel(raw: &RawConfig) -> Vec<Finding> {
     let backlog = u64::from(raw.listeners.iter().map(|l| l.backlog).max().unwrap_or(0));
     let mut out = Vec::new();
@@ -118,6 +118,9 @@ pub(super) fn kernel(raw: &RawConfig) -> Vec<Finding> {
         )
     });
     read("net.ipv4.ip_local_port_range", &mut |v| port_range(v, raw));
+    if raw.listeners.iter().any(|l| *l.fast_open > 0) {
+        read("net.ipv4.tcp_fastopen", &mut |v| fast_open_finding(v[0]));
+    }
     read("fs.nr_open", &mut |v| {
         let need = raw.limits.max_connections as u64 * FDS_PER_CONNECTION + FDS_RESERVE;
         if v[0] < need {
@@ -166,6 +169,22 @@ fn backlog_finding(name: &'static str, value: u64, backlog: u64, what: &str) -> 
             name,
             format!("{value} (backlog {backlog})"),
         )
+    }
+}
+
+/// Listeners with `fast_open` need the kernel's server side of TCP Fast Open (bit 2).
+fn fast_open_finding(value: u64) -> Finding {
+    let name = "net.ipv4.tcp_fastopen";
+    if value & 2 == 0 {
+        Finding::new(
+            "kernel",
+            Severity::Warning,
+            name,
+            format!("{value}: the kernel accepts no Fast Open data from clients, so listeners' `fast_open` has no effect"),
+        )
+        .fix(format!("sysctl -w {name}={} (and persist it in /etc/sysctl.d/)", value | 2))
+    } else {
+        Finding::new("kernel", Severity::Ok, name, value.to_string())
     }
 }
 

@@ -506,3 +506,39 @@ fn text_lines_name_each_subject_once() {
     );
     assert!(!out.contains("upstream upstream"), "{out}");
 }
+
+#[test]
+fn a_fast_open_listener_has_the_kernels_fast_open_setting_checked() {
+    let origin = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = TempDir::new("doctor");
+    let target = origin.local_addr().unwrap().to_string();
+    let plain = dir.file(
+        "plain.toml",
+        &config(&listener("web", "127.0.0.1:0"), &target),
+    );
+    let (_, report) = doctor_json(&plain);
+    let subject = |f: &&&Value| f["subject"] == "net.ipv4.tcp_fastopen";
+    assert!(
+        !findings(&report, "kernel").iter().any(|f| subject(&f)),
+        "{report:#}"
+    );
+    let tfo = format!("{}fast_open = 16\n", listener("web", "127.0.0.1:0"));
+    let path = dir.file("tfo.toml", &config(&tfo, &target));
+    let (_, report) = doctor_json(&path);
+    let kernel = findings(&report, "kernel");
+    let Some(finding) = kernel.iter().find(subject) else {
+        panic!("no net.ipv4.tcp_fastopen finding: {report:#}");
+    };
+    // Readable on Linux: a warning naming the fix when the server bit (2) is off, else ok.
+    match std::fs::read_to_string("/proc/sys/net/ipv4/tcp_fastopen") {
+        Ok(v) if v.trim().parse::<u64>().unwrap() & 2 == 0 => {
+            assert_eq!(finding["severity"], "warning", "{report:#}");
+            assert!(
+                finding["message"].as_str().unwrap().contains("no effect"),
+                "{report:#}"
+            );
+        }
+        Ok(_) => assert_eq!(finding["severity"], "ok", "{report:#}"),
+        Err(_) => assert_eq!(finding["severity"], "info", "{report:#}"),
+    }
+}

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod accept;
 mod access_log;
 mod audit;
 mod cli;
