@@ -142,3 +142,31 @@ pub(crate) async fn accept_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+    use crate::listen::sockopt;
+
+    #[tokio::test]
+    async fn a_changed_tuning_is_applied_again_and_an_unchanged_one_is_not() {
+        let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let deferred = ListenTuning {
+            defer_accept: true,
+            fast_open: 0,
+        };
+        let mut applied = None;
+        tune(&socket, "t", deferred, &mut applied);
+        assert_eq!(applied, Some(deferred));
+        assert!(sockopt::defer_accept(socket.as_fd()).unwrap() > 0);
+        // As a reload that turned it off would.
+        tune(&socket, "t", ListenTuning::default(), &mut applied);
+        assert_eq!(sockopt::defer_accept(socket.as_fd()).unwrap(), 0);
+        // Unchanged: nothing is set (a value set behind its back stays).
+        sockopt::set_defer_accept(socket.as_fd(), 1).unwrap();
+        tune(&socket, "t", ListenTuning::default(), &mut applied);
+        assert!(sockopt::defer_accept(socket.as_fd()).unwrap() > 0);
+    }
+}
