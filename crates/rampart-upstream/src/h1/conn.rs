@@ -131,7 +131,10 @@ impl H1Conn {
             Instant::now()
         };
         let deadline = sent_at + timeout;
-        if let Some(head) = parse_head(&mut self.buf, &method, &mut self.scratch)? {
+        // Usually nothing has arrived yet: the first parse waits for the first read.
+        if !self.buf.is_empty()
+            && let Some(head) = parse_head(&mut self.buf, &method, &mut self.scratch)?
+        {
             return Ok((head, !early));
         }
         loop {
