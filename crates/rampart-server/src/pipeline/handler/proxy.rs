@@ -98,6 +98,7 @@ pub(super) async fn run(
     ctx.upstream_target = Some(fwd.target);
     ctx.upstream_duration = Some(fwd.upstream_time);
     ctx.retries = fwd.retries;
+    let hop_by_hop = fwd.hop_by_hop;
     let mut resp = fwd.response;
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     match client_side {
@@ -112,6 +113,8 @@ pub(super) async fn run(
             resp.extensions_mut().insert(report);
             remove_hop_by_hop(resp.headers_mut(), true);
         }
+        // Rampart's HTTP/1.1 client left no hop-by-hop field in the map: no pass needed.
+        _ if !hop_by_hop => {}
         _ => remove_hop_by_hop(resp.headers_mut(), false),
     }
     let upstream_version = resp.version();
