@@ -26,11 +26,16 @@ fn hex_into(out: &mut [u8], value: u128) {
 }
 
 /// A new random request ID: 32 lowercase hex digits.
+///
+/// Hot path: the digits are owned by the value's `Bytes` as they are (one allocation), so the
+/// clones that put the ID into the response and the log share them without copying; a value
+/// built from a slice would copy it, then allocate again on its first clone.
 #[must_use]
 pub fn new_request_id() -> HeaderValue {
     let mut buf = [0u8; 32];
     hex_into(&mut buf, fastrand::u128(..));
-    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buf))
+        .unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// True when a client-supplied request ID is acceptable: 1–128 visible ASCII characters
@@ -144,6 +149,13 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(a.as_bytes().iter().all(u8::is_ascii_hexdigit));
         assert_ne!(a, b);
+        let copy = a.clone();
+        assert_eq!(copy, a);
+        assert_eq!(
+            copy.as_bytes().as_ptr(),
+            a.as_bytes().as_ptr(),
+            "clones share"
+        );
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct Forwarded {
     pub retries: u8,
     /// Time from sending until the response head arrived.
     pub upstream_time: Duration,
+    /// The response's map may hold hop-by-hop fields the proxy must remove. False only when
+    /// Rampart's HTTP/1.1 client parsed the head and left none in (see [`crate::h1`]).
+    pub hop_by_hop: bool,
     /// The request as sent (its body spent), when the protocol gives it back: kept for a
     /// retry on another target.
     pub(crate) sent: Option<Held>,
@@ -193,6 +196,7 @@ async fn attempt_h1(
         {
             Ok((head, complete)) => {
                 let poolable = complete && preface.is_none();
+                let hop_by_hop = head.hop_by_hop;
                 let response = response_from(conn, head, poolable, slot);
                 let upstream_time = started.elapsed();
                 return Ok(Forwarded {
@@ -200,6 +204,7 @@ async fn attempt_h1(
                     target: target.label.clone(),
                     retries: 0,
                     upstream_time,
+                    hop_by_hop,
                     sent: keep_sent.then_some(req),
                 });
             }
@@ -238,7 +243,9 @@ fn response_from(
     let mut resp = Box::new(Response::new(body));
     *resp.status_mut() = head.status;
     *resp.version_mut() = head.version;
-    *resp.headers_mut() = head.headers;
+    // The map `Response::new` made is empty and owns no memory (`HeaderMap::new` does not
+    // allocate): forgetting it instead of dropping it spares its drop glue on every response.
+    std::mem::forget(std::mem::replace(resp.headers_mut(), head.headers));
     resp
 }
 
@@ -360,6 +367,7 @@ fn finish(resp: Response<Incoming>, target: &Target, started: Instant) -> Forwar
         target: target.label.clone(),
         retries: 0,
         upstream_time,
+        hop_by_hop: true,
         sent: None,
     }
 }

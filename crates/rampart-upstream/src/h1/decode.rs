@@ -36,6 +36,10 @@ pub(crate) struct Head {
     pub(crate) framing: ResponseFraming,
     /// The connection may carry another request once this response is read.
     pub(crate) keep_alive: bool,
+    /// `headers` still holds a hop-by-hop field (`Transfer-Encoding`, `TE`, `Upgrade`,
+    /// `Proxy-*`, or a `Connection` naming other fields) that the proxy must remove; when
+    /// false the hop-by-hop pass over the map can be skipped.
+    pub(crate) hop_by_hop: bool,
 }
 
 /// Why a response head was refused.
@@ -48,9 +52,54 @@ pub(crate) struct BadResponse(pub(crate) &'static str);
 pub(crate) struct HeadScratch {
     /// Where the current head's fields sit.
     fields: Vec<Field>,
-    /// The names of the previous head's fields by position, as received and as parsed (see
-    /// [`field_name`]).
-    names: Vec<(Vec<u8>, HeaderName)>,
+    /// The names of the previous head's fields by position, as received, as parsed and
+    /// classified (see [`field_name`]).
+    names: Vec<Remembered>,
+}
+
+/// A field name seen at some position of the previous head.
+#[derive(Debug)]
+struct Remembered {
+    raw: Vec<u8>,
+    name: HeaderName,
+    kind: NameKind,
+}
+
+/// What a field name means to framing and forwarding, decided once per parsed name so the
+/// fields of later heads need no name comparisons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameKind {
+    Connection,
+    KeepAlive,
+    TransferEncoding,
+    ContentLength,
+    /// `TE`, `Upgrade`, `Proxy-Connection`, `Proxy-Authenticate`: hop-by-hop, left in the
+    /// map for the proxy's hop-by-hop pass.
+    OtherHopByHop,
+    EndToEnd,
+}
+
+impl NameKind {
+    fn of(name: &HeaderName) -> Self {
+        if name == header::CONNECTION {
+            Self::Connection
+        } else if name == header::TRANSFER_ENCODING {
+            Self::TransferEncoding
+        } else if name == header::CONTENT_LENGTH {
+            Self::ContentLength
+        } else if name == header::TE
+            || name == header::UPGRADE
+            || name == header::PROXY_AUTHENTICATE
+        {
+            Self::OtherHopByHop
+        } else {
+            match name.as_str() {
+                "keep-alive" => Self::KeepAlive,
+                "proxy-connection" => Self::OtherHopByHop,
+                _ => Self::EndToEnd,
+            }
+        }
+    }
 }
 
 /// Most field names remembered per connection.
@@ -93,6 +142,7 @@ pub(crate) fn parse_head(
             headers: map,
             framing,
             keep_alive,
+            hop_by_hop: facts.hop_by_hop,
         }));
     }
 }
@@ -182,6 +232,8 @@ struct HeadFacts {
     close: bool,
     keep_alive: bool,
     transfer_encoding: bool,
+    /// A hop-by-hop field stays in the map.
+    hop_by_hop: bool,
     /// `Content-Length` fields seen (counting stops at 2: more than one means a map lookup).
     content_lengths: u8,
     /// Where the last `Content-Length` value sits in the head.
@@ -201,29 +253,32 @@ impl HeadFacts {
 /// Builds the header map. `Connection` and `Keep-Alive` are consumed here when they carry only
 /// connection options (`close`, `keep-alive`): they are hop-by-hop and never reach the client,
 /// so leaving them out spares the later hop-by-hop pass (a `Connection` that names other
-/// headers is kept for that pass to act on).
+/// headers is kept for that pass to act on, and [`Head::hop_by_hop`] says so).
 fn header_map(
     head: &Bytes,
     fields: &[Field],
-    names: &mut Vec<(Vec<u8>, HeaderName)>,
+    names: &mut Vec<Remembered>,
 ) -> Result<(HeaderMap, HeadFacts), BadResponse> {
     let mut map = HeaderMap::with_capacity(fields.len() + ADDED_ROOM);
     let mut facts = HeadFacts::default();
     for (i, f) in fields.iter().enumerate() {
-        let name = field_name(names, i, &head[f.name.0..f.name.1])?;
-        let raw = head.slice(f.value.0..f.value.1);
-        if name == header::CONNECTION && only_options(&raw, &mut facts) {
-            continue;
+        let (name, kind) = field_name(names, i, &head[f.name.0..f.name.1])?;
+        let value = &head[f.value.0..f.value.1];
+        match kind {
+            NameKind::EndToEnd => {}
+            NameKind::Connection if only_options(value, &mut facts) => continue,
+            NameKind::KeepAlive => continue,
+            NameKind::ContentLength => {
+                facts.content_lengths = facts.content_lengths.saturating_add(1).min(2);
+                facts.content_length_at = f.value;
+            }
+            NameKind::TransferEncoding => {
+                facts.transfer_encoding = true;
+                facts.hop_by_hop = true;
+            }
+            NameKind::Connection | NameKind::OtherHopByHop => facts.hop_by_hop = true,
         }
-        if name.as_str() == "keep-alive" {
-            continue;
-        }
-        facts.transfer_encoding |= name == header::TRANSFER_ENCODING;
-        if name == header::CONTENT_LENGTH {
-            facts.content_lengths = facts.content_lengths.saturating_add(1).min(2);
-            facts.content_length_at = f.value;
-        }
-        map.append(name, parsed_value(raw));
+        map.append(name, parsed_value(head.slice(f.value.0..f.value.1)));
     }
     Ok((map, facts))
 }
@@ -246,32 +301,39 @@ fn parsed_value(raw: Bytes) -> HeaderValue {
     unsafe { HeaderValue::from_maybe_shared_unchecked(raw) }
 }
 
-/// The name of the field at position `i` of a head.
+/// The name of the field at position `i` of a head, and its [`NameKind`].
 ///
 /// Hot path, hand-written instead of calling `HeaderName::from_bytes` for every field: an
 /// upstream sends the same names in the same order response after response, so the name parsed
 /// at this position last time is reused when the received bytes are exactly the same. That
-/// skips the parse (about 150 instructions a field, measured with callgrind) and, for custom
-/// names, an allocation. (Comparing up to ASCII case instead costs as much as the parse.)
+/// skips the parse (about 150 instructions a field, measured with callgrind), the name
+/// comparisons that classify it and, for custom names, an allocation. (Comparing up to ASCII
+/// case instead costs as much as the parse.)
 fn field_name(
-    names: &mut Vec<(Vec<u8>, HeaderName)>,
+    names: &mut Vec<Remembered>,
     i: usize,
     raw: &[u8],
-) -> Result<HeaderName, BadResponse> {
-    if let Some((known_raw, known)) = names.get(i)
-        && known_raw.as_slice() == raw
+) -> Result<(HeaderName, NameKind), BadResponse> {
+    if let Some(known) = names.get(i)
+        && known.raw.as_slice() == raw
     {
-        return Ok(known.clone());
+        return Ok((known.name.clone(), known.kind));
     }
     let name = HeaderName::from_bytes(raw).map_err(|_| BadResponse("invalid header name"))?;
-    if let Some((slot_raw, slot)) = names.get_mut(i) {
-        slot_raw.clear();
-        slot_raw.extend_from_slice(raw);
-        *slot = name.clone();
+    let kind = NameKind::of(&name);
+    if let Some(slot) = names.get_mut(i) {
+        slot.raw.clear();
+        slot.raw.extend_from_slice(raw);
+        slot.name = name.clone();
+        slot.kind = kind;
     } else if i == names.len() && i < REMEMBERED_NAMES {
-        names.push((raw.to_vec(), name.clone()));
+        names.push(Remembered {
+            raw: raw.to_vec(),
+            name: name.clone(),
+            kind,
+        });
     }
-    Ok(name)
+    Ok((name, kind))
 }
 
 /// True when a `Connection` value lists only `close` / `keep-alive`, recording them.
@@ -373,215 +435,4 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(raw: &str, method: &Method) -> Result<Option<Head>, BadResponse> {
-        let mut buf = BytesMut::from(raw.as_bytes());
-        parse_head(&mut buf, method, &mut HeadScratch::default())
-    }
-
-    fn head(raw: &str) -> Head {
-        parse(raw, &Method::GET).unwrap().unwrap()
-    }
-
-    #[test]
-    fn a_content_length_response_is_framed_by_length_and_kept_alive() {
-        let h = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello");
-        assert_eq!(h.status, StatusCode::OK);
-        assert_eq!(h.framing, ResponseFraming::Length(5));
-        assert!(h.keep_alive);
-        assert_eq!(h.headers["x-a"], "b");
-    }
-
-    #[test]
-    fn names_remembered_from_the_previous_head_are_reused_only_when_they_match() {
-        let mut scratch = HeadScratch::default();
-        let mut parse_with = |raw: &str| {
-            let mut buf = BytesMut::from(raw.as_bytes());
-            parse_head(&mut buf, &Method::GET, &mut scratch)
-                .unwrap()
-                .unwrap()
-        };
-        let first = parse_with("HTTP/1.1 200 OK\r\nX-Tag: a\r\nContent-Length: 0\r\n\r\n");
-        assert_eq!(first.headers["x-tag"], "a");
-        // Same names in another case, then a different name at the same position.
-        let second = parse_with("HTTP/1.1 200 OK\r\nx-TAG: b\r\ncontent-length: 0\r\n\r\n");
-        assert_eq!(second.headers["x-tag"], "b");
-        assert_eq!(second.headers["content-length"], "0");
-        let third = parse_with("HTTP/1.1 200 OK\r\nX-Other: c\r\nContent-Length: 0\r\n\r\n");
-        assert_eq!(third.headers["x-other"], "c");
-        assert!(third.headers.get("x-tag").is_none());
-        let names: Vec<&str> = third.headers.keys().map(HeaderName::as_str).collect();
-        assert_eq!(names, ["x-other", "content-length"]);
-        // A malformed name is refused even where a valid one was remembered.
-        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nX Other: c\r\n\r\n"[..]);
-        assert!(parse_head(&mut buf, &Method::GET, &mut scratch).is_err());
-    }
-
-    /// The proof obligation of [`parsed_value`]'s `unsafe`: a value byte httparse accepts is
-    /// one `HeaderValue` accepts, for all 256 bytes (and the two refuse the same ones).
-    #[test]
-    fn every_byte_httparse_accepts_is_a_valid_header_value() {
-        for b in 0..=u8::MAX {
-            let value = [b'a', b, b'z'];
-            let mut raw = b"HTTP/1.1 204 No Content\r\nX-V: ".to_vec();
-            raw.extend_from_slice(&value);
-            raw.extend_from_slice(b"\r\n\r\n");
-            let mut buf = BytesMut::from(&raw[..]);
-            let parsed = parse_head(&mut buf, &Method::GET, &mut HeadScratch::default());
-            let valid = HeaderValue::from_bytes(&value).is_ok();
-            match parsed {
-                Ok(Some(head)) => {
-                    assert!(valid, "httparse accepted byte {b:#04x}");
-                    assert_eq!(head.headers["x-v"].as_bytes(), value);
-                }
-                Ok(None) => panic!("a complete head needs no more bytes (byte {b:#04x})"),
-                Err(_) => assert!(!valid, "httparse refused valid byte {b:#04x}"),
-            }
-        }
-    }
-
-    #[test]
-    fn the_head_is_removed_from_the_buffer_and_the_body_left() {
-        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..]);
-        parse_head(&mut buf, &Method::GET, &mut HeadScratch::default())
-            .unwrap()
-            .unwrap();
-        assert_eq!(&buf[..], b"ok");
-    }
-
-    #[test]
-    fn partial_heads_ask_for_more() {
-        assert!(
-            parse("HTTP/1.1 200 OK\r\nContent-Le", &Method::GET)
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn interim_responses_do_not_count_as_an_early_answer() {
-        let mut buf = BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]);
-        assert!(!final_response_started(&mut buf));
-        assert!(buf.is_empty());
-        let mut buf =
-            BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 413 Payload Too Large\r\n"[..]);
-        assert!(final_response_started(&mut buf));
-        assert!(buf.starts_with(b"HTTP/1.1 413"));
-        let mut buf = BytesMut::from(&b"HTTP/1.1 10"[..]);
-        assert!(!final_response_started(&mut buf));
-        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
-        assert!(final_response_started(&mut buf));
-    }
-
-    #[test]
-    fn interim_responses_are_skipped() {
-        let h = head(
-            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
-        );
-        assert_eq!(h.status, StatusCode::CREATED);
-        assert_eq!(h.framing, ResponseFraming::Empty);
-    }
-
-    #[test]
-    fn chunked_wins_only_as_the_final_coding() {
-        assert_eq!(
-            head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").framing,
-            ResponseFraming::Chunked
-        );
-        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
-        assert_eq!(h.framing, ResponseFraming::UntilClose);
-        assert!(!h.keep_alive);
-    }
-
-    #[test]
-    fn ambiguous_framing_is_refused() {
-        for raw in [
-            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
-        ] {
-            assert!(parse(raw, &Method::GET).is_err(), "{raw:?}");
-        }
-        for agreeing in [
-            "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\nContent-Length: 5\r\n\r\n",
-        ] {
-            assert_eq!(
-                head(agreeing).framing,
-                ResponseFraming::Length(5),
-                "{agreeing:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn garbage_and_oversized_heads_are_refused() {
-        assert!(parse("not http\r\n\r\n", &Method::GET).is_err());
-        assert!(parse("HTTP/1.1 999x OK\r\n\r\n", &Method::GET).is_err());
-        let huge = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_HEAD_BYTES + 1));
-        assert!(parse(&huge, &Method::GET).is_err());
-        let many: String = (0..200).map(|i| format!("X-{i}: v\r\n")).collect();
-        assert!(parse(&format!("HTTP/1.1 200 OK\r\n{many}\r\n"), &Method::GET).is_err());
-    }
-
-    #[test]
-    fn bodiless_responses_have_no_body_whatever_they_claim() {
-        let h = parse(
-            "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
-            &Method::HEAD,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(h.framing, ResponseFraming::Empty);
-        assert_eq!(
-            head("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n").framing,
-            ResponseFraming::Empty
-        );
-        assert_eq!(
-            head("HTTP/1.1 204 No Content\r\n\r\n").framing,
-            ResponseFraming::Empty
-        );
-    }
-
-    #[test]
-    fn connection_options_are_consumed_but_listed_headers_kept_for_removal() {
-        let h = head(
-            "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n",
-        );
-        assert!(h.headers.get("connection").is_none() && h.headers.get("keep-alive").is_none());
-        let h = head(
-            "HTTP/1.1 200 OK\r\nConnection: close, x-internal\r\nX-Internal: 1\r\nContent-Length: 0\r\n\r\n",
-        );
-        assert_eq!(h.headers["connection"], "close, x-internal");
-        assert!(!h.keep_alive);
-    }
-
-    #[test]
-    fn header_values_share_the_read_buffer() {
-        let h = head("HTTP/1.1 200 OK\r\nX-A: one\r\nX-A: two\r\nContent-Length: 0\r\n\r\n");
-        let values: Vec<_> = h.headers.get_all("x-a").iter().collect();
-        assert_eq!(values, ["one", "two"]);
-    }
-
-    #[test]
-    fn connection_reuse_follows_version_and_connection_header() {
-        assert!(
-            !head("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").keep_alive
-        );
-        assert!(!head("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").keep_alive);
-        assert!(
-            head("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n")
-                .keep_alive
-        );
-        assert!(
-            !head("HTTP/1.1 200 OK\r\n\r\n").keep_alive,
-            "close-delimited"
-        );
-    }
-}
+mod tests;

@@ -11,7 +11,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use rampart_config::model::{ForwardedPolicy, RouteRetry, UpstreamProtocol};
-use rampart_core::headers::{AddedFields, connection_has, remove_hop_by_hop};
+use rampart_core::headers::{AddedFields, connection_has, has_field, remove_hop_by_hop};
 use rampart_core::ip_value::ip_header_value;
 use rampart_core::{Body, ProxyError, RequestCtx};
 use rampart_upstream::proxy_header::ClientConnection;
@@ -98,6 +98,7 @@ pub(super) async fn run(
     ctx.upstream_target = Some(fwd.target);
     ctx.upstream_duration = Some(fwd.upstream_time);
     ctx.retries = fwd.retries;
+    let hop_by_hop = fwd.hop_by_hop;
     let mut resp = fwd.response;
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     match client_side {
@@ -112,6 +113,8 @@ pub(super) async fn run(
             resp.extensions_mut().insert(report);
             remove_hop_by_hop(resp.headers_mut(), true);
         }
+        // Rampart's HTTP/1.1 client left no hop-by-hop field in the map: no pass needed.
+        _ if !hop_by_hop => {}
         _ => remove_hop_by_hop(resp.headers_mut(), false),
     }
     let upstream_version = resp.version();
@@ -201,7 +204,7 @@ fn prepare_request(
     remove_hop_by_hop(headers, upgrade);
     // An absolute-form target or an HTTP/2 `:authority` is the request's host (RFC 9112 §3.2.2).
     if let Some(authority) = authority
-        && !headers.contains_key(header::HOST)
+        && !has_field(headers, &header::HOST)
         && let Ok(v) = HeaderValue::from_str(&authority)
     {
         headers.insert(header::HOST, v);
@@ -209,7 +212,7 @@ fn prepare_request(
     // An HTTP/1.0 request may have no host at all, but the upstream speaks HTTP/1.1, where Host
     // is mandatory: use the authority the client reached, the connection's local address
     // (RFC 9112 §3.3).
-    if !headers.contains_key(header::HOST)
+    if !has_field(headers, &header::HOST)
         && let Ok(v) = HeaderValue::from_str(&ctx.conn.local.to_string())
     {
         headers.insert(header::HOST, v);

@@ -125,6 +125,54 @@ async fn hop_by_hop_headers_are_removed_from_the_response() {
     assert_eq!(resp.header("x-end-to-end"), Some("kept"));
 }
 
+/// Each hop-by-hop header alone in an upstream's response (so no other one marks the response
+/// for removal) still never reaches the client; end-to-end headers of the same response do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_hop_by_hop_header_alone_is_removed_from_the_response() {
+    let cases: [(&str, &str); 6] = [
+        ("te", "TE: gzip\r\n"),
+        ("upgrade", "Upgrade: h2c\r\n"),
+        ("proxy-connection", "Proxy-Connection: keep-alive\r\n"),
+        (
+            "proxy-authenticate",
+            "Proxy-Authenticate: Basic realm=\"inner\"\r\n",
+        ),
+        (
+            "x-named-hop",
+            "Connection: X-Named-Hop\r\nX-Named-Hop: secret\r\n",
+        ),
+        ("keep-alive", "Keep-Alive: timeout=5\r\n"),
+    ];
+    let script = cases
+        .iter()
+        .map(|(_, fields)| {
+            Behavior::Respond(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n{fields}X-End-To-End: kept\r\n\r\nok"
+                )
+                .into_bytes(),
+            )
+        })
+        .collect();
+    let origin = ScriptedOrigin::with_script(script).await.unwrap();
+    let gw = simple_gateway(origin.addr());
+    for (gone, _) in cases {
+        let resp = within(raw_request_parsed(
+            gw.addr("public"),
+            b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n",
+        ))
+        .await
+        .unwrap();
+        assert_eq!(resp.status, 200, "{gone}: {}", resp.body_text());
+        assert!(
+            resp.header(gone).is_none(),
+            "{gone} reached the client: {:?}",
+            resp.headers
+        );
+        assert_eq!(resp.header("x-end-to-end"), Some("kept"), "{gone}");
+    }
+}
+
 /// Client-sent forwarding headers, on a raw request.
 const CLIENT_FORWARDING: &str = "X-Forwarded-For: 203.0.113.7\r\n\
     X-Forwarded-Proto: https\r\n\
