@@ -9,6 +9,7 @@
 
 pub mod body;
 pub mod body_error;
+pub mod chunked;
 pub mod client_ip;
 pub mod country;
 pub mod ctx;
