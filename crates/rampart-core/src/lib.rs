@@ -23,7 +23,7 @@ pub mod respond;
 pub mod stage;
 pub mod timer;
 
-pub use body::{Body, BodyTooLarge, BoxError};
+pub use body::{Body, BodySource, BodyTooLarge, BoxError, ClientBody, Streamed};
 pub use country::CountryCode;
 pub use ctx::{ClientCertInfo, ConnInfo, EarlyData, RequestCtx, TlsInfo};
 pub use error::{ErrorKind, ProxyError, Side};

@@ -8,7 +8,6 @@ use rampart_core::ConnInfo;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::http::close_watch::SharedStream;
 use crate::http::conn::{ConnFacts, serve_http};
 use crate::listen::edge::{Edge, Listening};
 use crate::listen::proxy_header;
@@ -81,11 +80,9 @@ pub(crate) async fn serve(
     }
     let shared = Arc::clone(shared);
     let Some(tls) = opening.tls.clone() else {
-        let (stream, watch) = SharedStream::new(stream);
         let facts = ConnFacts {
             info: Arc::new(info),
             handshake_done: None,
-            close_watch: Some(watch),
             flusher: None,
         };
         let plane = Arc::clone(&edge.plane);
@@ -102,7 +99,6 @@ pub(crate) async fn serve(
             let facts = ConnFacts {
                 info: Arc::new(info.with_tls(Arc::new(facts))),
                 handshake_done: None,
-                close_watch: None,
                 flusher: Some(flusher),
             };
             Box::pin(serve_http(
@@ -118,7 +114,6 @@ pub(crate) async fn serve(
             let facts = ConnFacts {
                 info: Arc::new(info.with_tls(Arc::new(facts))),
                 handshake_done: Some(handshake_done),
-                close_watch: None,
                 flusher: Some(flusher),
             };
             let plane = (plane, listener_index);
