@@ -4,6 +4,8 @@
 //! pipeline as the one request type.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
@@ -69,8 +71,13 @@ pub(crate) struct ConnFacts {
     pub(crate) flusher: Option<BatchFlusher>,
 }
 
+/// The serving of an HTTP/1.1 connection once it is set up, boxed on its own: the caller drops
+/// the (larger) future that set it up, so an idle connection holds only this.
+pub(crate) type Serving = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Serves HTTP/1.1 and HTTP/2 on `stream` (TCP, or TLS after the handshake) for listener
-/// `listener_index` of `plane`.
+/// `listener_index` of `plane`. HTTP/2 is served before this returns; HTTP/1.1 is returned to
+/// be awaited once this future is gone.
 pub(crate) async fn serve_http<S>(
     stream: S,
     ConnFacts {
@@ -81,110 +88,120 @@ pub(crate) async fn serve_http<S>(
     (plane, listener_index): (Arc<Plane>, usize),
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
-) where
+) -> Option<Serving>
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Some(listener) = plane.listeners.get(listener_index) else {
-        return;
-    };
+    let listener = plane.listeners.get(listener_index)?;
     let state = Arc::new(ConnState::default());
     let settings = &plane.settings;
     let gauge = listener.metrics.connection(metrics::HTTP1);
-    let mut io = TimedIo::new(
-        Counted::new(stream, Arc::clone(&listener.metrics)),
-        state.clone(),
-        (
-            settings.header_read_timeout,
-            settings.keepalive_timeout,
-            settings.send_timeout,
-        ),
-    );
-
-    // The most a request head may take before Rampart's own checks answer it: HTTP/1.1
-    // buffers that much, HTTP/2 decodes a header block up to that size and hands it over, so
-    // every head Rampart's limits refuse gets Rampart's 431 and log line.
-    let head_room = (settings.max_header_size + settings.max_uri_length)
-        .saturating_mul(HEAD_HEADROOM)
-        .max(8192);
-    let serves_http2 = listener.http2;
     let header_timeout = settings.header_read_timeout;
-    let timing = h1::Timing {
-        header: header_timeout,
-        keepalive: settings.keepalive_timeout,
-        started: tokio::time::Instant::now(),
-    };
-    let limits = h1::Limits {
-        // Parsed on the stack up to `INLINE_FIELDS`; Rampart's own check refuses more than
-        // `max_header_count` with its error body, so one more than that must parse.
-        max_fields: settings
-            .max_header_count
-            .saturating_add(1)
-            .max(h1::INLINE_FIELDS),
-        max_bytes: head_room,
-    };
-    let send_timeout = settings.send_timeout;
-    let h2_limits = plane.gates.http2.clone();
-    let session = Arc::new(Session {
-        info: info.clone(),
-        shared: shared.clone(),
-        carrier: state.clone(),
-        listener_index,
-        start: Arc::downgrade(&plane),
-        layout: plane.layout,
-    });
-    drop(plane);
-    // ALPN, when TLS negotiated it, decides the protocol: `h2` makes the connection HTTP/2
-    // whatever it sends (RFC 9113 §3.4), `http/1.1` makes it HTTP/1.1. Without ALPN, and on
-    // cleartext, only bytes that begin with the HTTP/2 preface are HTTP/2.
-    let alpn = info.tls.as_ref().and_then(|t| t.alpn);
-    let (version, first) = match alpn {
-        _ if !serves_http2 || alpn == Some("http/1.1") => (Version::H1, Bytes::new()),
-        _ => match proto::sniff(&mut io).await {
-            Ok((Version::H1, first)) if alpn == Some("h2") => {
-                if !first.is_empty() {
-                    refuse_bad_preface(&mut io, &info, header_timeout).await;
-                }
-                return;
-            }
-            Ok(sniffed) => sniffed,
-            Err(err) => {
-                log_connection_error(&err, &info, &shared);
-                return;
-            }
-        },
-    };
-    if version == Version::H2 {
-        gauge.switch(metrics::HTTP1, metrics::H2);
-        let h2 = H2Conn {
-            session,
-            state,
-            handshake_done,
-            flusher,
-            header_room: head_room,
-            limits: h2_limits,
+    // Built in a block: what only the start needs (the timed stream before it moves into the
+    // HTTP/1.1 connection, the settings) is not kept in this future, which every idle
+    // keep-alive connection holds, while the connection serves.
+    let serving = {
+        let mut io = TimedIo::new(
+            Counted::new(stream, Arc::clone(&listener.metrics)),
+            state.clone(),
+            (
+                settings.header_read_timeout,
+                settings.keepalive_timeout,
+                settings.send_timeout,
+            ),
+        );
+
+        // The most a request head may take before Rampart's own checks answer it: HTTP/1.1
+        // buffers that much, HTTP/2 decodes a header block up to that size and hands it over, so
+        // every head Rampart's limits refuse gets Rampart's 431 and log line.
+        let head_room = (settings.max_header_size + settings.max_uri_length)
+            .saturating_mul(HEAD_HEADROOM)
+            .max(8192);
+        let serves_http2 = listener.http2;
+        let timing = h1::Timing {
+            header: header_timeout,
+            keepalive: settings.keepalive_timeout,
+            started: tokio::time::Instant::now(),
         };
-        return Box::pin(serve_h2(Prefixed::new(first, io), h2, shutdown)).await;
-    }
-    let wire = h1::Wire::new(
-        io.into_inner(),
-        &first,
-        state.clone(),
-        SendClock::new(send_timeout),
-    );
-    drop(first);
-    let front = h1::Front {
-        session,
-        state: state.clone(),
-        handshake_done,
+        let limits = h1::Limits {
+            // Parsed on the stack up to `INLINE_FIELDS`; Rampart's own check refuses more than
+            // `max_header_count` with its error body, so one more than that must parse.
+            max_fields: settings
+                .max_header_count
+                .saturating_add(1)
+                .max(h1::INLINE_FIELDS),
+            max_bytes: head_room,
+        };
+        let send_timeout = settings.send_timeout;
+        let h2_limits = plane.gates.http2.clone();
+        let session = Arc::new(Session {
+            info: info.clone(),
+            shared: shared.clone(),
+            carrier: state.clone(),
+            listener_index,
+            start: Arc::downgrade(&plane),
+            layout: plane.layout,
+        });
+        drop(plane);
+        // ALPN, when TLS negotiated it, decides the protocol: `h2` makes the connection HTTP/2
+        // whatever it sends (RFC 9113 §3.4), `http/1.1` makes it HTTP/1.1. Without ALPN, and on
+        // cleartext, only bytes that begin with the HTTP/2 preface are HTTP/2.
+        let alpn = info.tls.as_ref().and_then(|t| t.alpn);
+        let (version, first) = match alpn {
+            _ if !serves_http2 || alpn == Some("http/1.1") => (Version::H1, Bytes::new()),
+            // The rare steps are boxed: the connection's future, which every idle keep-alive
+            // connection holds, is sized for its largest step.
+            _ => match Box::pin(proto::sniff(&mut io)).await {
+                Ok((Version::H1, first)) if alpn == Some("h2") => {
+                    if !first.is_empty() {
+                        Box::pin(refuse_bad_preface(&mut io, &info, header_timeout)).await;
+                    }
+                    return None;
+                }
+                Ok(sniffed) => sniffed,
+                Err(err) => {
+                    log_connection_error(&err, &info, &shared);
+                    return None;
+                }
+            },
+        };
+        if version == Version::H2 {
+            gauge.switch(metrics::HTTP1, metrics::H2);
+            let h2 = H2Conn {
+                session,
+                state,
+                handshake_done,
+                flusher,
+                header_room: head_room,
+                limits: h2_limits,
+            };
+            Box::pin(serve_h2(Prefixed::new(first, io), h2, shutdown)).await;
+            return None;
+        }
+        let wire = h1::Wire::new(
+            io.into_inner(),
+            &first,
+            state.clone(),
+            SendClock::new(send_timeout),
+        );
+        let front = h1::Front {
+            session,
+            state: state.clone(),
+            handshake_done,
+        };
+        h1::serve(h1::WireLock::new(wire), front, (timing, limits), shutdown)
     };
-    let failed = h1::serve(h1::WireLock::new(wire), front, (timing, limits), shutdown).await;
-    // HTTP/1.1 writes out at every flush: what is still held (a last answer) goes now.
-    if let Some(flusher) = flusher.filter(|_| !state.send_timed_out()) {
-        let _ = tokio::time::timeout(header_timeout, flusher.finish()).await;
-    }
-    if let Some(err) = failed {
-        log_connection_error(&err, &info, &shared);
-    }
+    Some(Box::pin(async move {
+        let _gauge = gauge;
+        let failed = serving.await;
+        // HTTP/1.1 writes out at every flush: what is still held (a last answer) goes now.
+        if let Some(flusher) = flusher.filter(|_| !state.send_timed_out()) {
+            let _ = Box::pin(tokio::time::timeout(header_timeout, flusher.finish())).await;
+        }
+        if let Some(err) = failed {
+            log_connection_error(&err, &info, &shared);
+        }
+    }))
 }
 
 /// What an HTTP/2 connection needs besides its stream.

@@ -8,25 +8,27 @@ use rampart_core::ConnInfo;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::http::conn::{ConnFacts, serve_http};
+use crate::http::conn::{ConnFacts, Serving, serve_http};
 use crate::listen::edge::{Edge, Listening};
 use crate::listen::proxy_header;
 use crate::listen::tls::Accepted;
 use crate::listen::tls::passthrough::{self, Choice};
 use crate::observe::metrics;
 use crate::observe::tls_stats::HandshakeFailure;
-use crate::observe::track::track_connection;
+use crate::observe::track::{TrackGuard, track_connection};
 
 /// Serves `stream` until it closes, the client goes idle, or shutdown is requested. `local` is
 /// the connection's local address when the listening socket already tells it (bound to one IP).
+/// A plain HTTP/1.1 connection comes back set up, to be served once this future is dropped
+/// (with the guard that counts it as open).
 pub(crate) async fn serve(
     mut stream: TcpStream,
     (peer, local): (SocketAddr, Option<SocketAddr>),
     (edge, listener_index): (Arc<Edge>, usize),
     listening: Arc<Listening>,
     shutdown: watch::Receiver<bool>,
-) {
-    let _guard = track_connection();
+) -> Option<(Serving, TrackGuard)> {
+    let guard = track_connection();
     let _ = stream.set_nodelay(true);
     let local = local.or_else(|| stream.local_addr().ok()).unwrap_or(peer);
     let plane = &edge.plane;
@@ -34,7 +36,7 @@ pub(crate) async fn serve(
         plane.listeners.get(listener_index),
         edge.listeners.get(listener_index),
     ) else {
-        return;
+        return None;
     };
     let shared = &listening.shared;
     let mut info = ConnInfo::new(peer, local, listener.name.clone(), "http");
@@ -47,7 +49,7 @@ pub(crate) async fn serve(
             Ok(None) => {}
             Err(e) => {
                 proxy_header::log_refused(&e, &Arc::new(info), shared);
-                return;
+                return None;
             }
         }
     }
@@ -58,7 +60,7 @@ pub(crate) async fn serve(
             let _gauge = listener.metrics.connection(metrics::TCP);
             drop(edge);
             Box::pin(p.serve(stream, addrs, &stats)).await;
-            return;
+            return None;
         };
         // Both on one port: the ClientHello's SNI name says which.
         match Box::pin(p.choose(&stream, tls)).await {
@@ -67,14 +69,14 @@ pub(crate) async fn serve(
                 let _gauge = listener.metrics.connection(metrics::TCP);
                 drop(edge);
                 Box::pin(p.pass(stream, (backend, sni), addrs, &stats)).await;
-                return;
+                return None;
             }
             Choice::Close(why) => {
                 if why == passthrough::NO_HELLO_IN_TIME {
                     stats.failure(HandshakeFailure::Timeout);
                 }
                 tracing::debug!(peer = %peer, listener = %listener.name, reason = why, "TLS connection closed before its ClientHello");
-                return;
+                return None;
             }
         }
     }
@@ -87,7 +89,8 @@ pub(crate) async fn serve(
         };
         let plane = Arc::clone(&edge.plane);
         drop(edge);
-        return serve_http(stream, facts, (plane, listener_index), shared, shutdown).await;
+        let serving = serve_http(stream, facts, (plane, listener_index), shared, shutdown).await;
+        return serving.map(|s| (s, guard));
     };
     // The TLS futures are boxed so that a plain connection's future (which every idle
     // keep-alive connection holds) is not sized for the handshake and the TLS streams.
@@ -101,7 +104,7 @@ pub(crate) async fn serve(
                 handshake_done: None,
                 flusher: Some(flusher),
             };
-            Box::pin(serve_http(
+            let serving = Box::pin(serve_http(
                 s,
                 facts,
                 (plane, listener_index),
@@ -109,6 +112,9 @@ pub(crate) async fn serve(
                 shutdown,
             ))
             .await;
+            if let Some(serving) = serving {
+                serving.await;
+            }
         }
         Ok((Accepted::Early(s, flusher, handshake_done), facts)) => {
             let facts = ConnFacts {
@@ -117,10 +123,14 @@ pub(crate) async fn serve(
                 flusher: Some(flusher),
             };
             let plane = (plane, listener_index);
-            Box::pin(serve_http(s, facts, plane, shared, shutdown)).await;
+            if let Some(serving) = Box::pin(serve_http(s, facts, plane, shared, shutdown)).await {
+                serving.await;
+            }
         }
         Err(e) => {
             tracing::debug!(peer = %peer, listener = %tls.name, error = %e, "TLS handshake failed");
         }
     }
+    drop(guard);
+    None
 }
