@@ -9,6 +9,7 @@
 
 pub mod body;
 pub mod body_error;
+pub mod chunked;
 pub mod client_ip;
 pub mod country;
 pub mod ctx;
@@ -22,7 +23,7 @@ pub mod respond;
 pub mod stage;
 pub mod timer;
 
-pub use body::{Body, BodyTooLarge, BoxError};
+pub use body::{Body, BodySource, BodyTooLarge, BoxError, ClientBody, Streamed};
 pub use country::CountryCode;
 pub use ctx::{ClientCertInfo, ConnInfo, EarlyData, RequestCtx, TlsInfo};
 pub use error::{ErrorKind, ProxyError, Side};

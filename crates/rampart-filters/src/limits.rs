@@ -3,7 +3,9 @@
 use http::header::{self, HeaderValue};
 use http::{Method, Request};
 use rampart_config::ConfigError;
-use rampart_core::{Body, ErrorKind, Flow, Phases, ProxyError, RequestCtx, Stage, StageFuture};
+use rampart_core::{
+    Body, ErrorKind, Flow, Phases, ProxyError, RequestCtx, Stage, StageFuture, Streamed,
+};
 use rampart_core::{Prepared, RouteSpec, StageFactory};
 
 /// Refuses methods a route does not allow with 405 and an `Allow` header. Allowing `GET`
@@ -108,7 +110,8 @@ impl Stage for BodyLimit {
         if declared.is_none() {
             let body = std::mem::take(req.body_mut());
             *req.body_mut() = match body {
-                Body::Incoming(incoming) => Body::limited(incoming, self.max),
+                Body::Incoming(incoming) => Body::limited(Streamed::Incoming(incoming), self.max),
+                Body::Client(client) => Body::limited(Streamed::Client(client), self.max),
                 other => other,
             };
         }

@@ -1,62 +1,44 @@
-//! Serving one client connection's HTTP: HTTP/1.1 and HTTP/2 (by ALPN, or by the prior-knowledge
-//! preface on cleartext) on the same socket, upgrades, keep-alive and header timers, graceful
-//! shutdown, and each request handed to the pipeline as the one request type.
+//! Serving one client connection's HTTP: HTTP/1.1 (Rampart's own server, [`crate::http::h1`])
+//! and HTTP/2 (hyper's; by ALPN, or by the prior-knowledge preface on cleartext) on the same
+//! socket, keep-alive and header timers, graceful shutdown, and each request handed to the
+//! pipeline as the one request type.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 use bytes::Bytes;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rampart_core::{Body, ConnInfo, EarlyData};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-use crate::http::close_watch::CloseWatch;
 use crate::http::conn_error::{log_connection_error, refuse_bad_preface};
 use crate::http::front;
-use crate::http::io::{ConnState, TimedIo};
-use crate::http::proto::{self, Prefixed, Served, Version};
+use crate::http::h1;
+use crate::http::io::{ConnState, SendClock, TimedIo};
+use crate::http::proto::{self, Prefixed, Version};
 use crate::http::write_batch::BatchFlusher;
 use crate::observe::metrics::{self, io::Counted};
 use crate::pipeline::plane::Plane;
 use crate::pipeline::request::{Arrival, handle};
 use crate::pipeline::session::{Session, Shared};
 
-/// hyper's own limits sit above Rampart's so that Rampart answers limit violations itself (with
-/// its error body and log line); hyper's bare 431 only answers grossly oversized heads.
-const HYPER_HEADROOM: usize = 2;
+/// The HTTP parsers' own limits sit above Rampart's so that Rampart answers limit violations
+/// itself (with its error body and log line); the parsers' bare refusals only answer grossly
+/// oversized heads.
+const HEAD_HEADROOM: usize = 2;
 
-/// The number of header fields hyper parses without allocating (its default limit).
-const HYPER_INLINE_HEADERS: usize = 100;
-
-/// Wakes a draining connection's loop when its next request arrives.
+/// Wakes a draining HTTP/2 connection's loop when its next request arrives.
 #[derive(Default)]
 struct NextRequest {
     armed: AtomicBool,
-    /// The connection has dispatched a request already.
-    served: AtomicBool,
     arrived: tokio::sync::Notify,
-}
-
-/// How long an idle keep-alive connection that served requests waits for its next one once
-/// draining: clients in the middle of sending send within this; idle ones are closed after it.
-const KEEPALIVE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
-
-impl NextRequest {
-    /// How long to wait for the next request once draining: a connection that never sent one
-    /// gets the header read timeout, one that did gets [`KEEPALIVE_GRACE`] at most.
-    fn grace(&self, header_timeout: std::time::Duration) -> std::time::Duration {
-        if self.served.load(Ordering::Relaxed) {
-            header_timeout.min(KEEPALIVE_GRACE)
-        } else {
-            header_timeout
-        }
-    }
 }
 
 /// Runs each HTTP/2 stream hyper hands over as its own task, boxed first.
@@ -84,66 +66,173 @@ pub(crate) struct ConnFacts {
     /// Set for early-data connections: requests dispatched while it is false came in early
     /// data.
     pub(crate) handshake_done: Option<Arc<AtomicBool>>,
-    /// Plain TCP: the watch for a client closing mid-request, which replaces hyper's (see
-    /// [`crate::http::close_watch`]). TLS connections keep hyper's.
-    pub(crate) close_watch: Option<CloseWatch>,
     /// TLS: hands what a wake-up of the connection wrote to TLS in one write (see
     /// [`crate::http::write_batch`]).
     pub(crate) flusher: Option<BatchFlusher>,
 }
 
+/// The serving of an HTTP/1.1 connection once it is set up, boxed on its own: the caller drops
+/// the (larger) future that set it up, so an idle connection holds only this.
+pub(crate) type Serving = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Serves HTTP/1.1 and HTTP/2 on `stream` (TCP, or TLS after the handshake) for listener
-/// `listener_index` of `plane`.
+/// `listener_index` of `plane`. HTTP/2 is served before this returns; HTTP/1.1 is returned to
+/// be awaited once this future is gone.
 pub(crate) async fn serve_http<S>(
     stream: S,
     ConnFacts {
         info,
         handshake_done,
-        mut close_watch,
         flusher,
     }: ConnFacts,
     (plane, listener_index): (Arc<Plane>, usize),
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
-) where
+) -> Option<Serving>
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Some(listener) = plane.listeners.get(listener_index) else {
-        return;
-    };
+    let listener = plane.listeners.get(listener_index)?;
     let state = Arc::new(ConnState::default());
     let settings = &plane.settings;
     let gauge = listener.metrics.connection(metrics::HTTP1);
-    let mut io = TimedIo::new(
-        Counted::new(stream, Arc::clone(&listener.metrics)),
-        state.clone(),
-        (
-            settings.header_read_timeout,
-            settings.keepalive_timeout,
-            settings.send_timeout,
-        ),
-    );
+    let header_timeout = settings.header_read_timeout;
+    // Built in a block: what only the start needs (the timed stream before it moves into the
+    // HTTP/1.1 connection, the settings) is not kept in this future, which every idle
+    // keep-alive connection holds, while the connection serves.
+    let serving = {
+        let mut io = TimedIo::new(
+            Counted::new(stream, Arc::clone(&listener.metrics)),
+            state.clone(),
+            (
+                settings.header_read_timeout,
+                settings.keepalive_timeout,
+                settings.send_timeout,
+            ),
+        );
 
-    let mut http1 = http1::Builder::new();
-    http1
-        .keep_alive(true)
-        .header_read_timeout(None)
-        .half_close(close_watch.is_some());
-    // hyper parses into an inline array of 100 headers; setting any limit makes it allocate and
-    // fill an array of that size for every request (measured: ~3,000 instructions). Up to 100,
-    // Rampart's own check enforces `max_header_count` and hyper's inline limit only refuses
-    // heads beyond 100 fields, with a bare 431.
-    if settings.max_header_count > HYPER_INLINE_HEADERS {
-        http1.max_headers(settings.max_header_count.saturating_mul(HYPER_HEADROOM));
-    }
-    // The most a request head may take while hyper reads it, before Rampart's own checks
-    // answer it: HTTP/1.1 buffers that much, HTTP/2 decodes a header block up to that size and
-    // hands it over, so every block Rampart's limits refuse gets Rampart's 431 and log line.
-    let head_room = (settings.max_header_size + settings.max_uri_length)
-        .saturating_mul(HYPER_HEADROOM)
-        .max(8192);
-    http1.max_buf_size(head_room);
-    let h2_limits = &plane.gates.http2;
+        // The most a request head may take before Rampart's own checks answer it: HTTP/1.1
+        // buffers that much, HTTP/2 decodes a header block up to that size and hands it over, so
+        // every head Rampart's limits refuse gets Rampart's 431 and log line.
+        let head_room = (settings.max_header_size + settings.max_uri_length)
+            .saturating_mul(HEAD_HEADROOM)
+            .max(8192);
+        let serves_http2 = listener.http2;
+        let timing = h1::Timing {
+            header: header_timeout,
+            keepalive: settings.keepalive_timeout,
+            started: tokio::time::Instant::now(),
+        };
+        let limits = h1::Limits {
+            // Parsed on the stack up to `INLINE_FIELDS`; Rampart's own check refuses more than
+            // `max_header_count` with its error body, so one more than that must parse.
+            max_fields: settings
+                .max_header_count
+                .saturating_add(1)
+                .max(h1::INLINE_FIELDS),
+            max_bytes: head_room,
+        };
+        let send_timeout = settings.send_timeout;
+        let h2_limits = plane.gates.http2.clone();
+        let session = Arc::new(Session {
+            info: info.clone(),
+            shared: shared.clone(),
+            carrier: state.clone(),
+            listener_index,
+            start: Arc::downgrade(&plane),
+            layout: plane.layout,
+        });
+        drop(plane);
+        // ALPN, when TLS negotiated it, decides the protocol: `h2` makes the connection HTTP/2
+        // whatever it sends (RFC 9113 §3.4), `http/1.1` makes it HTTP/1.1. Without ALPN, and on
+        // cleartext, only bytes that begin with the HTTP/2 preface are HTTP/2.
+        let alpn = info.tls.as_ref().and_then(|t| t.alpn);
+        let (version, first) = match alpn {
+            _ if !serves_http2 || alpn == Some("http/1.1") => (Version::H1, Bytes::new()),
+            // The rare steps are boxed: the connection's future, which every idle keep-alive
+            // connection holds, is sized for its largest step.
+            _ => match Box::pin(proto::sniff(&mut io)).await {
+                Ok((Version::H1, first)) if alpn == Some("h2") => {
+                    if !first.is_empty() {
+                        Box::pin(refuse_bad_preface(&mut io, &info, header_timeout)).await;
+                    }
+                    return None;
+                }
+                Ok(sniffed) => sniffed,
+                Err(err) => {
+                    log_connection_error(&err, &info, &shared);
+                    return None;
+                }
+            },
+        };
+        if version == Version::H2 {
+            gauge.switch(metrics::HTTP1, metrics::H2);
+            let h2 = H2Conn {
+                session,
+                state,
+                handshake_done,
+                flusher,
+                header_room: head_room,
+                limits: h2_limits,
+            };
+            Box::pin(serve_h2(Prefixed::new(first, io), h2, shutdown)).await;
+            return None;
+        }
+        let wire = h1::Wire::new(
+            io.into_inner(),
+            &first,
+            state.clone(),
+            SendClock::new(send_timeout),
+        );
+        let front = h1::Front {
+            session,
+            state: state.clone(),
+            handshake_done,
+        };
+        h1::serve(h1::WireLock::new(wire), front, (timing, limits), shutdown)
+    };
+    Some(Box::pin(async move {
+        let _gauge = gauge;
+        let failed = serving.await;
+        // HTTP/1.1 writes out at every flush: what is still held (a last answer) goes now.
+        if let Some(flusher) = flusher.filter(|_| !state.send_timed_out()) {
+            let _ = Box::pin(tokio::time::timeout(header_timeout, flusher.finish())).await;
+        }
+        if let Some(err) = failed {
+            log_connection_error(&err, &info, &shared);
+        }
+    }))
+}
+
+/// What an HTTP/2 connection needs besides its stream.
+struct H2Conn {
+    session: Arc<Session>,
+    state: Arc<ConnState>,
+    handshake_done: Option<Arc<AtomicBool>>,
+    flusher: Option<BatchFlusher>,
+    header_room: usize,
+    limits: rampart_config::model::Http2Section,
+}
+
+/// Serves HTTP/2 on `io` with hyper.
+async fn serve_h2<S>(
+    io: Prefixed<TimedIo<Counted<S>>>,
+    conn: H2Conn,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let H2Conn {
+        session,
+        state,
+        handshake_done,
+        flusher,
+        header_room,
+        limits: h2_limits,
+    } = conn;
+    let info = session.info.clone();
+    let shared = session.shared.clone();
+    let header_timeout = session.plane().0.settings.header_read_timeout;
     let mut http2 = http2::Builder::new(StreamExecutor);
     http2
         .max_concurrent_streams(h2_limits.max_concurrent_streams)
@@ -152,27 +241,11 @@ pub(crate) async fn serve_http<S>(
         // Beyond this h2 itself answers 431 on the stream while it can still decode the block
         // (keeping the HPACK state), and ends the connection with COMPRESSION_ERROR once the
         // block is too large to decode.
-        .max_header_list_size(u32::try_from(head_room).unwrap_or(u32::MAX));
-    let serves_http2 = listener.http2;
-    let header_timeout = settings.header_read_timeout;
-    let session = Arc::new(Session {
-        info: info.clone(),
-        shared: shared.clone(),
-        carrier: state.clone(),
-        listener_index,
-        start: Arc::downgrade(&plane),
-        layout: plane.layout,
-    });
-    drop(plane);
-    // When the listener stops accepting (reload, upgrade, shutdown), an HTTP/1 connection is
-    // not closed while idle: a client may be sending its next request at that very moment and
-    // would see the connection reset. It is closed after answering its next request (with
-    // `Connection: close`), or once no request came within the header read timeout.
+        .max_header_list_size(u32::try_from(header_room).unwrap_or(u32::MAX));
     let next_request = Arc::new(NextRequest::default());
     let on_request = next_request.clone();
     let requests = state.clone();
     let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-        on_request.served.store(true, Ordering::Relaxed);
         if on_request.armed.load(Ordering::Relaxed) {
             on_request.arrived.notify_one();
         }
@@ -199,36 +272,7 @@ pub(crate) async fn serve_http<S>(
         let req = Box::new(http::Request::from_parts(parts, Body::Incoming(body)));
         async move { Ok::<_, Infallible>(handle(req, session, arrival).await) }
     });
-    // ALPN, when TLS negotiated it, decides the protocol: `h2` makes the connection HTTP/2
-    // whatever it sends (RFC 9113 §3.4), `http/1.1` makes it HTTP/1.1. Without ALPN, and on
-    // cleartext, only bytes that begin with the HTTP/2 preface are HTTP/2.
-    let alpn = info.tls.as_ref().and_then(|t| t.alpn);
-    let (version, first) = match alpn {
-        _ if !serves_http2 || alpn == Some("http/1.1") => (Version::H1, Bytes::new()),
-        _ => match proto::sniff(&mut io).await {
-            Ok((Version::H1, first)) if alpn == Some("h2") => {
-                if !first.is_empty() {
-                    refuse_bad_preface(&mut io, &info, header_timeout).await;
-                }
-                return;
-            }
-            Ok(sniffed) => sniffed,
-            Err(err) => {
-                log_connection_error(&err, &info, &shared);
-                return;
-            }
-        },
-    };
-    if version == Version::H2 {
-        // HTTP/2 reads all the time and sees the client go by itself.
-        close_watch = None;
-        gauge.switch(metrics::HTTP1, metrics::H2);
-    }
-    let io = TokioIo::new(Prefixed::new(first, io));
-    let mut conn: Pin<Box<dyn Served>> = match version {
-        Version::H1 => Box::pin(http1.serve_connection(io, service).with_upgrades()),
-        Version::H2 => Box::pin(http2.serve_connection(io, service)),
-    };
+    let mut conn = Box::pin(http2.serve_connection(TokioIo::new(io), service));
     let mut closing = false;
     let mut close_now = None;
     if *shutdown.borrow() {
@@ -259,11 +303,6 @@ pub(crate) async fn serve_http<S>(
             if let Poll::Ready(result) = polled {
                 return Poll::Ready(ConnEvent::Ended(result));
             }
-            if let Some(watch) = close_watch.as_mut()
-                && watch.poll_closed(cx, &state).is_ready()
-            {
-                return Poll::Ready(ConnEvent::ClientGone);
-            }
             if closing {
                 return Poll::Pending;
             }
@@ -285,31 +324,21 @@ pub(crate) async fn serve_http<S>(
         .await;
         match event {
             ConnEvent::Ended(result) => break result,
-            // Dropping the connection drops the request: it is logged as 499.
             ConnEvent::ClientGone => {
                 tracing::debug!(peer = %info.peer, listener = %info.listener, "client closed the connection mid-request");
                 break Ok(());
             }
-            ConnEvent::Idle => {
+            // GOAWAY names the last stream served: HTTP/2 closes without a race.
+            ConnEvent::Idle | ConnEvent::Stop => {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
-            }
-            // HTTP/2 closes without a race: GOAWAY names the last stream served.
-            ConnEvent::Stop if version == Version::H2 => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            ConnEvent::Stop => {
-                next_request.armed.store(true, Ordering::Relaxed);
-                let deadline = tokio::time::Instant::now() + next_request.grace(header_timeout);
-                close_now = Some(Box::pin(next_request_or(&next_request, deadline)));
             }
         }
     };
     // A client that took in nothing for the send timeout is not waited for again.
     if let Some(flusher) = flusher.filter(|_| !state.send_timed_out()) {
-        // Flushes write at once again (a tunnel may carry on with this stream), and what is
-        // still held (a last response, a 408) is written, within the header timeout.
+        // Flushes write at once again, and what is still held is written, within the header
+        // timeout.
         let _ = tokio::time::timeout(header_timeout, flusher.finish()).await;
     }
     if let Err(err) = result {
@@ -317,12 +346,12 @@ pub(crate) async fn serve_http<S>(
     }
 }
 
-/// What woke a connection's serving loop.
+/// What woke an HTTP/2 connection's serving loop.
 enum ConnEvent<R> {
     /// The connection is done.
     Ended(R),
-    /// Close gracefully: idle HTTP/2, or a draining HTTP/1 connection whose next request came
-    /// (it is answered with `Connection: close`) or did not come in time.
+    /// Close gracefully: the connection was idle for the keep-alive timeout, or it was
+    /// draining and its next request came (or did not come in time).
     Idle,
     /// Shutdown or reload was signalled.
     Stop,

@@ -1,5 +1,5 @@
 //! How a client connection that broke HTTP ends: the log line (and access log line) for a
-//! malformed or slow request head that hyper or the header timer refused, and the HTTP/2
+//! malformed or slow request head that the HTTP/1.1 server, hyper or the header timer refused, and the HTTP/2
 //! connection error for a connection whose ALPN said `h2` but which did not send the preface.
 
 use std::sync::Arc;
@@ -88,9 +88,21 @@ pub(crate) fn log_connection_error(
             return;
         }
     };
-    tracing::info!(peer = %info.peer, listener = %info.listener, reason = kind.code(), error = %err, "malformed or slow request refused");
+    log_refused_head(kind, status, request_id, &err.to_string(), info, shared);
+}
+
+/// Logs a request head refused before it became a request (malformed, too large, or too
+/// slow), with an access log line: its method and target are unknown ("-").
+pub(crate) fn log_refused_head(
+    kind: ErrorKind,
+    status: u16,
+    request_id: http::HeaderValue,
+    detail: &str,
+    info: &Arc<ConnInfo>,
+    shared: &Shared,
+) {
+    tracing::info!(peer = %info.peer, listener = %info.listener, reason = kind.code(), error = %detail, "malformed or slow request refused");
     if let Some(log) = &shared.access_log {
-        // The request never parsed: its method and target are unknown ("-").
         let method = http::Method::from_bytes(b"-").unwrap_or_default();
         let mut ctx = RequestCtx::new(
             info.clone(),
@@ -100,7 +112,7 @@ pub(crate) fn log_connection_error(
         );
         ctx.request_id = request_id;
         ctx.reason = Some(kind);
-        ctx.detail = Some(err.to_string());
+        ctx.detail = Some(detail.to_owned());
         log.record(
             &ctx,
             Outcome {

@@ -31,9 +31,6 @@ pub(crate) struct ConnState {
     /// Requests started on this connection (wrapping), so the I/O wrapper can tell that one
     /// came and went between two of its reads.
     started: AtomicU32,
-    /// Reads hyper made while a request was in flight (wrapping; see
-    /// [`crate::http::close_watch::CloseWatch`]).
-    reads_in_flight: AtomicU32,
     /// Set when an HTTP/2 connection has been idle for the keep-alive timeout (by the I/O
     /// wrapper, inside the connection's own poll: the serving loop checks it right after).
     idle: AtomicBool,
@@ -81,6 +78,11 @@ impl ConnState {
         self.switched.store(true, Ordering::Release);
     }
 
+    /// Records that a write to the client made no progress for `timeouts.send`.
+    pub(crate) fn mark_send_timed_out(&self) {
+        self.send_timed_out.store(true, Ordering::Release);
+    }
+
     /// A write to the client made no progress for `timeouts.send`.
     pub(crate) fn send_timed_out(&self) -> bool {
         self.send_timed_out.load(Ordering::Acquire)
@@ -89,11 +91,6 @@ impl ConnState {
     /// A request is in flight.
     pub(crate) fn busy(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) > 0
-    }
-
-    /// How many reads hyper made while a request was in flight.
-    pub(crate) fn reads_in_flight(&self) -> u32 {
-        self.reads_in_flight.load(Ordering::Relaxed)
     }
 }
 
@@ -115,7 +112,7 @@ impl Carrier for ConnState {
 /// `timeouts.send`.
 #[derive(Debug, thiserror::Error)]
 #[error("the client took in no response byte for {0:?}")]
-pub(crate) struct SendTimeout(Duration);
+pub(crate) struct SendTimeout(pub(crate) Duration);
 
 /// The error a connection ends with when a request head did not arrive in time; carries the
 /// request ID sent in the 408.
@@ -164,7 +161,7 @@ pub(crate) struct TimedIo<S = TcpStream> {
 }
 
 /// The send timeout of a connection: how long a write may make no progress.
-struct SendClock {
+pub(crate) struct SendClock {
     timeout: Duration,
     /// When the write waiting now gives up; `None` while writes go out.
     deadline: Option<Instant>,
@@ -172,9 +169,23 @@ struct SendClock {
 }
 
 impl SendClock {
+    /// A clock for `timeout`, not running.
+    pub(crate) const fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            deadline: None,
+            timer: None,
+        }
+    }
+
+    /// The timeout.
+    pub(crate) const fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// A write returned `Pending`: starts the clock (if it is not running) and reports
     /// whether it ran out.
-    fn poll_stalled(&mut self, cx: &mut Context<'_>) -> bool {
+    pub(crate) fn poll_stalled(&mut self, cx: &mut Context<'_>) -> bool {
         let deadline = *self
             .deadline
             .get_or_insert_with(|| Instant::now() + self.timeout);
@@ -183,7 +194,7 @@ impl SendClock {
     }
 
     /// A write went out: the clock stops.
-    fn progressed(&mut self) {
+    pub(crate) fn progressed(&mut self) {
         self.deadline = None;
     }
 }
@@ -214,12 +225,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
             http2: false,
             started_seen: 0,
             client_done: false,
-            send: SendClock {
-                timeout: send_timeout,
-                deadline: None,
-                timer: None,
-            },
+            send: SendClock::new(send_timeout),
         }
+    }
+
+    /// The stream, once HTTP/1.1 was chosen (Rampart's own server then keeps the timers).
+    pub(crate) fn into_inner(self) -> S {
+        self.stream
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -338,7 +350,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
     }
 }
 
-fn timeout_response(request_id: &HeaderValue) -> String {
+/// The `408` a client gets when its request head did not arrive in time.
+pub(crate) fn timeout_response(request_id: &HeaderValue) -> String {
     let id = request_id.to_str().unwrap_or("");
     let body =
         format!("408 Request Timeout: The request took too long to arrive.\nRequest ID: {id}\n");
@@ -364,7 +377,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TimedIo<S> {
                 if this.client_done {
                     return Poll::Pending;
                 }
-                this.state.reads_in_flight.fetch_add(1, Ordering::Relaxed);
                 return this.poll_read_busy(cx, buf);
             }
         }

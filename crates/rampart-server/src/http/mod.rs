@@ -1,14 +1,15 @@
 //! The HTTP/1.1 and HTTP/2 front end: drives a client connection's HTTP (protocol choice,
-//! hyper's connection, header and keep-alive timers, the close watch, TLS write batching),
+//! Rampart's own HTTP/1.1 server or hyper's HTTP/2, header and keep-alive timers, TLS write
+//! batching),
 //! scans request heads byte by byte, checks limits and request sanity, and hands every
 //! request to the pipeline as the one request type. HTTP/3 will be a sibling of it.
 //!
 //! Imports `pipeline` and `observe`; `listen` calls into it.
 
-pub(crate) mod close_watch;
 pub(crate) mod conn;
 mod conn_error;
 mod front;
+mod h1;
 mod head_scan;
 pub(crate) mod io;
 mod proto;

@@ -6,19 +6,12 @@
 //! connection). Here the first read takes what the client sent, up to hyper's initial buffer
 //! size, so a request head usually arrives in one read and hyper keeps its 8 KiB buffer.
 
-use std::error::Error as StdError;
-use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use hyper::body::{Body, Incoming};
-use hyper::rt::bounds::Http2ServerConnExec;
-use hyper::rt::{Read, Write};
-use hyper::server::conn::{http1, http2};
-use hyper::service::HttpService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The client connection preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
@@ -135,43 +128,6 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-/// A hyper server connection that the connection loop drives and can ask to finish.
-pub(crate) trait Served: Future<Output = Result<(), hyper::Error>> + Send {
-    /// Finishes what is in flight, then closes (HTTP/2: GOAWAY).
-    fn graceful_shutdown(self: Pin<&mut Self>);
-}
-
-impl<I, S, B> Served for http1::UpgradeableConnection<I, S>
-where
-    S: HttpService<Incoming, ResBody = B> + Send,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    S::Future: Send,
-    I: Read + Write + Unpin + Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        Self::graceful_shutdown(self);
-    }
-}
-
-impl<I, S, B, E> Served for http2::Connection<I, S, E>
-where
-    S: HttpService<Incoming, ResBody = B> + Send,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    S::Future: Send,
-    I: Read + Write + Unpin + Send,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-    E: Http2ServerConnExec<S::Future, B> + Send,
-{
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        Self::graceful_shutdown(self);
     }
 }
 

@@ -119,9 +119,9 @@ pub(crate) async fn accept_loop(
                 if let Some(l) = edge.listeners.get(index) {
                     tune(&listener, &name, l.tuning, &mut applied);
                 }
-                // Hot path for short connections: the connection future is several KiB
-                // (hyper's HTTP/1 and HTTP/2 state inline); boxed here, the spawn and the
-                // task's stage changes move a pointer instead of copying it each time.
+                // Hot path for short connections: the connection future is a few KiB;
+                // boxed here, the spawn and the task's stage changes move a pointer
+                // instead of copying it each time.
                 let serve = Box::pin(crate::listen::conn::serve(
                     stream,
                     (peer, local),
@@ -129,9 +129,15 @@ pub(crate) async fn accept_loop(
                     listening.clone(),
                     close.clone(),
                 ));
+                // Setting a connection up takes a larger future than serving it: once a
+                // plain HTTP/1.1 connection is set up, that future is freed and the task
+                // keeps only the serving one.
                 tokio::spawn(async move {
                     let _permit = permit;
-                    serve.await;
+                    let opened = serve.await;
+                    if let Some((serving, _guard)) = opened {
+                        serving.await;
+                    }
                 });
             }
             Some(Err(e)) => {

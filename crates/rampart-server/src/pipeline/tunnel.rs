@@ -13,7 +13,7 @@ use http::HeaderValue;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 /// What a tunnel moved, read by the access log once it closed. Cheap to clone (one `Arc`).
@@ -49,10 +49,72 @@ impl Drop for CloseOnDrop {
     }
 }
 
+/// A stream a tunnel carries, whatever it runs over.
+pub(crate) trait TunnelStream: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> TunnelStream for T {}
+
+/// Where the connection sends its stream once it switched protocols.
+type StreamSlot = oneshot::Receiver<Box<dyn TunnelStream>>;
+
+/// The client side of an upgrade on Rampart's own HTTP/1.1 server: the connection hands its
+/// stream (with any bytes it read past the request head) over once the `101` is written.
+/// Carried in the request's extensions, so it is `Clone`; the first to take it gets it.
+#[derive(Clone)]
+pub(crate) struct ClientUpgrade(Arc<std::sync::Mutex<Option<StreamSlot>>>);
+
+impl ClientUpgrade {
+    /// A pair: the connection keeps the sender and the request carries this side.
+    pub(crate) fn pair() -> (oneshot::Sender<Box<dyn TunnelStream>>, Self) {
+        let (tx, rx) = oneshot::channel();
+        (tx, Self(Arc::new(std::sync::Mutex::new(Some(rx)))))
+    }
+
+    fn take(&self) -> Option<StreamSlot> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// Where the client side of a tunnel comes from.
+pub(crate) enum ClientSide {
+    /// hyper's server (HTTP/2 extended CONNECT).
+    Hyper(OnUpgrade),
+    /// Rampart's own HTTP/1.1 server.
+    Own(ClientUpgrade),
+}
+
+impl ClientSide {
+    /// The client's side of the upgrade, for `req`.
+    pub(crate) fn of<B>(req: &mut http::Request<B>) -> Self {
+        match req.extensions_mut().remove::<ClientUpgrade>() {
+            Some(own) => Self::Own(own),
+            None => Self::Hyper(hyper::upgrade::on(req)),
+        }
+    }
+
+    async fn stream(self) -> Result<Box<dyn TunnelStream>, &'static str> {
+        match self {
+            Self::Hyper(upgrade) => match upgrade.await {
+                Ok(upgraded) => Ok(Box::new(TokioIo::new(upgraded))),
+                Err(_) => Err("the client connection did not switch protocols"),
+            },
+            Self::Own(own) => match own.take() {
+                Some(rx) => rx
+                    .await
+                    .map_err(|_| "the client connection closed before switching protocols"),
+                None => Err("the client side of the upgrade was taken already"),
+            },
+        }
+    }
+}
+
 /// Starts the tunnel between the client's and the upstream's upgraded connections; the report
 /// tells when it closed and what it relayed.
 pub(crate) fn spawn(
-    client: OnUpgrade,
+    client: ClientSide,
     upstream: OnUpgrade,
     idle: Duration,
     request_id: HeaderValue,
@@ -63,7 +125,7 @@ pub(crate) fn spawn(
     tokio::spawn(async move {
         let _guard = guard;
         let _close = CloseOnDrop(Arc::clone(&clock));
-        let (client, upstream) = match tokio::join!(client, upstream) {
+        let (client, upstream) = match tokio::join!(client.stream(), upstream) {
             (Ok(c), Ok(u)) => (c, u),
             (c, u) => {
                 tracing::debug!(
@@ -76,7 +138,7 @@ pub(crate) fn spawn(
             }
         };
         let mut a = Tracked {
-            io: TokioIo::new(client),
+            io: client,
             clock: clock.clone(),
             from_client: true,
         };

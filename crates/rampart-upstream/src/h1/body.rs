@@ -9,10 +9,10 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use rampart_core::BoxError;
 
-use super::chunked::{ChunkedDecoder, Decoded};
 use super::conn::H1Conn;
 use super::decode::ResponseFraming;
 use crate::pool::{self, PoolSlot};
+use rampart_core::chunked::{ChunkedDecoder, Decoded};
 
 #[derive(Debug)]
 enum Kind {

@@ -2,7 +2,6 @@
 //! framing, chunked decoding, and the connection that ties them together.
 
 mod body;
-mod chunked;
 mod conn;
 mod decode;
 mod encode;

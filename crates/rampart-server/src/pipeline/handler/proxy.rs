@@ -60,7 +60,7 @@ pub(super) async fn run(
     let set = route.set;
     ctx.upstream = Some(set.name.clone());
     let upgrade = is_upgrade(&req);
-    let client_side = upgrade.then(|| hyper::upgrade::on(&mut *req));
+    let client_side = upgrade.then(|| tunnel::ClientSide::of(&mut *req));
     let downstream_version = req.version();
     // Rampart's own HTTP/1.1 client writes the added fields itself; hyper's client (HTTP/2,
     // upgrades) and a balancer hashing on a header read them from the map.

@@ -1,4 +1,4 @@
-//! Decoding a chunked response body (RFC 9112 §7.1), incrementally, from the connection's read
+//! Decoding a chunked message body (RFC 9112 §7.1), request or response, incrementally, from the connection's read
 //! buffer. Strict: chunk-size lines must end in CRLF, chunk data must be followed by CRLF,
 //! sizes are bounded, trailer sections are parsed like header fields and bounded in size.
 
@@ -29,7 +29,7 @@ enum State {
 
 /// What the decoder produced from the buffered bytes.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Decoded {
+pub enum Decoded {
     /// A piece of body data.
     Data(Bytes),
     /// The trailer fields (sent at the end, if any were present).
@@ -42,26 +42,43 @@ pub(crate) enum Decoded {
 
 /// The chunked stream was malformed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct InvalidChunk(pub(crate) &'static str);
+pub struct InvalidChunk(pub &'static str);
+
+impl std::fmt::Display for InvalidChunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for InvalidChunk {}
 
 /// An incremental chunked-body decoder.
 #[derive(Debug)]
-pub(crate) struct ChunkedDecoder {
+pub struct ChunkedDecoder {
     state: State,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl ChunkedDecoder {
     /// A decoder at the start of a chunked body.
-    pub(crate) const fn new() -> Self {
+    pub const fn new() -> Self {
         Self { state: State::Size }
     }
 
     /// Decodes as much of `buf` as possible, returning one item.
-    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, InvalidChunk> {
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, InvalidChunk> {
         loop {
             match self.state {
                 State::Size => match httparse::parse_chunk_size(buf) {
                     Ok(httparse::Status::Complete((used, size))) => {
+                        if !is_clean_size_line(&buf[..used]) {
+                            return Err(InvalidChunk("CR or LF inside a chunk-size line"));
+                        }
                         let _ = buf.split_to(used);
                         self.state = if size == 0 {
                             State::Trailers
@@ -142,6 +159,13 @@ impl ChunkedDecoder {
     }
 }
 
+/// A chunk-size line ends in CRLF and has no other CR or LF (httparse lets a bare LF or CR
+/// through inside chunk extensions, which another parser may read as the line's end).
+fn is_clean_size_line(line: &[u8]) -> bool {
+    line.strip_suffix(b"\r\n")
+        .is_some_and(|rest| !rest.iter().any(|b| *b == b'\r' || *b == b'\n'))
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
@@ -202,6 +226,8 @@ mod tests {
             b"2\nab\r\n0\r\n\r\n",
             b"ffffffffffffffffff\r\n",
             b"0\r\nbad trailer\r\n\r\n",
+            b"5;a\nb\r\nhello\r\n0\r\n\r\n",
+            b"5;a\rb\r\nhello\r\n0\r\n\r\n",
         ] {
             assert!(
                 decode_all(bad, 4).is_err(),
