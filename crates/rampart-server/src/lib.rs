@@ -15,8 +15,9 @@
 //! Depends on `rampart-core`, `rampart-config`, `rampart-router`, `rampart-upstream` and
 //! `rampart-filters`; nothing depends on it but the binary, the admin API and the test kit.
 
-// `deny`, not `forbid`: `listen::sockopt` holds the one audited exception (two socket option
-// calls std and socket2 do not offer), with its proof of soundness.
+// `deny`, not `forbid`: two audited exceptions carry their proofs of soundness: `listen::sockopt`
+// (two socket option calls std and socket2 do not offer) and `http::h1::head` (field values
+// httparse already checked, built without checking them again).
 #![deny(unsafe_code)]
 
 mod http;

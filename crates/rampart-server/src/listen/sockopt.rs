@@ -1,6 +1,6 @@
 //! Integer options of a listening socket that neither std nor socket2 sets on stable Rust:
-//! `TCP_DEFER_ACCEPT` and `TCP_FASTOPEN`. This module holds rampart-server's only `unsafe` code, two calls to
-//! `setsockopt(2)`/`getsockopt(2)` whose soundness is argued at each.
+//! `TCP_DEFER_ACCEPT` and `TCP_FASTOPEN`: two calls to `setsockopt(2)`/`getsockopt(2)` whose
+//! soundness is argued at each.
 
 #![allow(unsafe_code)]
 
