@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 use bytes::Bytes;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rampart_core::{Body, ConnInfo, EarlyData};
@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::http::close_watch::CloseWatch;
 use crate::http::conn_error::{log_connection_error, refuse_bad_preface};
 use crate::http::front;
+use crate::http::h2::H2Settings;
 use crate::http::io::{ConnState, TimedIo};
 use crate::http::proto::{self, Prefixed, Served, Version};
 use crate::http::write_batch::BatchFlusher;
@@ -56,25 +57,6 @@ impl NextRequest {
         } else {
             header_timeout
         }
-    }
-}
-
-/// Runs each HTTP/2 stream hyper hands over as its own task, boxed first.
-///
-/// Hot path: a stream's future holds the whole request pipeline (several KiB), and spawning it
-/// inline copies it into the task several times and again on every stage change of the task.
-/// Boxed, the task holds a pointer; the future is copied once (measured with callgrind on TLS
-/// + HTTP/2: see docs/benchmarks.md).
-#[derive(Debug, Clone, Copy)]
-struct StreamExecutor;
-
-impl<F> hyper::rt::Executor<F> for StreamExecutor
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, fut: F) {
-        tokio::spawn(Box::pin(fut));
     }
 }
 
@@ -143,16 +125,7 @@ pub(crate) async fn serve_http<S>(
         .saturating_mul(HYPER_HEADROOM)
         .max(8192);
     http1.max_buf_size(head_room);
-    let h2_limits = &plane.gates.http2;
-    let mut http2 = http2::Builder::new(StreamExecutor);
-    http2
-        .max_concurrent_streams(h2_limits.max_concurrent_streams)
-        .max_pending_accept_reset_streams(h2_limits.max_pending_accept_reset_streams)
-        .max_local_error_reset_streams(h2_limits.max_local_error_reset_streams)
-        // Beyond this h2 itself answers 431 on the stream while it can still decode the block
-        // (keeping the HPACK state), and ends the connection with COMPRESSION_ERROR once the
-        // block is too large to decode.
-        .max_header_list_size(u32::try_from(head_room).unwrap_or(u32::MAX));
+    let h2_settings = H2Settings::new(&plane.gates.http2, head_room);
     let serves_http2 = listener.http2;
     let header_timeout = settings.header_read_timeout;
     let session = Arc::new(Session {
@@ -227,7 +200,7 @@ pub(crate) async fn serve_http<S>(
     let io = TokioIo::new(Prefixed::new(first, io));
     let mut conn: Pin<Box<dyn Served>> = match version {
         Version::H1 => Box::pin(http1.serve_connection(io, service).with_upgrades()),
-        Version::H2 => Box::pin(http2.serve_connection(io, service)),
+        Version::H2 => Box::pin(h2_settings.serve(io, service)),
     };
     let mut closing = false;
     let mut close_now = None;

@@ -9,6 +9,7 @@ pub(crate) mod close_watch;
 pub(crate) mod conn;
 mod conn_error;
 mod front;
+mod h2;
 mod head_scan;
 pub(crate) mod io;
 mod proto;
