@@ -194,7 +194,6 @@ upstream = "origin"
         socks, bad = hold(args.conns, port, ctx, "/1k")
         time.sleep(args.settle)
         after = rss_kib(proc.pid)
-        alive = sum(1 for s in socks if s.fileno() >= 0)
         per = (after - before) / max(1, len(socks))
         name = "TLS 1.3 + h2" if tls else "h2c (prior knowledge)"
         print(f"{name:24} {len(socks):6} conns ({bad} bad): RSS {before / 1024:.1f} -> "

@@ -4,7 +4,7 @@
 //! Each stream runs as a task of its own. Running a connection's streams inside the
 //! connection's task instead (a `FuturesUnordered` the connection loop polls) was measured and
 //! dropped: it saves the spawn, but every response a stream hands h2 wakes the connection's
-//! task once more, and scenario d came out about 300 instructions per request higher (see
+//! task once more, and scenario d came out about 270 instructions per request higher (see
 //! docs/benchmarks.md). hyper's settings do not change what an idle connection holds: windows
 //! and send-buffer limits are counters, not buffers (see docs/benchmarks.md, "HTTP/2 and TLS
 //! idle memory").
