@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 use bytes::Bytes;
-use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rampart_core::{Body, ConnInfo, EarlyData};
@@ -21,6 +20,7 @@ use tokio::sync::watch;
 use crate::http::conn_error::{log_connection_error, refuse_bad_preface};
 use crate::http::front;
 use crate::http::h1;
+use crate::http::h2::H2Settings;
 use crate::http::io::{ConnState, SendClock, TimedIo};
 use crate::http::proto::{self, Prefixed, Version};
 use crate::http::write_batch::BatchFlusher;
@@ -39,25 +39,6 @@ const HEAD_HEADROOM: usize = 2;
 struct NextRequest {
     armed: AtomicBool,
     arrived: tokio::sync::Notify,
-}
-
-/// Runs each HTTP/2 stream hyper hands over as its own task, boxed first.
-///
-/// Hot path: a stream's future holds the whole request pipeline (several KiB), and spawning it
-/// inline copies it into the task several times and again on every stage change of the task.
-/// Boxed, the task holds a pointer; the future is copied once (measured with callgrind on TLS
-/// + HTTP/2: see docs/benchmarks.md).
-#[derive(Debug, Clone, Copy)]
-struct StreamExecutor;
-
-impl<F> hyper::rt::Executor<F> for StreamExecutor
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, fut: F) {
-        tokio::spawn(Box::pin(fut));
-    }
 }
 
 /// What [`serve_http`] knows of a connection besides its stream.
@@ -233,15 +214,7 @@ async fn serve_h2<S>(
     let info = session.info.clone();
     let shared = session.shared.clone();
     let header_timeout = session.plane().0.settings.header_read_timeout;
-    let mut http2 = http2::Builder::new(StreamExecutor);
-    http2
-        .max_concurrent_streams(h2_limits.max_concurrent_streams)
-        .max_pending_accept_reset_streams(h2_limits.max_pending_accept_reset_streams)
-        .max_local_error_reset_streams(h2_limits.max_local_error_reset_streams)
-        // Beyond this h2 itself answers 431 on the stream while it can still decode the block
-        // (keeping the HPACK state), and ends the connection with COMPRESSION_ERROR once the
-        // block is too large to decode.
-        .max_header_list_size(u32::try_from(header_room).unwrap_or(u32::MAX));
+    let http2 = H2Settings::new(&h2_limits, header_room);
     let next_request = Arc::new(NextRequest::default());
     let on_request = next_request.clone();
     let requests = state.clone();
@@ -272,7 +245,7 @@ async fn serve_h2<S>(
         let req = Box::new(http::Request::from_parts(parts, Body::Incoming(body)));
         async move { Ok::<_, Infallible>(handle(req, session, arrival).await) }
     });
-    let mut conn = Box::pin(http2.serve_connection(TokioIo::new(io), service));
+    let mut conn = Box::pin(http2.serve(TokioIo::new(io), service));
     let mut closing = false;
     let mut close_now = None;
     if *shutdown.borrow() {

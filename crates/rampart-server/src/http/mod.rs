@@ -10,6 +10,7 @@ pub(crate) mod conn;
 mod conn_error;
 mod front;
 mod h1;
+mod h2;
 mod head_scan;
 pub(crate) mod io;
 mod proto;

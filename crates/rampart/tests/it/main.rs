@@ -18,6 +18,7 @@ mod doctor;
 mod grpc;
 mod h2_drain;
 mod h2_headers;
+mod h2_streams;
 mod half_close;
 mod headers;
 mod identity;
