@@ -220,3 +220,37 @@ fn a_tls_client_sending_close_notify_after_its_request_gets_its_answer() {
         );
     }
 }
+
+#[test]
+fn an_answer_that_closes_the_connection_ends_with_a_close_not_a_reset() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let origin = runtime.block_on(HttpOrigin::start()).unwrap();
+    let gw = gateway(origin.addr(), None);
+    let mut tcp = std::net::TcpStream::connect(gw.addr("public")).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // A body the fixed answer never reads: most of it is still unread when the gateway closes.
+    let body = vec![b'x'; 8_000_000];
+    let mut writer = tcp.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let head = format!(
+            "POST /fixed HTTP/1.1\r\nhost: a.test\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        writer.write_all(head.as_bytes())?;
+        writer.write_all(&body)
+    });
+    let mut out = Vec::new();
+    let ended = tcp.read_to_end(&mut out);
+    let answer = String::from_utf8_lossy(&out);
+    assert!(
+        ended.is_ok(),
+        "the connection was reset: {ended:?} after {answer:?}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer:?}");
+    assert!(answer.ends_with("fixed answer"), "{answer:?}");
+    // The gateway reads and drops the rest of the body before it closes (for a while): a
+    // close with unread bytes would reset the connection, and a reset can destroy an answer
+    // the client has not read yet.
+    let sent = sender.join().unwrap();
+    assert!(sent.is_ok(), "the gateway reset the connection: {sent:?}");
+}

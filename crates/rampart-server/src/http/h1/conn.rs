@@ -239,12 +239,39 @@ where
                     std::future::poll_fn(|cx| Pin::new(&mut lock(&wire).io).poll_shutdown(cx));
                 // Boxed: a timeout holds a whole timer entry, which the idle future should not.
                 let _ = Box::pin(tokio::time::timeout(timing.header, shutdown)).await;
+                Box::pin(linger(&wire)).await;
                 return None;
             }
             Next::Upgraded => return None,
             Next::Failed(e) => return Some(e),
         }
     }
+}
+
+/// The longest a closing connection reads and drops what its client still sends.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Before a closing connection's socket is closed (its write side is shut already): if the
+/// client sent bytes that were never read (a `close_notify`, the rest of a body, a pipelined
+/// request), they are read and dropped until the client closes too, for [`LINGER`] at most.
+/// Closing a socket with unread bytes makes the kernel reset the connection, and a reset can
+/// destroy the last answer in the client's receive buffer before the client reads it. With
+/// nothing unread, the connection closes at once (one read that finds nothing).
+async fn linger<S: AsyncRead + Unpin>(wire: &SharedWire<S>) {
+    let mut scratch = [0_u8; 512];
+    let mut unread = false;
+    let drained = std::future::poll_fn(|cx| {
+        loop {
+            let mut buf = tokio::io::ReadBuf::new(&mut scratch);
+            match Pin::new(&mut lock(wire).io).poll_read(cx, &mut buf) {
+                std::task::Poll::Ready(Ok(())) if !buf.filled().is_empty() => unread = true,
+                std::task::Poll::Ready(_) => return std::task::Poll::Ready(()),
+                std::task::Poll::Pending if unread => return std::task::Poll::Pending,
+                std::task::Poll::Pending => return std::task::Poll::Ready(()),
+            }
+        }
+    });
+    let _ = tokio::time::timeout(LINGER, drained).await;
 }
 
 #[cfg(test)]
