@@ -265,9 +265,11 @@ async fn linger<S: AsyncRead + Unpin>(wire: &SharedWire<S>) {
             let mut buf = tokio::io::ReadBuf::new(&mut scratch);
             match Pin::new(&mut lock(wire).io).poll_read(cx, &mut buf) {
                 std::task::Poll::Ready(Ok(())) if !buf.filled().is_empty() => unread = true,
-                std::task::Poll::Ready(_) => return std::task::Poll::Ready(()),
                 std::task::Poll::Pending if unread => return std::task::Poll::Pending,
-                std::task::Poll::Pending => return std::task::Poll::Ready(()),
+                // The client closed, failed, or has sent nothing more: close now.
+                std::task::Poll::Ready(_) | std::task::Poll::Pending => {
+                    return std::task::Poll::Ready(());
+                }
             }
         }
     });
