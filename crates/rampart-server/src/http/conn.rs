@@ -26,7 +26,7 @@ use crate::http::proto::{self, Prefixed, Version};
 use crate::http::write_batch::BatchFlusher;
 use crate::observe::metrics::{self, io::Counted};
 use crate::pipeline::plane::Plane;
-use crate::pipeline::request::{Arrival, handle};
+use crate::pipeline::request::handle;
 use crate::pipeline::session::{Session, Shared};
 
 /// The HTTP parsers' own limits sit above Rampart's so that Rampart answers limit violations
@@ -231,15 +231,7 @@ async fn serve_h2<S>(
         }
         requests.request_started();
         let head_flags = requests.take_head_flags();
-        let (plane, listener) = session.plane();
-        let refusal = front::check(&req, &plane.settings, head_flags)
-            .err()
-            .map(Box::new);
-        let arrival = Arrival {
-            plane,
-            listener,
-            refusal,
-        };
+        let arrival = front::arrive(&req, &session, head_flags);
         let session = session.clone();
         let (parts, body) = req.into_parts();
         let req = Box::new(http::Request::from_parts(parts, Body::Incoming(body)));

@@ -7,7 +7,21 @@ use http::Request;
 use rampart_core::{ErrorKind, ProxyError};
 
 use crate::http::sanity;
+use crate::pipeline::request::Arrival;
+use crate::pipeline::session::Session;
 use crate::pipeline::settings::Settings;
+
+/// A request as it arrives on `session`: the plane it runs on, its listener there, and what
+/// [`check`] found wrong with it (`head_flags`: the head scan's findings).
+pub(crate) fn arrive<B>(req: &Request<B>, session: &Session, head_flags: u8) -> Arrival {
+    let (plane, listener) = session.plane();
+    let refusal = check(req, &plane.settings, head_flags).err().map(Box::new);
+    Arrival {
+        plane,
+        listener,
+        refusal,
+    }
+}
 
 /// Checks `req` against the limits in `settings` and for smuggling shapes; `head_flags` are
 /// the head scan's findings for this request.

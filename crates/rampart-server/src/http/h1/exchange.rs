@@ -26,7 +26,7 @@ use crate::http::h1::upgrade::Upgraded;
 use crate::http::h1::wire::{SharedWire, lock};
 use crate::http::io::{ConnState, timeout_response};
 use crate::pipeline::finish::ResponseBody;
-use crate::pipeline::request::{Arrival, handle};
+use crate::pipeline::request::handle;
 use crate::pipeline::session::Session;
 use crate::pipeline::tunnel::ClientUpgrade;
 
@@ -98,15 +98,7 @@ where
         to
     });
     front.state.request_started();
-    let (plane, listener) = front.session.plane();
-    let refusal = front::check(&req, &plane.settings, flags)
-        .err()
-        .map(Box::new);
-    let arrival = Arrival {
-        plane,
-        listener,
-        refusal,
-    };
+    let arrival = front::arrive(&req, &front.session, flags);
     let mut handling = pin!(handle(Box::new(req), front.session.clone(), arrival));
     let response = std::future::poll_fn(|cx| {
         if let Poll::Ready(resp) = handling.as_mut().poll(cx) {
