@@ -178,24 +178,38 @@ impl SendClock {
         }
     }
 
-    /// The timeout.
-    pub(crate) const fn timeout(&self) -> Duration {
-        self.timeout
+    /// Follows a write's progress for `timeouts.send`: a write that went out stops the clock,
+    /// one that could not starts it, and fails the connection (marking `state`) once it ran out.
+    pub(crate) fn follow<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+        state: &ConnState,
+    ) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Pending if self.poll_stalled(cx) => {
+                state.mark_send_timed_out();
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    SendTimeout(self.timeout),
+                )))
+            }
+            Poll::Pending => Poll::Pending,
+            ready => {
+                self.deadline = None;
+                ready
+            }
+        }
     }
 
     /// A write returned `Pending`: starts the clock (if it is not running) and reports
     /// whether it ran out.
-    pub(crate) fn poll_stalled(&mut self, cx: &mut Context<'_>) -> bool {
+    fn poll_stalled(&mut self, cx: &mut Context<'_>) -> bool {
         let deadline = *self
             .deadline
             .get_or_insert_with(|| Instant::now() + self.timeout);
         let timer = self.timer.get_or_insert_with(|| LazyTimer::new(deadline));
         timer.poll_expired(cx, deadline).is_ready()
-    }
-
-    /// A write went out: the clock stops.
-    pub(crate) fn progressed(&mut self) {
-        self.deadline = None;
     }
 }
 
@@ -415,33 +429,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TimedIo<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
-    /// Follows a write's progress for `timeouts.send`: a write that went out stops the clock,
-    /// one that could not starts it, and fails the connection once it ran out.
-    fn timed<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        polled: Poll<io::Result<T>>,
-    ) -> Poll<io::Result<T>> {
-        match polled {
-            Poll::Pending if self.send.poll_stalled(cx) => {
-                self.state.send_timed_out.store(true, Ordering::Release);
-                Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    SendTimeout(self.send.timeout),
-                )))
-            }
-            Poll::Pending => Poll::Pending,
-            ready => {
-                if self.send.deadline.is_some() {
-                    self.send.progressed();
-                }
-                ready
-            }
-        }
-    }
-}
-
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -450,7 +437,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.stream).poll_write(cx, data);
-        this.timed(cx, polled)
+        this.send.follow(cx, polled, &this.state)
     }
 
     fn poll_write_vectored(
@@ -460,7 +447,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        this.timed(cx, polled)
+        this.send.follow(cx, polled, &this.state)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -470,7 +457,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.stream).poll_flush(cx);
-        this.timed(cx, polled)
+        this.send.follow(cx, polled, &this.state)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::http::h1::head::{self, Head, HeadError, Limits};
 use crate::http::h1::pool;
-use crate::http::io::{ConnState, SendClock, SendTimeout};
+use crate::http::io::{ConnState, SendClock};
 
 /// Room made in the buffer for one read of a body.
 const BODY_READ: usize = 16 * 1024;
@@ -297,7 +297,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write(cx, data);
-        self.timed(cx, polled)
+        self.send.follow(cx, polled, &self.state)
     }
 
     /// Writes all of `parts` (advancing them), under the send timeout.
@@ -317,7 +317,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
                 return Poll::Ready(Ok(()));
             }
             let polled = Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]);
-            let mut n = ready!(self.timed(cx, polled))?;
+            let mut n = ready!(self.send.follow(cx, polled, &self.state))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -332,28 +332,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     /// Flushes the stream (TLS writes its records out here), under the send timeout.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let polled = Pin::new(&mut self.io).poll_flush(cx);
-        self.timed(cx, polled)
-    }
-
-    fn timed<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        polled: Poll<io::Result<T>>,
-    ) -> Poll<io::Result<T>> {
-        match polled {
-            Poll::Pending if self.send.poll_stalled(cx) => {
-                self.state.mark_send_timed_out();
-                Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    SendTimeout(self.send.timeout()),
-                )))
-            }
-            Poll::Pending => Poll::Pending,
-            ready => {
-                self.send.progressed();
-                ready
-            }
-        }
+        self.send.follow(cx, polled, &self.state)
     }
 
     /// Reads ahead while a request is in flight and its body is read: pipelined bytes are
