@@ -103,6 +103,7 @@ where
             header: header_timeout,
             keepalive: settings.keepalive_timeout,
             started: tokio::time::Instant::now(),
+            linger_to_end: info.tls.is_some(),
         };
         let limits = h1::Limits {
             // Parsed on the stack up to `INLINE_FIELDS`; Rampart's own check refuses more than

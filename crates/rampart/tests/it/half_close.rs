@@ -167,8 +167,8 @@ async fn a_client_ending_its_side_inside_a_body_or_head_is_not_answered_as_whole
     );
 }
 
-/// One HTTP/1.1 request over TLS, then `close_notify` and the TCP write side closed; returns
-/// what the gateway sent until it closed.
+/// One HTTP/1.1 request over TLS, then, a moment later, `close_notify` and the TCP write side
+/// closed; returns what the gateway sent until it closed.
 fn tls_half_closed_request(addr: SocketAddr, pki: &TestPki, request: &str) -> String {
     let config = Arc::new(pki.client_config(&[b"http/1.1"]));
     let tcp = std::net::TcpStream::connect(addr).unwrap();
@@ -177,6 +177,10 @@ fn tls_half_closed_request(addr: SocketAddr, pki: &TestPki, request: &str) -> St
     let conn = ClientConnection::new(config, name).unwrap();
     let mut stream = StreamOwned::new(conn, tcp);
     stream.write_all(request.as_bytes()).unwrap();
+    stream.flush().unwrap();
+    // The `close_notify` comes after the gateway had time to answer (and, on `Connection:
+    // close`, to close): it must still find a socket that reads it rather than one that resets.
+    std::thread::sleep(Duration::from_millis(100));
     stream.conn.send_close_notify();
     stream.flush().unwrap();
     stream.sock.shutdown(Shutdown::Write).unwrap();

@@ -32,6 +32,10 @@ pub(crate) struct Timing {
     pub(crate) keepalive: Duration,
     /// When the connection was accepted.
     pub(crate) started: Instant,
+    /// On closing, wait for the client's end of the stream even when nothing is unread yet:
+    /// TLS clients may send `close_notify` right behind their last request, and if it arrives
+    /// after the socket closed, the kernel resets the connection.
+    pub(crate) linger_to_end: bool,
 }
 
 /// What a connection does after a request.
@@ -239,7 +243,7 @@ where
                     std::future::poll_fn(|cx| Pin::new(&mut lock(&wire).io).poll_shutdown(cx));
                 // Boxed: a timeout holds a whole timer entry, which the idle future should not.
                 let _ = Box::pin(tokio::time::timeout(timing.header, shutdown)).await;
-                Box::pin(linger(&wire)).await;
+                Box::pin(linger(&wire, timing.linger_to_end)).await;
                 return None;
             }
             Next::Upgraded => return None,
@@ -256,10 +260,11 @@ const LINGER: Duration = Duration::from_secs(2);
 /// request), they are read and dropped until the client closes too, for [`LINGER`] at most.
 /// Closing a socket with unread bytes makes the kernel reset the connection, and a reset can
 /// destroy the last answer in the client's receive buffer before the client reads it. With
-/// nothing unread, the connection closes at once (one read that finds nothing).
-async fn linger<S: AsyncRead + Unpin>(wire: &SharedWire<S>) {
+/// nothing unread, the connection closes at once (one read that finds nothing), unless
+/// `to_end`: then it waits for the client's end of the stream in any case.
+async fn linger<S: AsyncRead + Unpin>(wire: &SharedWire<S>, to_end: bool) {
     let mut scratch = [0_u8; 512];
-    let mut unread = false;
+    let mut unread = to_end;
     let drained = std::future::poll_fn(|cx| {
         loop {
             let mut buf = tokio::io::ReadBuf::new(&mut scratch);
@@ -329,6 +334,7 @@ mod tests {
             header: Duration::from_secs(1),
             keepalive: Duration::from_secs(1),
             started: Instant::now(),
+            linger_to_end: false,
         };
         let limits = Limits {
             max_fields: crate::http::h1::head::INLINE_FIELDS,
