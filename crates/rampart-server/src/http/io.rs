@@ -158,7 +158,16 @@ pub(crate) struct TimedIo<S = TcpStream> {
     /// `timeouts.send`, and the timer for it: made on the first write that could not go out
     /// (writes that go out at once arm nothing).
     send: SendClock,
+    /// Set once the write side is shut: until then, what the client still sends is read and
+    /// dropped (see [`LINGER`]).
+    linger_until: Option<Instant>,
 }
+
+/// The longest a closing connection reads and drops what its client still sends after its own
+/// write side is shut. Closing a socket with unread bytes makes the kernel reset the
+/// connection, and a reset can destroy the last data (an answer, a GOAWAY) in the client's
+/// receive buffer before the client reads it.
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
 
 /// The send timeout of a connection: how long a write may make no progress.
 pub(crate) struct SendClock {
@@ -240,6 +249,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
             started_seen: 0,
             client_done: false,
             send: SendClock::new(send_timeout),
+            linger_until: None,
+        }
+    }
+
+    /// After the write side is shut: reads and drops until the client ends its side too, or
+    /// until [`LINGER`] passed.
+    fn poll_linger(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<io::Result<()>> {
+        let mut scratch = [0_u8; 512];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {}
+                // The client closed or failed: close now.
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending if self.timer.poll_expired(cx, deadline).is_ready() => {
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 
@@ -460,7 +488,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
         this.send.follow(cx, polled, &this.state)
     }
 
+    /// Shuts the write side, then lingers (HTTP/2 closes through here after its GOAWAY, which
+    /// the client must get to read).
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        let this = &mut *self;
+        let deadline = match this.linger_until {
+            Some(deadline) => deadline,
+            None => {
+                std::task::ready!(Pin::new(&mut this.stream).poll_shutdown(cx))?;
+                *this.linger_until.insert(Instant::now() + LINGER)
+            }
+        };
+        this.poll_linger(cx, deadline)
     }
 }

@@ -114,3 +114,54 @@ async fn a_header_block_too_large_to_decode_ends_the_connection_without_refused_
     let mut next = h2_client(&gw).await;
     assert_eq!(send_with(&mut next, &[]).await, Ok(200));
 }
+
+/// An HTTP/2 frame header: length, type, flags, stream.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut out = vec![len[1], len[2], len[3], kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn a_connection_error_goaway_reaches_a_client_that_is_still_sending() {
+    use std::io::{Read, Write};
+    let gw = gateway();
+    let mut tcp = std::net::TcpStream::connect(gw.addr("public")).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    tcp.set_write_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut opening = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    opening.extend(frame(4, 0, 0, &[]));
+    // HEADERS whose block is not HPACK (index 0): a connection error.
+    opening.extend(frame(1, 0x4 | 0x1, 1, &[0x80]));
+    tcp.write_all(&opening).unwrap();
+    // The client goes on sending (frames already in flight when the error is found): 256 KiB
+    // of PINGs, which a gateway that closed at once would answer with a reset.
+    let pings: Vec<u8> = (0..4096).flat_map(|_| frame(6, 0, 0, &[0; 8])).collect();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let sent = tcp.write_all(&pings[..pings.len() / 2]).and_then(|()| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        tcp.write_all(&pings[pings.len() / 2..])
+    });
+    let shut = tcp.shutdown(std::net::Shutdown::Write);
+    let mut got = Vec::new();
+    let read = tcp.read_to_end(&mut got);
+    assert!(
+        sent.is_ok() && shut.is_ok() && read.is_ok(),
+        "sent {sent:?}, shutdown {shut:?}, read {read:?}"
+    );
+    // The frames received include the GOAWAY, with an error code.
+    let mut rest = &got[..];
+    let mut goaway = None;
+    while rest.len() >= 9 {
+        let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        if rest[3] == 7 && len >= 8 && rest.len() >= 9 + len {
+            goaway = Some(u32::from_be_bytes(rest[13..17].try_into().unwrap()));
+        }
+        rest = &rest[(9 + len).min(rest.len())..];
+    }
+    assert!(goaway.is_some_and(|code| code != 0), "{got:?}");
+}

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::http::h1::head::{Head, HeadError, Limits};
 use crate::http::h1::wire::{HeadRead, SharedWire, lock};
+use crate::http::io::LINGER;
 
 /// How long an idle keep-alive connection that served requests waits for its next one once
 /// draining: clients in the middle of sending send within this; idle ones are closed after it.
@@ -251,9 +252,6 @@ where
         }
     }
 }
-
-/// The longest a closing connection reads and drops what its client still sends.
-const LINGER: Duration = Duration::from_secs(2);
 
 /// Before a closing connection's socket is closed (its write side is shut already): if the
 /// client sent bytes that were never read (a `close_notify`, the rest of a body, a pipelined
