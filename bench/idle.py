@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""RSS per idle HTTP/2 connection: h2c with prior knowledge, and TLS with ALPN h2.
+"""RSS per idle connection: HTTP/1.1 keep-alive (--proto h1), or HTTP/2 (--proto h2, the
+default): h2c with prior knowledge, and TLS with ALPN h2.
 
 Starts a small HTTP/1.1 origin (in this process) and Rampart with one plain and one TLS
 listener, then for each listener opens N connections one after another, does one GET on each
@@ -7,8 +8,9 @@ listener, then for each listener opens N connections one after another, does one
 and after. Prints KiB per idle connection. Bounded: every socket has a timeout, the run ends by
 itself.
 
-  python3 bench/h2_idle.py --rampart target/dist/rampart --conns 5000
-  python3 bench/h2_idle.py --rampart target/dist/rampart --extra-config extra.toml
+  python3 bench/idle.py --rampart target/release/rampart --conns 5000
+  python3 bench/idle.py --rampart target/release/rampart --proto h1 --only plain
+  python3 bench/idle.py --rampart target/release/rampart --extra-config extra.toml
 
 --extra-config appends TOML (e.g. an [http2] table) to the generated configuration.
 """
@@ -94,6 +96,26 @@ def one_request(s, https, path):
                 return status_seen
 
 
+def one_h1_request(s, path):
+    """One keep-alive GET; reads the head and the Content-Length body."""
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    got = b""
+    while b"\r\n\r\n" not in got:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed")
+        got += chunk
+    head, _, body = got.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    if len(body) < length:
+        body += recv_exact(s, length - len(body))
+    return head.startswith(b"HTTP/1.1 200")
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -102,21 +124,26 @@ def rss_kib(pid):
     return 0
 
 
-def hold(n, port, tls_ctx, path):
+def hold(n, port, tls_ctx, path, proto):
     socks, bad = [], 0
     for _ in range(n):
         try:
             raw = socket.create_connection(("127.0.0.1", port), timeout=10)
             s = tls_ctx.wrap_socket(raw, server_hostname="localhost") if tls_ctx else raw
-            if tls_ctx and s.selected_alpn_protocol() != "h2":
-                raise ConnectionError("ALPN did not pick h2")
-            if not one_request(s, bool(tls_ctx), path):
+            if tls_ctx and s.selected_alpn_protocol() != proto_alpn(proto):
+                raise ConnectionError(f"ALPN did not pick {proto_alpn(proto)}")
+            ok = one_h1_request(s, path) if proto == "h1" else one_request(s, bool(tls_ctx), path)
+            if not ok:
                 bad += 1
             socks.append(s)
         except OSError as e:
             print(f"error {e}", file=sys.stderr, flush=True)
             bad += 1
     return socks, bad
+
+
+def proto_alpn(proto):
+    return "http/1.1" if proto == "h1" else "h2"
 
 
 def wait_port(port, proc, timeout=120):
@@ -185,17 +212,20 @@ upstream = "origin"
         ctx = None
         if tls:
             ctx = ssl.create_default_context(cafile=os.path.join(work, "cert.pem"))
-            ctx.set_alpn_protocols(["h2"])
+            ctx.set_alpn_protocols([proto_alpn(args.proto)])
             ctx.minimum_version = ssl.TLSVersion.TLSv1_3
         # one connection first, so the upstream pool and the first-use allocations are made
-        warm, _ = hold(1, port, ctx, "/1k")
+        warm, _ = hold(1, port, ctx, "/1k", args.proto)
         time.sleep(0.5)
         before = rss_kib(proc.pid)
-        socks, bad = hold(args.conns, port, ctx, "/1k")
+        socks, bad = hold(args.conns, port, ctx, "/1k", args.proto)
         time.sleep(args.settle)
         after = rss_kib(proc.pid)
         per = (after - before) / max(1, len(socks))
-        name = "TLS 1.3 + h2" if tls else "h2c (prior knowledge)"
+        if args.proto == "h1":
+            name = "TLS 1.3 + HTTP/1.1" if tls else "HTTP/1.1"
+        else:
+            name = "TLS 1.3 + h2" if tls else "h2c (prior knowledge)"
         print(f"{name:24} {len(socks):6} conns ({bad} bad): RSS {before / 1024:.1f} -> "
               f"{after / 1024:.1f} MiB, {per:.2f} KiB per idle connection", flush=True)
         for s in socks + warm:
@@ -217,6 +247,7 @@ def main():
     ap.add_argument("--settle", type=float, default=2.0, help="seconds before reading RSS")
     ap.add_argument("--extra-config", default=None)
     ap.add_argument("--only", choices=["plain", "tls"], default=None)
+    ap.add_argument("--proto", choices=["h1", "h2"], default="h2")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
