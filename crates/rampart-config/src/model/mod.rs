@@ -15,6 +15,7 @@ mod route;
 mod security;
 mod settings;
 mod tls;
+mod traffic;
 mod upstream;
 
 pub use balance::{
@@ -45,6 +46,7 @@ pub use tls::{
     ClientAuth, ClientCertHeaders, ClientCertRequirement, Hsts, ListenerTls, Passthrough,
     RedirectHttps, TlsCertificate, TlsVersion, UpstreamTls,
 };
+pub use traffic::{Fault, FaultAbort, FaultDelay, Split, SplitBackend, SplitOverride, SplitSticky};
 pub use upstream::{ProxyProtocolVersion, Upstream, UpstreamProtocol};
 
 use schemars::JsonSchema;

@@ -11,6 +11,7 @@ use crate::model::decompress::Decompress;
 use crate::model::headers::{Cors, HeaderEdits, SecurityHeaders};
 use crate::model::security::AccessRules;
 use crate::model::tls::ClientCertRequirement;
+use crate::model::traffic::{Fault, Split};
 use crate::units::{ByteSize, HumanDuration};
 use crate::{Located, Pattern};
 
@@ -103,6 +104,12 @@ pub struct Route {
     /// Only clients whose verified TLS certificate matches may use this route (403 otherwise).
     #[serde(default)]
     pub client_cert: Option<Located<ClientCertRequirement>>,
+    /// Sends a share of the requests to other upstreams (canaries), sticky per user.
+    #[serde(default)]
+    pub split: Option<Split>,
+    /// Injected delays and aborts, for testing.
+    #[serde(default)]
+    pub fault: Option<Fault>,
 }
 
 /// A header predicate: `value` (exact), `regex`, or neither (the header must be present);

@@ -17,6 +17,7 @@ use rampart_filters::{
     AccessStages, BodyLimitStages, ClientCertStages, CorsStages, DecompressStages,
     HeaderEditStages, MethodStages, RateLimitStages, RewriteStages, SecurityHeaderStages,
 };
+use rampart_traffic::{FaultStages, SplitStages};
 
 use crate::observe::metrics::StageCounts;
 
@@ -40,6 +41,8 @@ impl StageRegistry {
             Arc::new(MethodStages),
             Arc::new(BodyLimitStages),
             Arc::new(DecompressStages),
+            Arc::new(FaultStages),
+            Arc::new(SplitStages),
             Arc::new(RewriteStages),
             Arc::new(HeaderEditStages),
             Arc::new(SecurityHeaderStages),

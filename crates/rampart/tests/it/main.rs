@@ -39,6 +39,7 @@ mod structure;
 mod testkit_origins;
 mod tls;
 mod top;
+mod traffic;
 mod upstream_balance;
 mod upstream_circuit;
 mod upstream_faults;

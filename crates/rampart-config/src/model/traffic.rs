@@ -1,0 +1,119 @@
+//! Traffic management on a route: `split` (a share of the route's requests to other
+//! upstreams, sticky per user, with overrides) and `fault` (injected delays and aborts for
+//! testing how clients and services cope).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::units::HumanDuration;
+use crate::{Cidr, Located};
+
+/// `[routes.split]`: sends a share of the route's requests to other upstreams (a canary, a
+/// new version); the route's own `upstream` gets the rest.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Split {
+    /// The other upstreams and their shares, in percent of the route's requests (together at
+    /// most 100).
+    pub backends: Vec<SplitBackend>,
+    /// Keeps a user on the upstream first chosen for them.
+    #[serde(default)]
+    pub sticky: Option<SplitSticky>,
+    /// Requests that name their upstream (`x-canary: always`), checked in order before the
+    /// shares; the first that matches decides.
+    #[serde(default)]
+    pub overrides: Vec<SplitOverride>,
+}
+
+/// One upstream of a split and its share.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitBackend {
+    /// The upstream (a name from `[[upstreams]]`).
+    pub upstream: Located<String>,
+    /// Its share of the route's requests, in percent (`0.5` to `100`; `0` sends it nothing
+    /// but overrides and sticky users).
+    pub percent: Located<f64>,
+}
+
+/// How a split keeps a user on one upstream: by a header that names the user (its value is
+/// hashed into the shares), or by a cookie Rampart sets on the first response.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSticky {
+    /// A request header whose value identifies the user (`x-user-id`): the same value always
+    /// goes to the same upstream while the shares stay the same.
+    #[serde(default)]
+    pub header: Option<Located<String>>,
+    /// A cookie naming the chosen upstream (by an opaque tag): set on the response when the
+    /// request had none, honoured while it names an upstream of this split.
+    #[serde(default)]
+    pub cookie: Option<Located<String>>,
+}
+
+/// A request that names its upstream through a header or a cookie value.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitOverride {
+    /// A request header (case-insensitive name) …
+    #[serde(default)]
+    pub header: Option<Located<String>>,
+    /// … or a cookie …
+    #[serde(default)]
+    pub cookie: Option<Located<String>>,
+    /// … with exactly this value.
+    pub value: String,
+    /// Where such a request goes: the route's upstream or one of the split's backends.
+    pub upstream: Located<String>,
+}
+
+/// `[routes.fault]`: injected delays and aborts, from the config (a share of requests) and,
+/// for clients in `header_from`, from a request's `x-rampart-fault` header. Every injected
+/// fault is logged as one.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// Delays a share of requests before they go on.
+    #[serde(default)]
+    pub delay: Option<FaultDelay>,
+    /// Answers a share of requests with an error status instead of handling them.
+    #[serde(default)]
+    pub abort: Option<FaultAbort>,
+    /// Clients (IP networks) whose `x-rampart-fault` header is honoured
+    /// (`delay=250ms`, `abort=503`, or both, comma-separated). Empty: the header is ignored.
+    #[serde(default)]
+    pub header_from: Vec<Located<Cidr>>,
+    /// The longest delay a header may ask for (default 10 s).
+    #[serde(default = "default_max_delay")]
+    pub max_delay: HumanDuration,
+}
+
+/// A delay injected into a share of requests.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultDelay {
+    /// How long.
+    pub duration: HumanDuration,
+    /// The share of requests delayed, in percent (default 100).
+    #[serde(default = "all")]
+    pub percent: Located<f64>,
+}
+
+/// An error answer injected into a share of requests.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultAbort {
+    /// The status answered (400 to 599).
+    pub status: Located<u16>,
+    /// The share of requests aborted, in percent (default 100).
+    #[serde(default = "all")]
+    pub percent: Located<f64>,
+}
+
+const fn all() -> Located<f64> {
+    Located::new(100.0)
+}
+
+const fn default_max_delay() -> HumanDuration {
+    HumanDuration::secs(10)
+}
