@@ -46,7 +46,10 @@ pub use tls::{
     ClientAuth, ClientCertHeaders, ClientCertRequirement, Hsts, ListenerTls, Passthrough,
     RedirectHttps, TlsCertificate, TlsVersion, UpstreamTls,
 };
-pub use traffic::{Fault, FaultAbort, FaultDelay, Split, SplitBackend, SplitOverride, SplitSticky};
+pub use traffic::{
+    Fault, FaultAbort, FaultDelay, Mirror, Split, SplitBackend, SplitOverride, SplitSticky,
+    TrafficCondition,
+};
 pub use upstream::{ProxyProtocolVersion, Upstream, UpstreamProtocol};
 
 use schemars::JsonSchema;

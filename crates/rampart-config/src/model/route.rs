@@ -11,7 +11,7 @@ use crate::model::decompress::Decompress;
 use crate::model::headers::{Cors, HeaderEdits, SecurityHeaders};
 use crate::model::security::AccessRules;
 use crate::model::tls::ClientCertRequirement;
-use crate::model::traffic::{Fault, Split};
+use crate::model::traffic::{Fault, Mirror, Split};
 use crate::units::{ByteSize, HumanDuration};
 use crate::{Located, Pattern};
 
@@ -110,6 +110,9 @@ pub struct Route {
     /// Injected delays and aborts, for testing.
     #[serde(default)]
     pub fault: Option<Fault>,
+    /// A copy of a share of the proxied requests to a shadow upstream.
+    #[serde(default)]
+    pub mirror: Option<Mirror>,
 }
 
 /// A header predicate: `value` (exact), `regex`, or neither (the header must be present);

@@ -1,12 +1,70 @@
 //! Traffic management on a route: `split` (a share of the route's requests to other
-//! upstreams, sticky per user, with overrides) and `fault` (injected delays and aborts for
-//! testing how clients and services cope).
+//! upstreams, sticky per user, with overrides), `mirror` (a copy of a share of them to a
+//! shadow upstream) and `fault` (injected delays and aborts for testing how clients and
+//! services cope).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::units::HumanDuration;
+use crate::units::{ByteSize, HumanDuration};
 use crate::{Cidr, Located};
+
+/// `[routes.mirror]`: a copy of a share of the route's proxied requests goes to another
+/// upstream, fire-and-forget: its answer is read and dropped, and it never changes or slows
+/// the client's answer.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mirror {
+    /// The shadow upstream (a name from `[[upstreams]]`).
+    pub upstream: Located<String>,
+    /// The share of requests copied, in percent (default 100).
+    #[serde(default = "all")]
+    pub percent: Located<f64>,
+    /// Copy only requests with this header or cookie value (and within `percent`).
+    #[serde(default)]
+    pub only_if: Option<TrafficCondition>,
+    /// How long a copy may take, answer body included (default 5 s).
+    #[serde(default = "default_mirror_timeout")]
+    pub timeout: HumanDuration,
+    /// Most copies in flight at once; copies over it are dropped and counted (default 64).
+    #[serde(default = "default_mirror_concurrency")]
+    pub max_concurrent: Located<u32>,
+    /// Largest request body copied (read once, shared with the primary request); requests
+    /// with a larger body, or a streamed one without `Content-Length`, are not copied and are
+    /// counted as skipped (default 64 KiB).
+    #[serde(default = "default_mirror_body")]
+    pub max_body: ByteSize,
+    /// Appended to the copy's `Host` (before any port), as `-shadow` gives
+    /// `api.example.com-shadow`, so the shadow service can tell copies apart.
+    #[serde(default)]
+    pub host_suffix: Option<Located<String>>,
+}
+
+/// A header or a cookie with exactly one value.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficCondition {
+    /// A request header (case-insensitive name) …
+    #[serde(default)]
+    pub header: Option<Located<String>>,
+    /// … or a cookie …
+    #[serde(default)]
+    pub cookie: Option<Located<String>>,
+    /// … with exactly this value.
+    pub value: String,
+}
+
+const fn default_mirror_timeout() -> HumanDuration {
+    HumanDuration::secs(5)
+}
+
+const fn default_mirror_concurrency() -> Located<u32> {
+    Located::new(64)
+}
+
+const fn default_mirror_body() -> ByteSize {
+    ByteSize::kib(64)
+}
 
 /// `[routes.split]`: sends a share of the route's requests to other upstreams (a canary, a
 /// new version); the route's own `upstream` gets the rest.

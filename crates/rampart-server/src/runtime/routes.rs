@@ -10,7 +10,7 @@ use rampart_core::{Prepared, RouteSpec, Stage};
 use rampart_upstream::UpstreamSet;
 
 use crate::observe::metrics::{Registry, RouteMetrics};
-use crate::pipeline::handler::{Handler, RedirectSpec, RespondSpec};
+use crate::pipeline::handler::{Handler, Mirror, RedirectSpec, RespondSpec};
 use crate::pipeline::plane::CompiledRoute;
 use crate::pipeline::stages::{RouteStages, StageRegistry};
 
@@ -39,7 +39,7 @@ pub(crate) fn compile_route(
             Err(e) => errors.extend(e),
         }
     }
-    let handler = handler(r, &spec, upstreams).map_err(|e| {
+    let handler = handler(r, &spec, upstreams, metrics).map_err(|e| {
         errors.push(e);
         std::mem::take(&mut errors)
     })?;
@@ -59,7 +59,15 @@ fn handler(
     r: &Route,
     spec: &RouteSpec<'_>,
     upstreams: &HashMap<String, Arc<UpstreamSet>>,
+    metrics: &Registry,
 ) -> Result<Handler, ConfigError> {
+    if let (Some(mirror), None) = (&r.mirror, &r.upstream) {
+        return Err(spec.error(
+            Some(mirror.upstream.span()),
+            "mirror",
+            "mirroring copies proxied requests: the route needs an `upstream`",
+        ));
+    }
     if let Some(u) = &r.upstream {
         let set = upstreams.get(u.as_str()).ok_or_else(|| {
             spec.error(
@@ -68,7 +76,12 @@ fn handler(
                 format!("unknown upstream {:?}", u.get()),
             )
         })?;
-        Ok(Handler::proxy(set, r.retry.as_ref(), spec.config))
+        let mirror = r
+            .mirror
+            .as_ref()
+            .map(|m| Mirror::new(m, spec, upstreams, metrics))
+            .transpose()?;
+        Ok(Handler::proxy(set, r.retry.as_ref(), spec.config, mirror))
     } else if let Some(redirect) = &r.redirect {
         RedirectSpec::new(redirect)
             .map(Handler::Redirect)

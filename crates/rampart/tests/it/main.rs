@@ -23,6 +23,7 @@ mod half_close;
 mod headers;
 mod identity;
 mod limits;
+mod mirror;
 mod ops;
 mod otlp;
 mod proxy;

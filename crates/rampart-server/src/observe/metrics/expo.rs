@@ -26,7 +26,12 @@ fn escape(out: &mut String, value: &str) {
 }
 
 /// One sample line: `name{k="v",...} value`.
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+pub(super) fn sample(
+    out: &mut String,
+    name: &str,
+    labels: &[(&str, &str)],
+    value: impl std::fmt::Display,
+) {
     out.push_str(name);
     if !labels.is_empty() {
         out.push('{');
@@ -86,6 +91,7 @@ pub(crate) fn encode(
     tls(&mut out, registry);
     rejections(&mut out, registry);
     stages(&mut out, registry);
+    mirrors(&mut out, registry);
     reloads(&mut out, registry);
     if let Some(health) = redis_health {
         redis(&mut out, health);
@@ -482,6 +488,26 @@ fn stages(out: &mut String, registry: &Registry) {
 }
 
 /// The Redis rate-limit store, when policies use one.
+fn mirrors(out: &mut String, registry: &Registry) {
+    let t = registry.tables();
+    header(
+        out,
+        "rampart_mirror_requests_total",
+        "counter",
+        "Mirrored (shadow) requests by route, shadow upstream and result: the answer's status class, failed, dropped (over max_concurrent) or skipped (body over max_body).",
+    );
+    for ((route, upstream), counts) in &t.mirrors {
+        for (result, n) in counts.results() {
+            let labels = [
+                ("route", route.as_str()),
+                ("upstream", upstream),
+                ("result", result),
+            ];
+            sample(out, "rampart_mirror_requests_total", &labels, n);
+        }
+    }
+}
+
 fn redis(out: &mut String, health: RedisHealth) {
     header(
         out,

@@ -7,6 +7,7 @@
 
 pub(crate) mod expo;
 pub(crate) mod io;
+mod mirror;
 mod process;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,8 @@ use std::time::{Duration, SystemTime};
 
 use http::Method;
 use rampart_core::{ErrorKind, RequestCtx};
+
+pub(crate) use mirror::{MirrorCounts, MirrorMiss};
 
 use crate::observe::tls_stats::TlsStats;
 
@@ -246,6 +249,8 @@ pub(crate) struct Tables {
     pub(crate) listeners: BTreeMap<String, Arc<ListenerMetrics>>,
     /// Stage decisions by (route, stage name).
     pub(crate) stages: BTreeMap<(String, &'static str), Arc<StageCounts>>,
+    /// Mirrored requests by (route, shadow upstream).
+    pub(crate) mirrors: BTreeMap<(String, String), Arc<MirrorCounts>>,
 }
 
 /// Every metric of one process, kept across reloads.
@@ -375,6 +380,8 @@ impl Registry {
         t.upstreams.retain(|u, _| upstreams.contains(&u.as_str()));
         t.listeners.retain(|l, _| listeners.contains(&l.as_str()));
         t.stages.retain(|(r, _), _| routes.contains(&r.as_str()));
+        t.mirrors
+            .retain(|(r, u), _| routes.contains(&r.as_str()) && upstreams.contains(&u.as_str()));
     }
 
     /// Counts a request refused or failed for `kind`.

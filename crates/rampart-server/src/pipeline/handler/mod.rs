@@ -2,6 +2,7 @@
 
 mod echo;
 mod fixed;
+mod mirror;
 mod proxy;
 
 use std::collections::{HashMap, HashSet};
@@ -14,6 +15,7 @@ use rampart_core::{Body, ErrorKind, ProxyError, RequestCtx};
 use rampart_upstream::UpstreamSet;
 
 pub(crate) use fixed::{RedirectSpec, RespondSpec};
+pub(crate) use mirror::Mirror;
 pub(crate) use proxy::ForwardPolicy;
 
 /// The upstreams requests can be forwarded to: the route's own, or one a stage chose.
@@ -38,8 +40,13 @@ use crate::pipeline::settings::Settings;
 /// What a route does with a request.
 pub(crate) enum Handler {
     /// Forward to an upstream; the flag says the fields Rampart adds must go into the request's
-    /// `HeaderMap` (see [`Handler::proxy`]).
-    Proxy(Arc<UpstreamSet>, Option<Arc<RouteRetry>>, bool),
+    /// `HeaderMap` (see [`Handler::proxy`]); with a copy to a shadow upstream.
+    Proxy(
+        Arc<UpstreamSet>,
+        Option<Arc<RouteRetry>>,
+        bool,
+        Option<Box<Mirror>>,
+    ),
     /// Answer with a redirect.
     Redirect(RedirectSpec),
     /// Answer with a fixed response.
@@ -58,11 +65,13 @@ impl Handler {
         set: &Arc<UpstreamSet>,
         retry: Option<&RouteRetry>,
         config: &Config,
+        mirror: Option<Mirror>,
     ) -> Self {
         Self::Proxy(
             Arc::clone(set),
             retry.cloned().map(Arc::new),
             hashes_on_header(config, &set.name),
+            mirror.map(Box::new),
         )
     }
 
@@ -75,7 +84,7 @@ impl Handler {
     /// One line for `rampart explain`.
     pub(crate) fn summary(&self) -> String {
         match self {
-            Self::Proxy(set, ..) => {
+            Self::Proxy(set, _, _, mirror) => {
                 let labels = set.target_labels();
                 let mut targets: Vec<&str> = labels.iter().map(AsRef::as_ref).collect();
                 let source = set.discovery_source();
@@ -87,8 +96,11 @@ impl Handler {
                     rampart_config::model::UpstreamProtocol::H2c => "h2c",
                     rampart_config::model::UpstreamProtocol::H2 => "h2 over TLS",
                 };
+                let shadow = mirror.as_ref().map_or_else(String::new, |m| {
+                    format!(", mirrored to upstream {:?}", m.upstream())
+                });
                 format!(
-                    "proxy to upstream {:?} ({protocol}: {})",
+                    "proxy to upstream {:?} ({protocol}: {}){shadow}",
                     set.name,
                     targets.join(", ")
                 )
@@ -110,7 +122,7 @@ impl Handler {
         chosen: Option<(&'static str, Arc<str>)>,
     ) -> Result<Box<Response<Body>>, ProxyError> {
         match self {
-            Self::Proxy(set, retry, fields_in_map) => {
+            Self::Proxy(set, retry, fields_in_map, mirror) => {
                 let (set, fields_in_map) = match chosen {
                     None => (set, *fields_in_map),
                     Some((stage, name)) => {
@@ -129,6 +141,7 @@ impl Handler {
                     retry: retry.as_deref(),
                     timeout,
                     fields_in_map,
+                    mirror: mirror.as_deref(),
                 };
                 proxy::run(&route, req, ctx, env).await
             }

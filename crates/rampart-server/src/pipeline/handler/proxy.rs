@@ -48,6 +48,8 @@ pub(super) struct ProxyRoute<'a> {
     pub(super) timeout: Option<Duration>,
     /// The fields Rampart adds must be in the request's map (see `Handler::proxy`).
     pub(super) fields_in_map: bool,
+    /// The route's copy to a shadow upstream.
+    pub(super) mirror: Option<&'a super::Mirror>,
 }
 
 /// Forwards `req` to the route's upstream and returns its response (or a tunnel's 101).
@@ -68,6 +70,11 @@ pub(super) async fn run(
     let added = prepare_request(&mut req, ctx, env.forward, env.settings, upgrade, direct);
     if set.proxy_protocol.is_some() {
         req.extensions_mut().insert(client_connection(ctx));
+    }
+    if let Some(mirror) = route.mirror
+        && !upgrade
+    {
+        mirror.copy(&mut req, added.as_bytes(), ctx).await?;
     }
     let mut timeout = route.timeout.unwrap_or(set.request_timeout);
     // A gRPC call's deadline caps the wait (what is left of it): past it, the caller has given
