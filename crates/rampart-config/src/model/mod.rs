@@ -47,8 +47,8 @@ pub use tls::{
     RedirectHttps, TlsCertificate, TlsVersion, UpstreamTls,
 };
 pub use traffic::{
-    Fault, FaultAbort, FaultDelay, Mirror, Split, SplitBackend, SplitOverride, SplitSticky,
-    TrafficCondition,
+    Fallback, Fault, FaultAbort, FaultDelay, Mirror, Split, SplitBackend, SplitOverride,
+    SplitSticky, TrafficCondition,
 };
 pub use upstream::{ProxyProtocolVersion, Upstream, UpstreamProtocol};
 

@@ -11,7 +11,7 @@ use crate::model::decompress::Decompress;
 use crate::model::headers::{Cors, HeaderEdits, SecurityHeaders};
 use crate::model::security::AccessRules;
 use crate::model::tls::ClientCertRequirement;
-use crate::model::traffic::{Fault, Mirror, Split};
+use crate::model::traffic::{Fallback, Fault, Mirror, Split};
 use crate::units::{ByteSize, HumanDuration};
 use crate::{Located, Pattern};
 
@@ -113,6 +113,9 @@ pub struct Route {
     /// A copy of a share of the proxied requests to a shadow upstream.
     #[serde(default)]
     pub mirror: Option<Mirror>,
+    /// Another upstream for requests the route's own cannot serve.
+    #[serde(default)]
+    pub fallback: Option<Fallback>,
 }
 
 /// A header predicate: `value` (exact), `regex`, or neither (the header must be present);

@@ -40,6 +40,24 @@ pub struct Mirror {
     pub host_suffix: Option<Located<String>>,
 }
 
+/// `[routes.fallback]`: another upstream that gets the request when the route's own has no
+/// usable target (none healthy, circuit open, every connect failed) or answers with one of
+/// `on_status`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Fallback {
+    /// The fallback upstream (a name from `[[upstreams]]`).
+    pub upstream: Located<String>,
+    /// Answers of the route's upstream that send the request to the fallback instead
+    /// (such as `[503]`); empty: only an unavailable upstream does.
+    #[serde(default)]
+    pub on_status: Vec<Located<u16>>,
+    /// Largest request body kept to send again (its length must be known); a request with a
+    /// larger or streamed body has no fallback (default 64 KiB).
+    #[serde(default = "default_mirror_body")]
+    pub max_body: ByteSize,
+}
+
 /// A header or a cookie with exactly one value.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -10,7 +10,7 @@ use rampart_core::{Prepared, RouteSpec, Stage};
 use rampart_upstream::UpstreamSet;
 
 use crate::observe::metrics::{Registry, RouteMetrics};
-use crate::pipeline::handler::{Handler, Mirror, RedirectSpec, RespondSpec};
+use crate::pipeline::handler::{Fallback, Handler, Mirror, RedirectSpec, RespondSpec, Traffic};
 use crate::pipeline::plane::CompiledRoute;
 use crate::pipeline::stages::{RouteStages, StageRegistry};
 
@@ -68,6 +68,13 @@ fn handler(
             "mirroring copies proxied requests: the route needs an `upstream`",
         ));
     }
+    if let (Some(fallback), None) = (&r.fallback, &r.upstream) {
+        return Err(spec.error(
+            Some(fallback.upstream.span()),
+            "fallback",
+            "a fallback stands in for the route's `upstream`, which it needs",
+        ));
+    }
     if let Some(u) = &r.upstream {
         let set = upstreams.get(u.as_str()).ok_or_else(|| {
             spec.error(
@@ -76,12 +83,19 @@ fn handler(
                 format!("unknown upstream {:?}", u.get()),
             )
         })?;
-        let mirror = r
-            .mirror
-            .as_ref()
-            .map(|m| Mirror::new(m, spec, upstreams, metrics))
-            .transpose()?;
-        Ok(Handler::proxy(set, r.retry.as_ref(), spec.config, mirror))
+        let traffic = Traffic {
+            mirror: r
+                .mirror
+                .as_ref()
+                .map(|m| Mirror::new(m, spec, upstreams, metrics))
+                .transpose()?,
+            fallback: r
+                .fallback
+                .as_ref()
+                .map(|f| Fallback::new(f, spec, upstreams))
+                .transpose()?,
+        };
+        Ok(Handler::proxy(set, r.retry.as_ref(), spec.config, traffic))
     } else if let Some(redirect) = &r.redirect {
         RedirectSpec::new(redirect)
             .map(Handler::Redirect)

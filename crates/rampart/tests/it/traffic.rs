@@ -325,3 +325,98 @@ fn broken_splits_and_faults_are_refused_with_their_place() {
         "{no_upstream}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_takes_what_the_route_upstream_cannot_serve() {
+    let dead = rampart_testkit::free_port_closed().unwrap();
+    let fallback = HttpOrigin::start().await.unwrap();
+    let gw = TestGateway::builder(config(
+        dead,
+        fallback.addr(),
+        "[[routes]]\nname = \"api\"\nupstream = \"v1\"\n\
+         fallback = { upstream = \"v2\", max_body = \"1KiB\" }\n",
+    ))
+    .access_log()
+    .start();
+    let http = client();
+    let resp = within(http.post(gw.url("public", "/orders")).body("abc").send())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let echo: serde_json::Value =
+        serde_json::from_slice(&within(resp.bytes()).await.unwrap()).unwrap();
+    assert_eq!(echo["body_len"], 3, "{echo}");
+    assert_eq!(fallback.requests(), 1);
+    let line = &gw.access_log_json(1)[0];
+    assert_eq!(line["upstream"], "v2", "{line}");
+    assert_eq!(
+        line["detail"], "fallback from upstream v1: upstream_connect_failed",
+        "{line}"
+    );
+    // A body too large to keep for a second send has no fallback.
+    let big = vec![b'x'; 64 * 1024];
+    let resp = within(http.post(gw.url("public", "/orders")).body(big).send())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(fallback.requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_status_sends_the_request_to_the_fallback() {
+    let primary = HttpOrigin::start().await.unwrap();
+    let fallback = rampart_testkit::RecordingOrigin::start().await.unwrap();
+    let gw = TestGateway::builder(config(
+        primary.addr(),
+        fallback.addr(),
+        "[[routes]]\nname = \"api\"\nupstream = \"v1\"\n\
+         fallback = { upstream = \"v2\", on_status = [503] }\n",
+    ))
+    .start();
+    let http = client();
+    let resp = within(http.get(gw.url("public", "/status/503")).send())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(within(resp.text()).await.unwrap(), "ok");
+    // Other answers are the primary's.
+    let resp = within(http.get(gw.url("public", "/status/404")).send())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(primary.requests(), 2);
+    assert_eq!(fallback.requests().len(), 1);
+    let copy = String::from_utf8_lossy(&fallback.requests()[0]).to_lowercase();
+    assert!(
+        copy.starts_with("get /status/503 ") && copy.contains("x-request-id: "),
+        "{copy}"
+    );
+}
+
+#[test]
+fn broken_fallbacks_are_refused_with_their_place() {
+    for (route, expect) in [
+        (
+            "upstream = \"v1\"\nfallback = { upstream = \"v3\" }\n",
+            "unknown upstream \"v3\"",
+        ),
+        (
+            "upstream = \"v1\"\nfallback = { upstream = \"v1\" }\n",
+            "the route's own upstream",
+        ),
+        (
+            "upstream = \"v1\"\nfallback = { upstream = \"v2\", on_status = [99] }\n",
+            "routes[0].fallback.on_status",
+        ),
+        (
+            "echo = true\nfallback = { upstream = \"v2\" }\n",
+            "which it needs",
+        ),
+    ] {
+        let errors = compile_errors(&format!("[[routes]]\nname = \"api\"\n{route}"));
+        assert!(
+            errors.contains(expect) && errors.contains("traffic.toml:"),
+            "{route}: {errors}"
+        );
+    }
+}

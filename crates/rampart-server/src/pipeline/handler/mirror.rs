@@ -7,16 +7,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use rampart_config::model::{Mirror as MirrorConfig, TrafficCondition};
 use rampart_config::{ConfigError, Located};
-use rampart_core::{Body, ErrorKind, ProxyError, RequestCtx, RouteSpec};
+use rampart_core::{Body, ProxyError, RequestCtx, RouteSpec};
 use rampart_upstream::{ForwardOpts, UpstreamSet, forward_with};
 use tokio::sync::Semaphore;
 
+use super::replay::{copy_of, small_body, suffix_host};
 use crate::observe::metrics::{MirrorCounts, MirrorMiss, Registry};
 
 /// Shares are counted in basis points (1/100 of a percent) of this whole.
@@ -138,27 +138,18 @@ impl Mirror {
         if !self.wanted(req.headers()) {
             return Ok(());
         }
-        let body = match body_length(req) {
-            Some(0) => Bytes::new(),
-            Some(len) if len <= self.max_body => {
-                let collected = std::mem::take(req.body_mut())
-                    .collect()
-                    .await
-                    .map_err(|e| ProxyError::new(ErrorKind::ClientBodyError, e.to_string()))?
-                    .to_bytes();
-                *req.body_mut() = Body::full(collected.clone());
-                collected
-            }
-            _ => {
-                self.counts.missed(MirrorMiss::Skipped);
-                return Ok(());
-            }
+        let Some(body) = small_body(req, self.max_body).await? else {
+            self.counts.missed(MirrorMiss::Skipped);
+            return Ok(());
         };
         let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
             self.counts.missed(MirrorMiss::Dropped);
             return Ok(());
         };
-        let copy = Box::new(self.copy_of(req, added, body));
+        let mut copy = Box::new(copy_of(req, added, body));
+        if let Some(suffix) = &self.host_suffix {
+            suffix_host(&mut copy, suffix);
+        }
         let set = Arc::clone(&self.set);
         let counts = Arc::clone(&self.counts);
         let (timeout, client_ip) = (self.timeout, ctx.client_ip);
@@ -189,54 +180,6 @@ impl Mirror {
         });
         Ok(())
     }
-
-    /// The copy: the prepared request's head, the added fields in its map, the suffixed host.
-    fn copy_of(&self, req: &Request<Body>, added: &[u8], body: Bytes) -> Request<Body> {
-        let mut copy = Request::new(Body::full(body));
-        *copy.method_mut() = req.method().clone();
-        *copy.uri_mut() = req.uri().clone();
-        *copy.version_mut() = req.version();
-        let headers = copy.headers_mut();
-        headers.clone_from(req.headers());
-        for line in added.split(|b| *b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let Some(colon) = line.iter().position(|b| *b == b':') else {
-                continue;
-            };
-            let value = line[colon + 1..].trim_ascii();
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(&line[..colon]),
-                HeaderValue::from_bytes(value),
-            ) {
-                headers.insert(name, value);
-            }
-        }
-        if let Some(suffix) = &self.host_suffix
-            && let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok())
-        {
-            let suffixed = match host.rsplit_once(':') {
-                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
-                    format!("{name}{suffix}:{port}")
-                }
-                _ => format!("{host}{suffix}"),
-            };
-            if let Ok(value) = HeaderValue::from_str(&suffixed) {
-                headers.insert(header::HOST, value);
-            }
-        }
-        copy
-    }
-}
-
-/// The request body's length when it is known: none at all, or `Content-Length`.
-fn body_length(req: &Request<Body>) -> Option<u64> {
-    if matches!(req.body(), Body::Empty) {
-        return Some(0);
-    }
-    req.headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers (the first one), if any.

@@ -1,9 +1,11 @@
 //! Route handlers: what answers a request once its route and stages let it through.
 
 mod echo;
+mod fallback;
 mod fixed;
 mod mirror;
 mod proxy;
+mod replay;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use rampart_config::model::RouteRetry;
 use rampart_core::{Body, ErrorKind, ProxyError, RequestCtx};
 use rampart_upstream::UpstreamSet;
 
+pub(crate) use fallback::Fallback;
 pub(crate) use fixed::{RedirectSpec, RespondSpec};
 pub(crate) use mirror::Mirror;
 pub(crate) use proxy::ForwardPolicy;
@@ -37,15 +40,21 @@ pub(crate) struct HandlerEnv<'a> {
 
 use crate::pipeline::settings::Settings;
 
+/// Where else a proxying route sends its requests: a shadow copy, a fallback upstream.
+pub(crate) struct Traffic {
+    pub(crate) mirror: Option<Mirror>,
+    pub(crate) fallback: Option<Fallback>,
+}
+
 /// What a route does with a request.
 pub(crate) enum Handler {
     /// Forward to an upstream; the flag says the fields Rampart adds must go into the request's
-    /// `HeaderMap` (see [`Handler::proxy`]); with a copy to a shadow upstream.
+    /// `HeaderMap` (see [`Handler::proxy`]); with the route's mirror and fallback, if any.
     Proxy(
         Arc<UpstreamSet>,
         Option<Arc<RouteRetry>>,
         bool,
-        Option<Box<Mirror>>,
+        Option<Box<Traffic>>,
     ),
     /// Answer with a redirect.
     Redirect(RedirectSpec),
@@ -65,13 +74,14 @@ impl Handler {
         set: &Arc<UpstreamSet>,
         retry: Option<&RouteRetry>,
         config: &Config,
-        mirror: Option<Mirror>,
+        traffic: Traffic,
     ) -> Self {
+        let traffic = (traffic.mirror.is_some() || traffic.fallback.is_some()).then_some(traffic);
         Self::Proxy(
             Arc::clone(set),
             retry.cloned().map(Arc::new),
             hashes_on_header(config, &set.name),
-            mirror.map(Box::new),
+            traffic.map(Box::new),
         )
     }
 
@@ -84,7 +94,7 @@ impl Handler {
     /// One line for `rampart explain`.
     pub(crate) fn summary(&self) -> String {
         match self {
-            Self::Proxy(set, _, _, mirror) => {
+            Self::Proxy(set, _, _, traffic) => {
                 let labels = set.target_labels();
                 let mut targets: Vec<&str> = labels.iter().map(AsRef::as_ref).collect();
                 let source = set.discovery_source();
@@ -96,9 +106,13 @@ impl Handler {
                     rampart_config::model::UpstreamProtocol::H2c => "h2c",
                     rampart_config::model::UpstreamProtocol::H2 => "h2 over TLS",
                 };
-                let shadow = mirror.as_ref().map_or_else(String::new, |m| {
-                    format!(", mirrored to upstream {:?}", m.upstream())
-                });
+                let mut shadow = String::new();
+                if let Some(m) = traffic.as_ref().and_then(|t| t.mirror.as_ref()) {
+                    shadow.push_str(&format!(", mirrored to upstream {:?}", m.upstream()));
+                }
+                if let Some(f) = traffic.as_ref().and_then(|t| t.fallback.as_ref()) {
+                    shadow.push_str(&format!(", falling back to upstream {:?}", f.upstream()));
+                }
                 format!(
                     "proxy to upstream {:?} ({protocol}: {}){shadow}",
                     set.name,
@@ -122,7 +136,7 @@ impl Handler {
         chosen: Option<(&'static str, Arc<str>)>,
     ) -> Result<Box<Response<Body>>, ProxyError> {
         match self {
-            Self::Proxy(set, retry, fields_in_map, mirror) => {
+            Self::Proxy(set, retry, fields_in_map, traffic) => {
                 let (set, fields_in_map) = match chosen {
                     None => (set, *fields_in_map),
                     Some((stage, name)) => {
@@ -141,7 +155,7 @@ impl Handler {
                     retry: retry.as_deref(),
                     timeout,
                     fields_in_map,
-                    mirror: mirror.as_deref(),
+                    traffic: traffic.as_deref(),
                 };
                 proxy::run(&route, req, ctx, env).await
             }

@@ -15,7 +15,7 @@ use rampart_core::headers::{AddedFields, connection_has, has_field, remove_hop_b
 use rampart_core::ip_value::ip_header_value;
 use rampart_core::{Body, ProxyError, RequestCtx};
 use rampart_upstream::proxy_header::ClientConnection;
-use rampart_upstream::{ForwardOpts, UpstreamSet, forward_with};
+use rampart_upstream::{ForwardOpts, UpstreamSet};
 
 use super::HandlerEnv;
 use crate::pipeline::settings::Settings;
@@ -48,8 +48,8 @@ pub(super) struct ProxyRoute<'a> {
     pub(super) timeout: Option<Duration>,
     /// The fields Rampart adds must be in the request's map (see `Handler::proxy`).
     pub(super) fields_in_map: bool,
-    /// The route's copy to a shadow upstream.
-    pub(super) mirror: Option<&'a super::Mirror>,
+    /// The route's mirror and fallback.
+    pub(super) traffic: Option<&'a super::Traffic>,
 }
 
 /// Forwards `req` to the route's upstream and returns its response (or a tunnel's 101).
@@ -71,10 +71,18 @@ pub(super) async fn run(
     if set.proxy_protocol.is_some() {
         req.extensions_mut().insert(client_connection(ctx));
     }
-    if let Some(mirror) = route.mirror
+    let mut fallback = None;
+    if let Some(traffic) = route.traffic
         && !upgrade
     {
-        mirror.copy(&mut req, added.as_bytes(), ctx).await?;
+        if let Some(mirror) = &traffic.mirror {
+            mirror.copy(&mut req, added.as_bytes(), ctx).await?;
+        }
+        if let Some(f) = &traffic.fallback
+            && let Some(body) = super::replay::small_body(&mut req, f.max_body).await?
+        {
+            fallback = Some((f, super::replay::copy_of(&req, added.as_bytes(), body)));
+        }
     }
     let mut timeout = route.timeout.unwrap_or(set.request_timeout);
     // A gRPC call's deadline caps the wait (what is left of it): past it, the caller has given
@@ -94,7 +102,7 @@ pub(super) async fn run(
         route_retry: route.retry,
         added: added.as_bytes(),
     };
-    let fwd = match forward_with(set, req, &opts).await {
+    let fwd = match super::fallback::forward(set, req, &opts, fallback, ctx).await {
         Ok(fwd) => fwd,
         Err(e) => {
             ctx.upstream_target = e.target;
