@@ -185,6 +185,20 @@ impl AddedFields {
     }
 }
 
+/// The value of cookie `name` in the request's `Cookie` headers (the first one), if any.
+#[must_use]
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
+        })
+}
+
 /// The host part of a `Host` header value or URI authority, lowercased, without port.
 #[must_use]
 pub fn host_without_port(authority: &str) -> &str {
@@ -326,5 +340,16 @@ mod tests {
         let h = map(&[("connection", "keep-alive, Upgrade")]);
         assert!(connection_has(&h, b"upgrade"));
         assert!(!connection_has(&h, b"close"));
+    }
+
+    #[test]
+    fn a_cookie_is_found_among_others_and_across_headers() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; canary=yes"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        assert_eq!(cookie(&h, "canary"), Some(&b"yes"[..]));
+        assert_eq!(cookie(&h, "b"), Some(&b"2"[..]));
+        assert_eq!(cookie(&h, "canar"), None);
+        assert_eq!(cookie(&HeaderMap::new(), "a"), None);
     }
 }

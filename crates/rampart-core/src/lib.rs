@@ -14,6 +14,7 @@ pub mod client_ip;
 pub mod country;
 pub mod ctx;
 pub mod error;
+pub mod hash;
 pub mod headers;
 pub mod ids;
 pub mod ip_value;

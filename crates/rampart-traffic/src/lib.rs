@@ -7,7 +7,6 @@
 #![forbid(unsafe_code)]
 
 mod fault;
-mod request;
 mod split;
 
 pub use fault::{FaultStage, FaultStages};

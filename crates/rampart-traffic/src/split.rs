@@ -13,7 +13,8 @@ use rampart_config::model::{Split, SplitOverride};
 use rampart_core::{Body, Flow, Phases, RequestCtx, Stage, StageFuture};
 use rampart_core::{Prepared, RouteSpec, StageFactory};
 
-use crate::request::{cookie, stable_hash};
+use rampart_core::hash::stable_hash;
+use rampart_core::headers::cookie;
 
 /// Shares are counted in basis points (1/100 of a percent) of this whole.
 const WHOLE: u32 = 10_000;
@@ -76,7 +77,7 @@ impl SplitStage {
             Source::Header(name) => headers
                 .get(name)
                 .is_some_and(|v| v.as_bytes() == o.value.as_bytes()),
-            Source::Cookie(name) => cookie(headers, name) == Some(o.value.as_str()),
+            Source::Cookie(name) => cookie(headers, name) == Some(o.value.as_bytes()),
         });
         if let Some(o) = named {
             return Chosen {
@@ -85,7 +86,9 @@ impl SplitStage {
             };
         }
         if let Some(name) = &self.sticky_cookie
-            && let Some(upstream) = cookie(headers, name).and_then(|tag| self.by_tag(tag))
+            && let Some(upstream) = cookie(headers, name)
+                .and_then(|tag| std::str::from_utf8(tag).ok())
+                .and_then(|tag| self.by_tag(tag))
         {
             return Chosen {
                 upstream: upstream.clone(),

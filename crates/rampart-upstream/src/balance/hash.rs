@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use http::Uri;
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{HeaderMap, HeaderName};
 
 /// What part of the request `ring_hash` and `maglev` hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,39 +56,9 @@ impl HashOn {
     }
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
-pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
-        .find_map(|pair| {
-            let pair = pair.trim_ascii();
-            let eq = pair.iter().position(|&b| b == b'=')?;
-            (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
-        })
-}
-
-/// FNV-1a over `bytes`, finished with the `fmix64` avalanche of MurmurHash3 so that similar
-/// keys spread over the whole range. Stable by construction (no per-process seed).
-#[must_use]
-pub fn stable_hash(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    mix(h)
-}
-
-/// MurmurHash3's 64-bit finalizer.
-pub(crate) const fn mix(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
+pub(crate) use rampart_core::hash::mix;
+pub use rampart_core::hash::stable_hash;
+pub(crate) use rampart_core::headers::cookie;
 
 #[cfg(test)]
 mod tests {

@@ -7,11 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{HeaderMap, HeaderName};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use rampart_config::model::{Mirror as MirrorConfig, TrafficCondition};
 use rampart_config::{ConfigError, Located};
+use rampart_core::headers::cookie;
 use rampart_core::{Body, ProxyError, RequestCtx, RouteSpec};
 use rampart_upstream::{ForwardOpts, UpstreamSet, forward_with};
 use tokio::sync::Semaphore;
@@ -118,7 +119,7 @@ impl Mirror {
                     Condition::Header(name) => headers
                         .get(name)
                         .is_some_and(|v| v.as_bytes() == value.as_bytes()),
-                    Condition::Cookie(name) => cookie(headers, name) == Some(value.as_str()),
+                    Condition::Cookie(name) => cookie(headers, name) == Some(value.as_bytes()),
                 })
     }
 
@@ -180,19 +181,6 @@ impl Mirror {
         });
         Ok(())
     }
-}
-
-/// The value of cookie `name` in the request's `Cookie` headers (the first one), if any.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|line| line.split(';'))
-        .find_map(|pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            (key.trim() == name).then(|| value.trim().trim_matches('"'))
-        })
 }
 
 fn condition(
