@@ -18,6 +18,7 @@ use arc_swap::ArcSwap;
 
 use crate::listen::bind::bind_all;
 use crate::listen::edge::Listening;
+use crate::listen::quic::bind_udp;
 use crate::listen::tls::TlsListener;
 use crate::observe::audit::{ChangeSummary, Initiator};
 use crate::observe::metrics::Registry;
@@ -35,6 +36,9 @@ pub(crate) struct BoundListener {
     /// Duplicates of the workers' sockets: handed to a new binary on upgrade, closed when a
     /// reload removes the listener.
     pub(crate) sockets: Vec<std::net::TcpListener>,
+    /// The HTTP/3 listener's UDP socket (served by the first worker), handed to a new binary
+    /// on upgrade.
+    pub(crate) udp: Option<std::net::UdpSocket>,
 }
 
 /// What a successful reload changed.
@@ -140,7 +144,11 @@ impl Control {
         let next = Arc::new(next);
         self.current.store(Arc::clone(&next));
         self.listening.swap(Arc::clone(&next.edge));
+        self.toggle_quic(&mut state, &next);
         for bound in added {
+            if let Some(udp) = &bound.udp {
+                self.hand_quic(&bound.name, udp);
+            }
             for (i, socket) in bound.sockets.iter().enumerate() {
                 match socket.try_clone() {
                     Ok(s) => {
@@ -197,9 +205,9 @@ impl Control {
     fn bind_new(
         &self,
         state: &ControlState,
-        next: &Runtime,
+        next_rt: &Runtime,
     ) -> Result<(Vec<BoundListener>, Vec<String>), String> {
-        let next = next.plane();
+        let next = next_rt.plane();
         let keeps = |b: &BoundListener| {
             next.listeners
                 .iter()
@@ -226,14 +234,58 @@ impl Control {
                 .first()
                 .and_then(|s| s.local_addr().ok())
                 .unwrap_or(l.bind);
+            let udp = if next_rt.serves_quic(&l.name) {
+                Some(bind_udp(addr).map_err(|e| format!("listener {:?}: {e}", l.name))?)
+            } else {
+                None
+            };
             added.push(BoundListener {
                 name: l.name.clone(),
                 bind: l.bind,
                 addr,
                 sockets,
+                udp,
             });
         }
         Ok((added, removed))
+    }
+
+    /// Kept listeners on which `next` turns HTTP/3 on (bind and serve their UDP socket) or
+    /// off (their QUIC connections get GOAWAY and finish). A UDP port that cannot be bound is
+    /// logged; the TCP side keeps serving.
+    fn toggle_quic(&self, state: &mut ControlState, next: &Runtime) {
+        for bound in &mut state.listeners {
+            match (&bound.udp, next.serves_quic(&bound.name)) {
+                (None, true) => match bind_udp(bound.addr) {
+                    Ok(udp) => {
+                        self.hand_quic(&bound.name, &udp);
+                        bound.udp = Some(udp);
+                    }
+                    Err(e) => {
+                        tracing::error!(listener = %bound.name, error = %e, "cannot serve HTTP/3");
+                    }
+                },
+                (Some(_), false) => {
+                    if let Some(w) = self.workers.first() {
+                        let _ = w.send(WorkerCmd::RemoveQuic(bound.name.clone()));
+                    }
+                    bound.udp = None;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Hands a QUIC listener's UDP socket to the first worker.
+    fn hand_quic(&self, name: &Arc<str>, udp: &std::net::UdpSocket) {
+        match udp.try_clone() {
+            Ok(s) => {
+                if let Some(w) = self.workers.first() {
+                    let _ = w.send(WorkerCmd::AddQuic(name.clone(), s));
+                }
+            }
+            Err(e) => tracing::error!(listener = %name, error = %e, "cannot hand the UDP socket to a worker"),
+        }
     }
 
     fn broadcast(&self, cmd: impl Fn() -> WorkerCmd) {

@@ -26,7 +26,7 @@ fn escape(out: &mut String, value: &str) {
 }
 
 /// One sample line: `name{k="v",...} value`.
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+pub(super) fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
     out.push_str(name);
     if !labels.is_empty() {
         out.push('{');
@@ -44,7 +44,7 @@ fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std
     let _ = writeln!(out, " {value}");
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(super) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
 }
 
@@ -84,6 +84,7 @@ pub(crate) fn encode(
     connections(&mut out, registry);
     upstreams(&mut out, sets);
     tls(&mut out, registry);
+    super::quic::encode(&mut out, &registry.quic);
     rejections(&mut out, registry);
     stages(&mut out, registry);
     reloads(&mut out, registry);

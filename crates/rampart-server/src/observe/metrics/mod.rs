@@ -8,6 +8,7 @@
 pub(crate) mod expo;
 pub(crate) mod io;
 mod process;
+pub(crate) mod quic;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -39,6 +40,8 @@ pub(crate) const PROTOCOLS: [&str; 4] = ["http1", "h2", "h3", "tcp"];
 pub(crate) const HTTP1: usize = 0;
 /// Index of `h2` in [`PROTOCOLS`].
 pub(crate) const H2: usize = 1;
+/// Index of `h3` in [`PROTOCOLS`].
+pub(crate) const H3: usize = 2;
 /// Index of `tcp` in [`PROTOCOLS`].
 pub(crate) const TCP: usize = 3;
 
@@ -260,6 +263,8 @@ pub(crate) struct Registry {
     pub(crate) started: SystemTime,
     /// TLS counters of every TLS listener, whatever the generation.
     pub(crate) tls: Arc<TlsStats>,
+    /// QUIC counters of every HTTP/3 listener.
+    pub(crate) quic: Arc<quic::QuicStats>,
     pub(crate) tables: Mutex<Tables>,
 }
 
@@ -274,6 +279,7 @@ impl Default for Registry {
             last_success: AtomicI64::new(unix_now()),
             started: SystemTime::now(),
             tls: Arc::default(),
+            quic: Arc::default(),
             tables: Mutex::default(),
         }
     }
