@@ -40,8 +40,7 @@ pub(crate) fn validate(raw: &RawConfig, positions: &Positions) -> Vec<ConfigErro
             );
         }
         if h3.early_data
-            && l
-                .tls
+            && l.tls
                 .as_ref()
                 .is_some_and(|t| t.client_auth != ClientAuth::None)
         {

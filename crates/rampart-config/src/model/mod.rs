@@ -24,8 +24,8 @@ pub use balance::{
 };
 pub use decompress::Decompress;
 pub use discovery::{AddressFamily, Discovery};
-pub use http3::{Http3, QuicRetry, RETRY_UNDER_LOAD_ABOVE};
 pub use headers::{Cors, HeaderEdits, OriginPattern, SecurityHeaders, SecurityHsts};
+pub use http3::{Http3, QuicRetry, RETRY_UNDER_LOAD_ABOVE};
 pub use listener::{ForwardedPolicy, Listener};
 pub use observability::{AuditLogSection, OtlpProtocol, TracingSection};
 pub use ops::{AdminSection, ReloadSection};

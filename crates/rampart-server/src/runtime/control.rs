@@ -284,7 +284,9 @@ impl Control {
                     let _ = w.send(WorkerCmd::AddQuic(name.clone(), s));
                 }
             }
-            Err(e) => tracing::error!(listener = %name, error = %e, "cannot hand the UDP socket to a worker"),
+            Err(e) => {
+                tracing::error!(listener = %name, error = %e, "cannot hand the UDP socket to a worker")
+            }
         }
     }
 

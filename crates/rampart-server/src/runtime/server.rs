@@ -164,7 +164,14 @@ pub fn start_with(config: &Config, mut options: StartOptions) -> Result<ServerHa
     let mut handles = Vec::with_capacity(workers);
     let mut senders = Vec::with_capacity(workers);
     for (index, sockets) in per_worker.into_iter().enumerate() {
-        let sockets = (sockets, if index == 0 { std::mem::take(&mut quic) } else { Vec::new() });
+        let sockets = (
+            sockets,
+            if index == 0 {
+                std::mem::take(&mut quic)
+            } else {
+                Vec::new()
+            },
+        );
         let listening = listening.clone();
         let rx = shutdown.subscribe();
         let (tx, cmds) = tokio::sync::mpsc::unbounded_channel();

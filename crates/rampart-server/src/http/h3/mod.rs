@@ -160,7 +160,10 @@ pub(crate) async fn serve(
         }
     }
     drop(h3);
-    conn.close(Code::H3_NO_ERROR.value().try_into().unwrap_or_default(), b"");
+    conn.close(
+        Code::H3_NO_ERROR.value().try_into().unwrap_or_default(),
+        b"",
+    );
 }
 
 /// One request stream and what serving it needs.
@@ -231,7 +234,10 @@ impl Stream {
             tracing::warn!(peer = %info.peer, listener = %info.listener, limit = self.max_reset_streams, "HTTP/3 client cancelled too many requests: closing the connection");
             self.stats.reset_flood();
             self.conn.close(
-                Code::H3_EXCESSIVE_LOAD.value().try_into().unwrap_or_default(),
+                Code::H3_EXCESSIVE_LOAD
+                    .value()
+                    .try_into()
+                    .unwrap_or_default(),
                 b"too many cancelled requests",
             );
         }

@@ -28,7 +28,10 @@ fn token_key() -> Arc<dyn HandshakeTokenKey> {
 }
 
 /// The server config for a connection of `q` (the TLS config in service now).
-fn server_config(q: &QuicListener, key: &Arc<dyn HandshakeTokenKey>) -> Option<quinn::ServerConfig> {
+fn server_config(
+    q: &QuicListener,
+    key: &Arc<dyn HandshakeTokenKey>,
+) -> Option<quinn::ServerConfig> {
     let crypto = q.tls.quic()?;
     let mut config = quinn::ServerConfig::new(crypto, Arc::clone(key));
     config.transport_config(Arc::clone(&q.transport));
@@ -129,7 +132,9 @@ pub(crate) async fn serve_endpoint(
         let close = close.clone();
         tokio::spawn(Box::pin(async move {
             let _permit = permit;
-            opening.serve(connecting, (edge, index), listening, close).await;
+            opening
+                .serve(connecting, (edge, index), listening, close)
+                .await;
         }));
     }
     // New connections are left unanswered from now on (after an upgrade the new process
@@ -190,7 +195,10 @@ impl Opening {
         };
         self.stats.handshake();
         let peer = conn.remote_address();
-        let local = SocketAddr::new(conn.local_ip().unwrap_or(self.bound.ip()), self.bound.port());
+        let local = SocketAddr::new(
+            conn.local_ip().unwrap_or(self.bound.ip()),
+            self.bound.port(),
+        );
         let tls = self.quic.tls.quic_info(&conn, false);
         let info = ConnInfo::new(peer, local, self.name.clone(), "https").with_tls(Arc::new(tls));
         let facts = H3Facts {

@@ -26,7 +26,12 @@ fn escape(out: &mut String, value: &str) {
 }
 
 /// One sample line: `name{k="v",...} value`.
-pub(super) fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+pub(super) fn sample(
+    out: &mut String,
+    name: &str,
+    labels: &[(&str, &str)],
+    value: impl std::fmt::Display,
+) {
     out.push_str(name);
     if !labels.is_empty() {
         out.push('{');

@@ -70,7 +70,12 @@ pub(super) fn encode(out: &mut String, s: &QuicStats) {
     );
     let name = "rampart_quic_handshakes_total";
     sample(out, name, &[("result", "ok")], get(&s.handshakes));
-    sample(out, name, &[("result", "failed")], get(&s.handshake_failures));
+    sample(
+        out,
+        name,
+        &[("result", "failed")],
+        get(&s.handshake_failures),
+    );
     sample(out, name, &[("result", "refused")], get(&s.refused));
     for (name, help, value) in [
         (

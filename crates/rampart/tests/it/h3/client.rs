@@ -34,9 +34,8 @@ impl Answer {
 
     /// The body parsed as JSON.
     pub(crate) fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body))
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -91,7 +90,8 @@ impl H3Client {
         let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn.clone()))
             .await
             .map_err(|e| e.to_string())?;
-        let driver = tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
+        let driver =
+            tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
         Ok(Self {
             endpoint,
             conn,
@@ -120,7 +120,11 @@ impl H3Client {
         body: &[u8],
         trailers: Option<HeaderMap>,
     ) -> Result<Answer, String> {
-        let mut stream = self.send.send_request(req).await.map_err(|e| e.to_string())?;
+        let mut stream = self
+            .send
+            .send_request(req)
+            .await
+            .map_err(|e| e.to_string())?;
         for chunk in body.chunks(16 * 1024) {
             stream
                 .send_data(Bytes::copy_from_slice(chunk))
@@ -129,9 +133,8 @@ impl H3Client {
         }
         if let Some(t) = trailers {
             stream.send_trailers(t).await.map_err(|e| e.to_string())?;
-        } else {
-            stream.finish().await.map_err(|e| e.to_string())?;
         }
+        stream.finish().await.map_err(|e| e.to_string())?;
         let head = stream.recv_response().await.map_err(|e| e.to_string())?;
         let mut body = BytesMut::new();
         while let Some(mut chunk) = stream.recv_data().await.map_err(|e| e.to_string())? {

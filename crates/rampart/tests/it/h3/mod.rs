@@ -4,7 +4,10 @@
 //! upgrade, counters.
 
 mod client;
+mod lifecycle;
+mod limits;
 mod serving;
+mod zero_rtt;
 
 use rampart_testkit::{TestGateway, TestPki};
 
