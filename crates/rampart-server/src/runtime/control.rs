@@ -285,7 +285,7 @@ impl Control {
                 }
             }
             Err(e) => {
-                tracing::error!(listener = %name, error = %e, "cannot hand the UDP socket to a worker")
+                tracing::error!(listener = %name, error = %e, "cannot hand the UDP socket to a worker");
             }
         }
     }

@@ -26,6 +26,12 @@ pub(crate) enum WorkerCmd {
     RemoveQuic(Arc<str>),
 }
 
+/// A worker's listening sockets by listener name: TCP, and the QUIC endpoints' UDP sockets.
+pub(crate) type WorkerSockets = (
+    Vec<(Arc<str>, std::net::TcpListener)>,
+    Vec<(Arc<str>, std::net::UdpSocket)>,
+);
+
 /// One listener's accept loops in this worker and the signal that closes its connections.
 struct Accepting {
     close: watch::Sender<bool>,
@@ -35,10 +41,7 @@ struct Accepting {
 /// Runs one worker until shutdown and drain (blocking; call on the worker's own thread).
 pub(crate) fn run(
     index: usize,
-    (sockets, udp): (
-        Vec<(Arc<str>, std::net::TcpListener)>,
-        Vec<(Arc<str>, std::net::UdpSocket)>,
-    ),
+    (sockets, udp): WorkerSockets,
     listening: Arc<Listening>,
     mut shutdown: watch::Receiver<bool>,
     drain_timeout: Duration,
