@@ -9,6 +9,7 @@ pub(crate) mod expo;
 pub(crate) mod io;
 mod process;
 pub(crate) mod quic;
+mod text;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};

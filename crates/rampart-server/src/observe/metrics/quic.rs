@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::expo::{header, sample};
+use super::text::{header, sample};
 
 /// QUIC counters (`Relaxed` adds; read when `/metrics` is scraped).
 #[derive(Debug, Default)]
