@@ -124,6 +124,10 @@ impl Control {
             Ok(diff) => diff,
             Err(e) => return self.refused(by, e),
         };
+        let quic_on = match bind_quic_on(&state, &next) {
+            Ok(bound) => bound,
+            Err(e) => return self.refused(by, e),
+        };
         next.generation = current.generation + 1;
         let generation = next.generation;
         let report = ReloadReport {
@@ -144,7 +148,7 @@ impl Control {
         let next = Arc::new(next);
         self.current.store(Arc::clone(&next));
         self.listening.swap(Arc::clone(&next.edge));
-        self.toggle_quic(&mut state, &next);
+        self.toggle_quic(&mut state, &next, quic_on);
         for bound in added {
             if let Some(udp) = &bound.udp {
                 self.hand_quic(&bound.name, udp);
@@ -250,28 +254,25 @@ impl Control {
         Ok((added, removed))
     }
 
-    /// Kept listeners on which `next` turns HTTP/3 on (bind and serve their UDP socket) or
-    /// off (their QUIC connections get GOAWAY and finish). A UDP port that cannot be bound is
-    /// logged; the TCP side keeps serving.
-    fn toggle_quic(&self, state: &mut ControlState, next: &Runtime) {
+    /// Serves the UDP sockets `on` bound for kept listeners that `next` turns HTTP/3 on, and
+    /// stops the QUIC side of kept listeners it turns HTTP/3 off (their connections get
+    /// GOAWAY and finish).
+    fn toggle_quic(
+        &self,
+        state: &mut ControlState,
+        next: &Runtime,
+        mut on: Vec<(Arc<str>, std::net::UdpSocket)>,
+    ) {
         for bound in &mut state.listeners {
-            match (&bound.udp, next.serves_quic(&bound.name)) {
-                (None, true) => match bind_udp(bound.addr) {
-                    Ok(udp) => {
-                        self.hand_quic(&bound.name, &udp);
-                        bound.udp = Some(udp);
-                    }
-                    Err(e) => {
-                        tracing::error!(listener = %bound.name, error = %e, "cannot serve HTTP/3");
-                    }
-                },
-                (Some(_), false) => {
-                    if let Some(w) = self.workers.first() {
-                        let _ = w.send(WorkerCmd::RemoveQuic(bound.name.clone()));
-                    }
-                    bound.udp = None;
+            if let Some(i) = on.iter().position(|(n, _)| *n == bound.name) {
+                let (_, udp) = on.swap_remove(i);
+                self.hand_quic(&bound.name, &udp);
+                bound.udp = Some(udp);
+            } else if bound.udp.is_some() && !next.serves_quic(&bound.name) {
+                if let Some(w) = self.workers.first() {
+                    let _ = w.send(WorkerCmd::RemoveQuic(bound.name.clone()));
                 }
-                _ => {}
+                bound.udp = None;
             }
         }
     }
@@ -329,6 +330,25 @@ impl Control {
             .map(|b| (b.name.to_string(), b.addr))
             .collect()
     }
+}
+
+/// Binds the UDP sockets of the kept listeners on which `next` turns HTTP/3 on. The port may
+/// still be held while the QUIC connections of an earlier `http3` finish closing: the reload
+/// is then refused and can be tried again.
+fn bind_quic_on(
+    state: &ControlState,
+    next: &Runtime,
+) -> Result<Vec<(Arc<str>, std::net::UdpSocket)>, String> {
+    state
+        .listeners
+        .iter()
+        .filter(|b| b.udp.is_none() && next.serves_quic(&b.name))
+        .map(|b| {
+            bind_udp(b.addr)
+                .map(|udp| (b.name.clone(), udp))
+                .map_err(|e| format!("listener {:?}: {e}", b.name))
+        })
+        .collect()
 }
 
 /// The TLS listeners of `rt`, for the certificate watcher.

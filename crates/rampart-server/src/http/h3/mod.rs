@@ -48,6 +48,10 @@ pub(crate) struct H3Facts {
 #[derive(Default)]
 struct H3Conn {
     in_flight: AtomicUsize,
+    /// Request streams being served (from acceptance to the end of the response).
+    streams: AtomicUsize,
+    /// Woken when `streams` drops to zero.
+    idle: tokio::sync::Notify,
     /// Requests the client cancelled, less those it let finish (never below zero).
     cancelled: AtomicU32,
 }
@@ -64,7 +68,38 @@ impl Carrier for H3Conn {
     }
 }
 
+/// Counts one request stream as served while it lives.
+struct StreamGuard(Arc<H3Conn>);
+
+impl StreamGuard {
+    fn new(conn: &Arc<H3Conn>) -> Self {
+        conn.streams.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(conn))
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if self.0.streams.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 impl H3Conn {
+    /// Completes once no request stream is being served.
+    async fn drained(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.streams.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Counts a request's end; true when the client has now cancelled more than `limit`
     /// requests beyond those it let finish.
     fn ended(&self, finished: bool, limit: u32) -> bool {
@@ -123,6 +158,8 @@ pub(crate) async fn serve(
     loop {
         let accepted = tokio::select! {
             accepted = h3.accept() => accepted,
+            // After GOAWAY: the accepted requests are done, the connection closes.
+            () = state.drained(), if closing => break,
             () = &mut stop, if !closing => {
                 closing = true;
                 // GOAWAY: streams the client opened beyond the last one accepted are refused
@@ -137,6 +174,7 @@ pub(crate) async fn serve(
         match accepted {
             Ok(Some(resolver)) => {
                 let request = Stream {
+                    _guard: StreamGuard::new(&state),
                     session: session.clone(),
                     state: state.clone(),
                     conn: conn.clone(),
@@ -168,6 +206,7 @@ pub(crate) async fn serve(
 
 /// One request stream and what serving it needs.
 struct Stream {
+    _guard: StreamGuard,
     session: Arc<Session>,
     state: Arc<H3Conn>,
     conn: quinn::Connection,

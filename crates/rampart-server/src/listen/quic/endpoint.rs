@@ -138,10 +138,19 @@ pub(crate) async fn serve_endpoint(
         }));
     }
     // New connections are left unanswered from now on (after an upgrade the new process
-    // answers them); the endpoint lives on while its connections finish.
+    // answers them); the endpoint lives on while its connections finish, then closes its
+    // socket (a reload may bind the port again).
     tokio::spawn(async move {
-        while let Some(incoming) = endpoint.accept().await {
-            incoming.ignore();
+        let idle = endpoint.wait_idle();
+        tokio::pin!(idle);
+        loop {
+            tokio::select! {
+                () = &mut idle => break,
+                incoming = endpoint.accept() => match incoming {
+                    Some(incoming) => incoming.ignore(),
+                    None => break,
+                },
+            }
         }
     });
 }

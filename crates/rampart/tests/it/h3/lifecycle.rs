@@ -3,7 +3,7 @@
 
 use rampart_testkit::{HttpOrigin, TestPki};
 
-use super::client::{H3Client, request};
+use super::client::{H3Client, WAIT, request};
 use super::gateway;
 use crate::support::TempDir;
 
@@ -66,4 +66,50 @@ fn check_refuses_http3_without_tls_at_the_key() {
         "points at the http3 table's key: {}",
         out.stderr
     );
+}
+
+/// The gateway's config (listener `h3` kept on its port) with or without `[listeners.http3]`.
+fn config(pki: &TestPki, origin: std::net::SocketAddr, h3: bool) -> String {
+    let cert = pki.server("h3", &["h3.test"]);
+    let http3 = if h3 { "[listeners.http3]\n" } else { "" };
+    format!(
+        "[[listeners]]\nname = \"h3\"\nbind = \"127.0.0.1:0\"\n{http3}\
+         [listeners.tls]\n[[listeners.tls.certificates]]\ncert = {:?}\nkey = {:?}\n\n\
+         [[upstreams]]\nname = \"origin\"\ntargets = [\"{origin}\"]\n\n\
+         [[routes]]\nname = \"all\"\nupstream = \"origin\"\n",
+        cert.cert, cert.key
+    )
+}
+
+#[tokio::test]
+async fn a_reload_turns_http3_off_gracefully_and_on_again_on_the_same_port() {
+    let origin = HttpOrigin::start().await.unwrap();
+    let pki = TestPki::new();
+    let gw = gateway(&pki, origin.addr(), "", "");
+    let addr = gw.addr("h3");
+    let mut client = H3Client::connect(addr, &pki, "h3.test").await;
+    assert_eq!(client.get("h3.test", "/on").await.status(), 200);
+    gw.handle()
+        .reload_str(&config(&pki, origin.addr(), false))
+        .unwrap();
+    // GOAWAY, then the idle connection closes without error.
+    let reason = tokio::time::timeout(WAIT, client.conn.closed())
+        .await
+        .unwrap();
+    match reason {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(u64::from(close.error_code), 0x100, "H3_NO_ERROR: {close:?}");
+        }
+        other => panic!("closed for another reason: {other}"),
+    }
+    // The port is free once the old endpoint's connections finished closing (bounded).
+    let deadline = std::time::Instant::now() + WAIT;
+    while let Err(e) = gw.handle().reload_str(&config(&pki, origin.addr(), true)) {
+        assert!(e.contains("UDP"), "{e}");
+        assert!(std::time::Instant::now() < deadline, "{e}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut again = H3Client::connect(addr, &pki, "h3.test").await;
+    assert_eq!(again.get("h3.test", "/on-again").await.status(), 200);
+    again.close().await;
 }

@@ -6,7 +6,9 @@
 mod client;
 mod lifecycle;
 mod limits;
+mod paths;
 mod serving;
+mod upgrade;
 mod zero_rtt;
 
 use rampart_testkit::{TestGateway, TestPki};
