@@ -71,3 +71,43 @@ pub(crate) fn validate(raw: &RawConfig, positions: &Positions) -> Vec<ConfigErro
     }
     errors
 }
+
+#[cfg(test)]
+mod tests {
+    fn refused(http3: &str, tls: &str) -> String {
+        let text = format!(
+            "[[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:8443\"\n{tls}\n[listeners.http3]\n{http3}\n\n[[routes]]\nname = \"r\"\necho = true\n"
+        );
+        crate::load_str(&text, "t.toml")
+            .err()
+            .map(|d| d.to_string())
+            .unwrap_or_default()
+    }
+
+    const TLS: &str =
+        "[listeners.tls]\n[[listeners.tls.certificates]]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n";
+
+    #[test]
+    fn http3_needs_tls() {
+        assert!(refused("", "").contains("needs `[listeners.tls]`"));
+        assert_eq!(refused("", TLS), "");
+    }
+
+    #[test]
+    fn zero_rtt_is_refused_with_client_certificates() {
+        let mtls = TLS.replace(
+            "[listeners.tls]\n",
+            "[listeners.tls]\nclient_auth = \"required\"\nclient_ca = \"/ca.pem\"\n",
+        );
+        assert!(refused("early_data = true", &mtls).contains("0-RTT cannot be combined"));
+        assert_eq!(refused("early_data = true", TLS), "");
+    }
+
+    #[test]
+    fn limits_out_of_range_are_refused() {
+        assert!(refused("max_concurrent_streams = 0", TLS).contains("at least 1"));
+        assert!(refused("idle_timeout = \"0s\"", TLS).contains("idle timeout of 0"));
+        assert!(refused("idle_timeout = \"48h\"", TLS).contains("at most"));
+        assert!(refused("retry = \"sometimes\"", TLS).contains("retry"));
+    }
+}
