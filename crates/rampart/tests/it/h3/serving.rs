@@ -26,6 +26,12 @@ async fn a_get_goes_through_the_pipeline_to_the_upstream_and_is_logged_as_http3(
         None,
         "an HTTP/3 answer repeats no Alt-Svc"
     );
+    let metrics = gw.handle().metrics_text();
+    assert!(
+        metrics.contains("rampart_connections_active{listener=\"h3\",protocol=\"h3\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("rampart_quic_handshakes_total{result=\"ok\"} 1"));
     client.close().await;
     let lines = gw.access_log_json(1);
     let line = lines
