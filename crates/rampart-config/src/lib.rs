@@ -22,6 +22,7 @@ mod validate;
 mod validate_balance;
 mod validate_discovery;
 mod validate_gates;
+mod validate_http3;
 mod validate_observability;
 mod validate_security;
 mod validate_tls;
@@ -118,6 +119,7 @@ pub fn load_str_with_env(
     checks.extend(validate_balance::validate(&parsed.raw, &parsed.positions));
     checks.extend(validate_discovery::validate(&parsed.raw, &parsed.positions));
     checks.extend(validate_observability::validate(&parsed.raw));
+    checks.extend(validate_http3::validate(&parsed.raw, &parsed.positions));
     checks.extend(validate_tls::validate(
         &parsed.raw,
         &parsed.incomplete,

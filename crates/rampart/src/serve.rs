@@ -35,6 +35,7 @@ pub(crate) fn run(
         ..StartOptions::default()
     };
     let mut admin_socket = std::mem::take(&mut options.inherited);
+    options.inherited_udp = upgrade::udp_sockets(&mut admin_socket);
     options.inherited = admin_socket
         .extract_if(.., |(name, _)| name != rampart_admin::ADMIN_SOCKET)
         .collect();
@@ -105,6 +106,10 @@ fn upgrade_to_successor(
             .context("upgrade: cannot duplicate the admin API's socket")?;
         sockets.push((rampart_admin::ADMIN_SOCKET.to_owned(), vec![socket]));
     }
+    let udp = handle
+        .quic_sockets()
+        .context("upgrade: cannot duplicate the HTTP/3 listeners' UDP sockets")?;
+    sockets.extend(upgrade::udp_entries(udp));
     upgrade::hand_over(exe, &sockets)?;
     handle.drain();
     Ok(())

@@ -1,6 +1,6 @@
 //! Zero-downtime binary upgrade: the running process starts its successor (the binary now at
 //! the path it was started from, with the same arguments) and hands it every listening socket
-//! over a Unix socket with `SCM_RIGHTS`. The successor serves on the very same sockets (same
+//! (and each HTTP/3 listener's UDP socket) over a Unix socket with `SCM_RIGHTS`. The successor serves on the very same sockets (same
 //! accept queues, so no connection is refused or lost in between), says "ready", and only
 //! then does the old process stop accepting, drain and exit. If the successor fails to start,
 //! the old process keeps serving.
@@ -59,6 +59,40 @@ impl Inherited {
             let _ = p.write_all(b"ready\n");
         }
     }
+}
+
+/// Marks an HTTP/3 listener's UDP socket in the hand-over (`:` is in no listener name).
+const UDP_PREFIX: &str = "udp:";
+
+/// HTTP/3 listeners' UDP sockets as hand-over entries (the descriptors travel as any other).
+pub(crate) fn udp_entries(
+    sockets: Vec<(String, std::net::UdpSocket)>,
+) -> Vec<(String, Vec<std::net::TcpListener>)> {
+    sockets
+        .into_iter()
+        .map(|(name, socket)| {
+            let fd = OwnedFd::from(socket);
+            (
+                format!("{UDP_PREFIX}{name}"),
+                vec![std::net::TcpListener::from(fd)],
+            )
+        })
+        .collect()
+}
+
+/// Takes the HTTP/3 listeners' UDP sockets out of what a successor received.
+pub(crate) fn udp_sockets(
+    received: &mut Vec<(String, Vec<std::net::TcpListener>)>,
+) -> Vec<(String, std::net::UdpSocket)> {
+    received
+        .extract_if(.., |(name, _)| name.starts_with(UDP_PREFIX))
+        .flat_map(|(name, sockets)| {
+            let name = name[UDP_PREFIX.len()..].to_owned();
+            sockets
+                .into_iter()
+                .map(move |s| (name.clone(), std::net::UdpSocket::from(OwnedFd::from(s))))
+        })
+        .collect()
 }
 
 /// In a successor (the environment names a hand-over socket): receives the listening sockets.

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::model::http3::Http3;
 use crate::model::security::{AccessRules, ProxyProtocol};
 use crate::model::tls::{ListenerTls, Passthrough, RedirectHttps};
 use crate::{Cidr, Located};
@@ -76,6 +77,9 @@ pub struct Listener {
     /// Forward raw TLS connections by SNI name without terminating them.
     #[serde(default)]
     pub passthrough: Option<Passthrough>,
+    /// Also serve HTTP/3 over QUIC (UDP) on the same address and port (TLS listeners only).
+    #[serde(default)]
+    pub http3: Option<Http3>,
 }
 
 const fn yes() -> bool {

@@ -7,6 +7,7 @@ mod balance;
 mod decompress;
 mod discovery;
 mod headers;
+mod http3;
 mod listener;
 mod observability;
 mod ops;
@@ -25,6 +26,7 @@ pub use balance::{
 pub use decompress::Decompress;
 pub use discovery::{AddressFamily, Discovery};
 pub use headers::{Cors, HeaderEdits, OriginPattern, SecurityHeaders, SecurityHsts};
+pub use http3::{Http3, QuicRetry, RETRY_UNDER_LOAD_ABOVE};
 pub use listener::{ForwardedPolicy, Listener};
 pub use observability::{AuditLogSection, OtlpProtocol, TracingSection};
 pub use ops::{AdminSection, ReloadSection};

@@ -2,7 +2,7 @@
 //! Rampart's own HTTP/1.1 server or hyper's HTTP/2, header and keep-alive timers, TLS write
 //! batching),
 //! scans request heads byte by byte, checks limits and request sanity, and hands every
-//! request to the pipeline as the one request type. HTTP/3 will be a sibling of it.
+//! request to the pipeline as the one request type. HTTP/3 (`h3`) is its sibling.
 //!
 //! Imports `pipeline` and `observe`; `listen` calls into it.
 
@@ -11,6 +11,7 @@ mod conn_error;
 mod front;
 mod h1;
 mod h2;
+pub(crate) mod h3;
 mod head_scan;
 pub(crate) mod io;
 mod proto;

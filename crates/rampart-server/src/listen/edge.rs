@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 
 use crate::listen::bind::ListenTuning;
 use crate::listen::conn_limits::ConnLimits;
+use crate::listen::quic::QuicListener;
 use crate::listen::tls::TlsListener;
 use crate::listen::tls::passthrough::PassthroughRt;
 use crate::pipeline::plane::Plane;
@@ -28,6 +29,8 @@ pub(crate) struct EdgeListener {
     pub(crate) tls: Option<Arc<TlsListener>>,
     /// Forward raw TLS by SNI instead of serving HTTP.
     pub(crate) passthrough: Option<Arc<PassthroughRt>>,
+    /// The QUIC side, when the listener serves HTTP/3.
+    pub(crate) quic: Option<Arc<QuicListener>>,
     /// Options of the listening sockets (deferred accept).
     pub(crate) tuning: ListenTuning,
 }

@@ -4,7 +4,7 @@
 //! started with. The runtime room compiles it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{HeaderValue, StatusCode};
@@ -56,6 +56,8 @@ pub(crate) struct ListenerRt {
     pub(crate) gates: ListenerGates,
     /// What TLS termination means for requests, when the listener terminates TLS.
     pub(crate) tls: Option<TlsPolicy>,
+    /// `Alt-Svc` advertising HTTP/3 on the listener's port, when `http3.alt_svc` is on.
+    pub(crate) alt_svc: Option<AltSvc>,
     /// Redirect every request to HTTPS: (status, port suffix such as `:8443` or empty).
     pub(crate) redirect_https: Option<(StatusCode, Arc<str>)>,
     /// Bytes and open connections of this listener (kept across reloads).
@@ -70,6 +72,34 @@ pub(crate) struct TlsPolicy {
     pub(crate) strict_sni: bool,
     /// `Strict-Transport-Security` added to responses that have none.
     pub(crate) hsts: Option<HeaderValue>,
+}
+
+/// The `Alt-Svc` value of an HTTP/3 listener: `h3=":PORT"; ma=SECONDS`. A listener bound to
+/// port 0 learns its port from its first connection (the UDP socket shares the TCP port).
+pub(crate) struct AltSvc {
+    max_age: u64,
+    value: OnceLock<HeaderValue>,
+}
+
+impl AltSvc {
+    /// Advertises HTTP/3 on `port` (0: not known yet) for `max_age` seconds.
+    pub(crate) fn new(port: u16, max_age: u64) -> Self {
+        let value = OnceLock::new();
+        if port != 0 {
+            let _ = value.set(Self::format(port, max_age));
+        }
+        Self { max_age, value }
+    }
+
+    fn format(port: u16, max_age: u64) -> HeaderValue {
+        HeaderValue::from_str(&format!("h3=\":{port}\"; ma={max_age}"))
+            .unwrap_or_else(|_| HeaderValue::from_static("clear"))
+    }
+
+    /// The value for a connection that arrived on local `port`.
+    pub(crate) fn value(&self, port: u16) -> &HeaderValue {
+        self.value.get_or_init(|| Self::format(port, self.max_age))
+    }
 }
 
 /// A route ready to serve: its stages by phase and its handler.

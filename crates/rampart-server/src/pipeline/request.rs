@@ -112,6 +112,14 @@ pub(crate) async fn handle(
         resp.headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
+    // HTTP/3 is advertised on the listener's TCP side only: an HTTP/3 client already uses it.
+    if let Some(alt) = &listener.alt_svc
+        && ctx.version != Version::HTTP_3
+        && !resp.headers().contains_key(header::ALT_SVC)
+    {
+        resp.headers_mut()
+            .insert(header::ALT_SVC, alt.value(ctx.conn.local.port()).clone());
+    }
     if let Some(audit) = &session.shared.audit {
         audit.security(ctx);
     }

@@ -24,6 +24,7 @@ pub(crate) struct Via {
     pub(crate) http10: Option<HeaderValue>,
     pub(crate) http11: Option<HeaderValue>,
     pub(crate) http2: Option<HeaderValue>,
+    pub(crate) http3: Option<HeaderValue>,
 }
 
 impl Via {
@@ -31,6 +32,7 @@ impl Via {
     pub(crate) const fn for_version(&self, version: http::Version) -> Option<&HeaderValue> {
         match version {
             http::Version::HTTP_2 => self.http2.as_ref(),
+            http::Version::HTTP_3 => self.http3.as_ref(),
             http::Version::HTTP_10 | http::Version::HTTP_09 => self.http10.as_ref(),
             _ => self.http11.as_ref(),
         }

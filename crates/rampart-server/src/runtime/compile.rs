@@ -108,6 +108,16 @@ impl Runtime {
             .collect()
     }
 
+    /// True when listener `name` serves HTTP/3.
+    pub(crate) fn serves_quic(&self, name: &str) -> bool {
+        self.plane()
+            .listeners
+            .iter()
+            .position(|l| &*l.name == name)
+            .and_then(|i| self.edge.listeners.get(i))
+            .is_some_and(|l| l.quic.is_some())
+    }
+
     /// The TLS counters (handshakes, failures, resumptions, early data, reloads, expiry).
     #[must_use]
     pub fn tls_stats(&self) -> &Arc<TlsStats> {
@@ -298,6 +308,7 @@ fn settings(config: &Config) -> Settings {
             http10: via("1.0"),
             http11: via("1.1"),
             http2: via("2"),
+            http3: via("3"),
         },
     }
 }

@@ -18,6 +18,7 @@ use arc_swap::ArcSwap;
 
 use crate::listen::bind::bind_all;
 use crate::listen::edge::Listening;
+use crate::listen::quic::bind_udp;
 use crate::listen::tls::TlsListener;
 use crate::observe::audit::{ChangeSummary, Initiator};
 use crate::observe::metrics::Registry;
@@ -35,6 +36,9 @@ pub(crate) struct BoundListener {
     /// Duplicates of the workers' sockets: handed to a new binary on upgrade, closed when a
     /// reload removes the listener.
     pub(crate) sockets: Vec<std::net::TcpListener>,
+    /// The HTTP/3 listener's UDP socket (served by the first worker), handed to a new binary
+    /// on upgrade.
+    pub(crate) udp: Option<std::net::UdpSocket>,
 }
 
 /// What a successful reload changed.
@@ -120,6 +124,10 @@ impl Control {
             Ok(diff) => diff,
             Err(e) => return self.refused(by, e),
         };
+        let quic_on = match bind_quic_on(&state, &next) {
+            Ok(bound) => bound,
+            Err(e) => return self.refused(by, e),
+        };
         next.generation = current.generation + 1;
         let generation = next.generation;
         let report = ReloadReport {
@@ -140,7 +148,11 @@ impl Control {
         let next = Arc::new(next);
         self.current.store(Arc::clone(&next));
         self.listening.swap(Arc::clone(&next.edge));
+        self.toggle_quic(&mut state, &next, quic_on);
         for bound in added {
+            if let Some(udp) = &bound.udp {
+                self.hand_quic(&bound.name, udp);
+            }
             for (i, socket) in bound.sockets.iter().enumerate() {
                 match socket.try_clone() {
                     Ok(s) => {
@@ -197,9 +209,9 @@ impl Control {
     fn bind_new(
         &self,
         state: &ControlState,
-        next: &Runtime,
+        next_rt: &Runtime,
     ) -> Result<(Vec<BoundListener>, Vec<String>), String> {
-        let next = next.plane();
+        let next = next_rt.plane();
         let keeps = |b: &BoundListener| {
             next.listeners
                 .iter()
@@ -226,14 +238,57 @@ impl Control {
                 .first()
                 .and_then(|s| s.local_addr().ok())
                 .unwrap_or(l.bind);
+            let udp = if next_rt.serves_quic(&l.name) {
+                Some(bind_udp(addr).map_err(|e| format!("listener {:?}: {e}", l.name))?)
+            } else {
+                None
+            };
             added.push(BoundListener {
                 name: l.name.clone(),
                 bind: l.bind,
                 addr,
                 sockets,
+                udp,
             });
         }
         Ok((added, removed))
+    }
+
+    /// Serves the UDP sockets `on` bound for kept listeners that `next` turns HTTP/3 on, and
+    /// stops the QUIC side of kept listeners it turns HTTP/3 off (their connections get
+    /// GOAWAY and finish).
+    fn toggle_quic(
+        &self,
+        state: &mut ControlState,
+        next: &Runtime,
+        mut on: Vec<(Arc<str>, std::net::UdpSocket)>,
+    ) {
+        for bound in &mut state.listeners {
+            if let Some(i) = on.iter().position(|(n, _)| *n == bound.name) {
+                let (_, udp) = on.swap_remove(i);
+                self.hand_quic(&bound.name, &udp);
+                bound.udp = Some(udp);
+            } else if bound.udp.is_some() && !next.serves_quic(&bound.name) {
+                if let Some(w) = self.workers.first() {
+                    let _ = w.send(WorkerCmd::RemoveQuic(bound.name.clone()));
+                }
+                bound.udp = None;
+            }
+        }
+    }
+
+    /// Hands a QUIC listener's UDP socket to the first worker.
+    fn hand_quic(&self, name: &Arc<str>, udp: &std::net::UdpSocket) {
+        match udp.try_clone() {
+            Ok(s) => {
+                if let Some(w) = self.workers.first() {
+                    let _ = w.send(WorkerCmd::AddQuic(name.clone(), s));
+                }
+            }
+            Err(e) => {
+                tracing::error!(listener = %name, error = %e, "cannot hand the UDP socket to a worker");
+            }
+        }
     }
 
     fn broadcast(&self, cmd: impl Fn() -> WorkerCmd) {
@@ -275,6 +330,25 @@ impl Control {
             .map(|b| (b.name.to_string(), b.addr))
             .collect()
     }
+}
+
+/// Binds the UDP sockets of the kept listeners on which `next` turns HTTP/3 on. The port may
+/// still be held while the QUIC connections of an earlier `http3` finish closing: the reload
+/// is then refused and can be tried again.
+fn bind_quic_on(
+    state: &ControlState,
+    next: &Runtime,
+) -> Result<Vec<(Arc<str>, std::net::UdpSocket)>, String> {
+    state
+        .listeners
+        .iter()
+        .filter(|b| b.udp.is_none() && next.serves_quic(&b.name))
+        .map(|b| {
+            bind_udp(b.addr)
+                .map(|udp| (b.name.clone(), udp))
+                .map_err(|e| format!("listener {:?}: {e}", b.name))
+        })
+        .collect()
 }
 
 /// The TLS listeners of `rt`, for the certificate watcher.

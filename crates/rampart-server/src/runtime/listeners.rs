@@ -11,12 +11,13 @@ use rampart_router::{Matcher, Router};
 
 use crate::listen::bind::ListenTuning;
 use crate::listen::edge::EdgeListener;
+use crate::listen::quic::QuicListener;
 use crate::listen::tls::TlsListener;
 use crate::listen::tls::passthrough::PassthroughRt;
 use crate::observe::tls_stats::TlsStats;
 use crate::pipeline::gates::ListenerGates;
 use crate::pipeline::handler::ForwardPolicy;
-use crate::pipeline::plane::{CompiledRoute, ListenerRt, TlsPolicy};
+use crate::pipeline::plane::{AltSvc, CompiledRoute, ListenerRt, TlsPolicy};
 
 /// Compiles listener `l` (at config path `path`) over the compiled `routes`. `kept_tls` is the
 /// running TLS termination of an unchanged listener (its session caches and ticket keys).
@@ -98,13 +99,32 @@ pub(crate) fn compile_listener(
             strict_sni: t.strict_sni,
             hsts: t.hsts.clone(),
         }),
+        alt_svc: l
+            .http3
+            .as_ref()
+            .filter(|h3| h3.alt_svc && l.tls.is_some())
+            .map(|h3| AltSvc::new(l.bind.port(), h3.alt_svc_max_age.get().as_secs())),
         redirect_https,
         metrics: Arc::default(),
         no_route: Arc::default(),
     };
+    let quic = match (&l.http3, &tls) {
+        (Some(h3), Some(t)) => match QuicListener::compile(h3, Arc::clone(t)) {
+            Ok(q) => Some(Arc::new(q)),
+            Err(msg) => {
+                return Err(vec![ConfigError::new(
+                    Some(l.name.span()),
+                    format!("{path}.http3"),
+                    msg,
+                )]);
+            }
+        },
+        _ => None,
+    };
     let edge = EdgeListener {
         tls,
         passthrough,
+        quic,
         tuning: ListenTuning::of(l),
     };
     Ok((policy, edge))

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::listen::bind::bind_all;
 use crate::listen::edge::Listening;
+use crate::listen::quic::bind_udp;
 use crate::observe::access_log::AccessLog;
 use crate::observe::audit::{AuditLog, ChangeSummary, Initiator, Trigger};
 use crate::observe::metrics::Registry;
@@ -33,6 +34,8 @@ pub struct StartOptions {
     pub config_path: Option<std::path::PathBuf>,
     /// Listening sockets by listener name, handed over by the previous binary.
     pub inherited: Vec<(String, Vec<std::net::TcpListener>)>,
+    /// HTTP/3 listeners' UDP sockets by listener name, handed over by the previous binary.
+    pub inherited_udp: Vec<(String, std::net::UdpSocket)>,
     /// The stage factories (default: Rampart's built-in stages).
     pub stages: StageRegistry,
 }
@@ -85,6 +88,8 @@ pub fn start_with(config: &Config, mut options: StartOptions) -> Result<ServerHa
     let mut per_worker: Vec<Vec<(Arc<str>, std::net::TcpListener)>> =
         (0..workers).map(|_| Vec::new()).collect();
     let mut listeners = Vec::with_capacity(runtime.plane().listeners.len());
+    // The QUIC endpoints, all served by the first worker.
+    let mut quic = Vec::new();
     for l in &runtime.plane().listeners {
         let inherited = options
             .inherited
@@ -104,11 +109,27 @@ pub fn start_with(config: &Config, mut options: StartOptions) -> Result<ServerHa
         for (i, socket) in sockets.iter().enumerate() {
             per_worker[i % workers].push((l.name.clone(), socket.try_clone()?));
         }
+        let udp = if runtime.serves_quic(&l.name) {
+            let inherited = options
+                .inherited_udp
+                .iter()
+                .position(|(n, _)| **n == *l.name)
+                .map(|i| options.inherited_udp.swap_remove(i).1);
+            let socket = match inherited {
+                Some(s) => s,
+                None => bind_udp(addr)?,
+            };
+            quic.push((l.name.clone(), socket.try_clone()?));
+            Some(socket)
+        } else {
+            None
+        };
         listeners.push(BoundListener {
             name: l.name.clone(),
             bind: l.bind,
             addr,
             sockets,
+            udp,
         });
     }
     let access_log = AccessLog::open(&raw.access_log)
@@ -143,6 +164,14 @@ pub fn start_with(config: &Config, mut options: StartOptions) -> Result<ServerHa
     let mut handles = Vec::with_capacity(workers);
     let mut senders = Vec::with_capacity(workers);
     for (index, sockets) in per_worker.into_iter().enumerate() {
+        let sockets = (
+            sockets,
+            if index == 0 {
+                std::mem::take(&mut quic)
+            } else {
+                Vec::new()
+            },
+        );
         let listening = listening.clone();
         let rx = shutdown.subscribe();
         let (tx, cmds) = tokio::sync::mpsc::unbounded_channel();
@@ -280,6 +309,21 @@ impl ServerHandle {
                     .collect::<io::Result<Vec<_>>>()?;
                 Ok((b.name.to_string(), dups))
             })
+            .collect()
+    }
+
+    /// Duplicates of the HTTP/3 listeners' UDP sockets by listener name, for handing to a new
+    /// binary.
+    ///
+    /// # Errors
+    /// A socket cannot be duplicated (out of file descriptors).
+    pub fn quic_sockets(&self) -> io::Result<Vec<(String, std::net::UdpSocket)>> {
+        self.control
+            .state()
+            .listeners
+            .iter()
+            .filter_map(|b| b.udp.as_ref().map(|u| (b, u)))
+            .map(|(b, u)| Ok((b.name.to_string(), u.try_clone()?)))
             .collect()
     }
 

@@ -49,11 +49,13 @@ pub struct ListenerStatus {
     pub protocol: ListenerProtocol,
     /// Whether it accepts HTTP/2 (by ALPN over TLS, with prior knowledge in cleartext).
     pub http2: bool,
+    /// Whether it also serves HTTP/3 over QUIC on the same port (UDP).
+    pub http3: bool,
 }
 
 impl ListenerStatus {
     /// `scheme://address (versions)`, as the startup line prints it: `https://0.0.0.0:443
-    /// (http/1.1, h2)`, `http://127.0.0.1:8080 (http/1.1, h2c)`, `tls://0.0.0.0:8443
+    /// (http/1.1, h2, h3)`, `http://127.0.0.1:8080 (http/1.1, h2c)`, `tls://0.0.0.0:8443
     /// (passthrough)`.
     #[must_use]
     pub fn describe(&self) -> String {
@@ -63,7 +65,12 @@ impl ListenerStatus {
             (ListenerProtocol::Http, true) => "http/1.1, h2c",
             (_, false) => "http/1.1",
         };
-        format!("{}://{} ({versions})", self.protocol.scheme(), self.address)
+        let h3 = if self.http3 { ", h3" } else { "" };
+        format!(
+            "{}://{} ({versions}{h3})",
+            self.protocol.scheme(),
+            self.address
+        )
     }
 }
 
@@ -92,6 +99,7 @@ pub(crate) fn listener_statuses(
                 ListenerProtocol::Http
             },
             http2: l.http2,
+            http3: edge.quic.is_some(),
         })
         .collect()
 }

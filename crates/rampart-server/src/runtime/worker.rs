@@ -1,5 +1,6 @@
 //! Worker threads: each runs a single-threaded tokio runtime with its own listening sockets
-//! (one per listener, `SO_REUSEPORT`), its own connection pools and no shared locks.
+//! (one per listener, `SO_REUSEPORT`), its own connection pools and no shared locks. The
+//! first worker also serves the QUIC endpoints (one UDP socket per HTTP/3 listener).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::listen::accept::accept_loop;
 use crate::listen::edge::Listening;
+use crate::listen::quic::serve_endpoint;
 use crate::observe::track::{self, Tracker};
 
 /// What the control plane asks of a running worker.
@@ -18,7 +20,17 @@ pub(crate) enum WorkerCmd {
     Add(Arc<str>, std::net::TcpListener),
     /// Stop accepting for listener `name` and close its connections gracefully.
     Remove(Arc<str>),
+    /// Serve listener `name`'s QUIC endpoint on this UDP socket.
+    AddQuic(Arc<str>, std::net::UdpSocket),
+    /// Stop listener `name`'s QUIC endpoint; its connections get GOAWAY and finish.
+    RemoveQuic(Arc<str>),
 }
+
+/// A worker's listening sockets by listener name: TCP, and the QUIC endpoints' UDP sockets.
+pub(crate) type WorkerSockets = (
+    Vec<(Arc<str>, std::net::TcpListener)>,
+    Vec<(Arc<str>, std::net::UdpSocket)>,
+);
 
 /// One listener's accept loops in this worker and the signal that closes its connections.
 struct Accepting {
@@ -29,7 +41,7 @@ struct Accepting {
 /// Runs one worker until shutdown and drain (blocking; call on the worker's own thread).
 pub(crate) fn run(
     index: usize,
-    sockets: Vec<(Arc<str>, std::net::TcpListener)>,
+    (sockets, udp): WorkerSockets,
     listening: Arc<Listening>,
     mut shutdown: watch::Receiver<bool>,
     drain_timeout: Duration,
@@ -42,8 +54,13 @@ pub(crate) fn run(
     track::install(tracker.clone());
     runtime.block_on(async move {
         let mut accepting: HashMap<Arc<str>, Accepting> = HashMap::new();
+        // QUIC endpoints are kept apart: a reload can turn HTTP/3 off on a listener it keeps.
+        let mut quic: HashMap<Arc<str>, Accepting> = HashMap::new();
         for (name, socket) in sockets {
             add(&mut accepting, name, socket, &listening)?;
+        }
+        for (name, socket) in udp {
+            add_quic(&mut quic, name, socket, &listening);
         }
         loop {
             if *shutdown.borrow() {
@@ -57,7 +74,18 @@ pub(crate) fn run(
                         }
                     }
                     Some(WorkerCmd::Remove(name)) => {
-                        if let Some(a) = accepting.remove(&name) {
+                        for a in [accepting.remove(&name), quic.remove(&name)].into_iter().flatten() {
+                            let _ = a.close.send(true);
+                            for l in a.loops {
+                                let _ = l.await;
+                            }
+                        }
+                    }
+                    Some(WorkerCmd::AddQuic(name, socket)) => {
+                        add_quic(&mut quic, name, socket, &listening);
+                    }
+                    Some(WorkerCmd::RemoveQuic(name)) => {
+                        if let Some(a) = quic.remove(&name) {
                             let _ = a.close.send(true);
                             for l in a.loops {
                                 let _ = l.await;
@@ -73,10 +101,10 @@ pub(crate) fn run(
                 }
             }
         }
-        for a in accepting.values() {
+        for a in accepting.values().chain(quic.values()) {
             let _ = a.close.send(true);
         }
-        for (_, a) in accepting {
+        for (_, a) in accepting.into_iter().chain(quic) {
             for l in a.loops {
                 let _ = l.await;
             }
@@ -121,4 +149,23 @@ fn add(
         entry.close.subscribe(),
     )));
     Ok(())
+}
+
+/// Starts listener `name`'s QUIC endpoint on `socket`.
+fn add_quic(
+    quic: &mut HashMap<Arc<str>, Accepting>,
+    name: Arc<str>,
+    socket: std::net::UdpSocket,
+    listening: &Arc<Listening>,
+) {
+    let entry = quic.entry(name.clone()).or_insert_with(|| Accepting {
+        close: watch::channel(false).0,
+        loops: Vec::new(),
+    });
+    entry.loops.push(tokio::spawn(serve_endpoint(
+        socket,
+        name,
+        listening.clone(),
+        entry.close.subscribe(),
+    )));
 }

@@ -19,6 +19,7 @@ mod grpc;
 mod h2_drain;
 mod h2_headers;
 mod h2_streams;
+mod h3;
 mod half_close;
 mod headers;
 mod identity;

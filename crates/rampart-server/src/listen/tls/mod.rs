@@ -11,6 +11,7 @@ pub mod client_hello;
 pub(crate) mod early;
 mod ocsp;
 pub(crate) mod passthrough;
+mod quic;
 pub(crate) mod reload;
 mod resolver;
 
@@ -55,6 +56,7 @@ fn versions(min: TlsVersion) -> &'static [&'static SupportedProtocolVersion] {
 
 /// What building a `ServerConfig` needs besides the certificates; kept so that a CA or CRL
 /// reload can rebuild the config with the same session cache and ticket keys.
+#[derive(Clone)]
 struct Spec {
     versions: &'static [&'static SupportedProtocolVersion],
     alpn: Vec<Vec<u8>>,
@@ -75,6 +77,10 @@ pub(crate) struct TlsListener {
     pub(crate) resolver: Arc<SniResolver>,
     provider: Arc<CryptoProvider>,
     spec: Spec,
+    /// Sessions the QUIC side's own session cache keeps.
+    quic_session_cache: usize,
+    /// The QUIC side's TLS config, when the listener serves HTTP/3.
+    quic: arc_swap::ArcSwapOption<quic::QuicCrypto>,
     /// 0-RTT is on: connections go through [`early::EarlyTlsStream`].
     pub(crate) early_data: bool,
     /// Time allowed for the handshake (`None`: the header read timeout).
@@ -257,6 +263,8 @@ impl TlsListener {
             resolver,
             provider,
             spec,
+            quic_session_cache: tls.session_cache.max(256),
+            quic: arc_swap::ArcSwapOption::empty(),
             early_data: tls.early_data,
             handshake_timeout: tls
                 .handshake_timeout
@@ -290,6 +298,7 @@ impl TlsListener {
     /// ticket keys. On error the old config stays in service.
     pub(crate) fn rebuild(&self) -> Result<(), String> {
         let config = build_config(&self.spec, &self.provider, &self.resolver)?;
+        self.rebuild_quic()?;
         self.config.store(Arc::new(config));
         Ok(())
     }

@@ -1,8 +1,7 @@
 //! The Prometheus text exposition format (version 0.0.4), written by hand: the counters are
 //! plain atomics, so a client library would only add a second copy of every value.
 
-use std::fmt::Write as _;
-
+use super::text::{header, sample};
 use super::{BUCKETS_US, Histogram, Registry, process};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,46 +11,6 @@ use rampart_upstream::UpstreamSet;
 
 /// The `Content-Type` of [`encode`]'s output.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Writes `value` as a label value: `\`, `"` and newlines escaped.
-fn escape(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// One sample line: `name{k="v",...} value`.
-pub(super) fn sample(
-    out: &mut String,
-    name: &str,
-    labels: &[(&str, &str)],
-    value: impl std::fmt::Display,
-) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(k);
-            out.push_str("=\"");
-            escape(out, v);
-            out.push('"');
-        }
-        out.push('}');
-    }
-    let _ = writeln!(out, " {value}");
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
-}
 
 fn histogram(out: &mut String, name: &str, label: (&str, &str), h: &Histogram) {
     let (buckets, sum) = h.read();
@@ -89,6 +48,7 @@ pub(crate) fn encode(
     connections(&mut out, registry);
     upstreams(&mut out, sets);
     tls(&mut out, registry);
+    super::quic::encode(&mut out, &registry.quic);
     rejections(&mut out, registry);
     stages(&mut out, registry);
     mirrors(&mut out, registry);

@@ -9,6 +9,8 @@ pub(crate) mod expo;
 pub(crate) mod io;
 mod mirror;
 mod process;
+pub(crate) mod quic;
+mod text;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -42,6 +44,8 @@ pub(crate) const PROTOCOLS: [&str; 4] = ["http1", "h2", "h3", "tcp"];
 pub(crate) const HTTP1: usize = 0;
 /// Index of `h2` in [`PROTOCOLS`].
 pub(crate) const H2: usize = 1;
+/// Index of `h3` in [`PROTOCOLS`].
+pub(crate) const H3: usize = 2;
 /// Index of `tcp` in [`PROTOCOLS`].
 pub(crate) const TCP: usize = 3;
 
@@ -265,6 +269,8 @@ pub(crate) struct Registry {
     pub(crate) started: SystemTime,
     /// TLS counters of every TLS listener, whatever the generation.
     pub(crate) tls: Arc<TlsStats>,
+    /// QUIC counters of every HTTP/3 listener.
+    pub(crate) quic: Arc<quic::QuicStats>,
     pub(crate) tables: Mutex<Tables>,
 }
 
@@ -279,6 +285,7 @@ impl Default for Registry {
             last_success: AtomicI64::new(unix_now()),
             started: SystemTime::now(),
             tls: Arc::default(),
+            quic: Arc::default(),
             tables: Mutex::default(),
         }
     }
