@@ -164,7 +164,11 @@ mod tests {
             let mut frames = 0;
             while let Some(frame) = body.frame().await {
                 let data = frame.unwrap().into_data().unwrap();
-                assert!(data.len() <= 2 * CHUNK, "{encoding:?}: {} bytes", data.len());
+                assert!(
+                    data.len() <= 2 * CHUNK,
+                    "{encoding:?}: {} bytes",
+                    data.len()
+                );
                 out.extend_from_slice(&data);
                 frames += 1;
                 assert!(frames < 10_000);

@@ -43,7 +43,9 @@ impl Encoding {
 
     fn matches(self, name: &[u8]) -> bool {
         match self {
-            Self::Gzip => name.eq_ignore_ascii_case(b"gzip") || name.eq_ignore_ascii_case(b"x-gzip"),
+            Self::Gzip => {
+                name.eq_ignore_ascii_case(b"gzip") || name.eq_ignore_ascii_case(b"x-gzip")
+            }
             Self::Brotli => name.eq_ignore_ascii_case(b"br"),
             Self::Zstd => name.eq_ignore_ascii_case(b"zstd"),
         }
@@ -169,7 +171,14 @@ mod tests {
 
     #[test]
     fn malformed_weights_count_as_zero() {
-        for bad in ["gzip;q=2", "gzip;q=0.1234", "gzip;q=abc", "gzip;q=", "gzip;q=1.5", "gzip;q=-1"] {
+        for bad in [
+            "gzip;q=2",
+            "gzip;q=0.1234",
+            "gzip;q=abc",
+            "gzip;q=",
+            "gzip;q=1.5",
+            "gzip;q=-1",
+        ] {
             assert_eq!(pick(bad, ALL), None, "{bad}");
         }
         assert_eq!(pick("gzip;foo=bar", ALL), Some(Encoding::Gzip));

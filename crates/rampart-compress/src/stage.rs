@@ -43,7 +43,12 @@ pub struct CompressStage {
 impl CompressStage {
     /// A stage offering `offered` (in the server's order of preference) for `types`.
     #[must_use]
-    pub const fn new(offered: Vec<Encoding>, types: TypeList, min_size: u64, levels: Levels) -> Self {
+    pub const fn new(
+        offered: Vec<Encoding>,
+        types: TypeList,
+        min_size: u64,
+        levels: Levels,
+    ) -> Self {
         Self {
             offered,
             types,
@@ -67,7 +72,10 @@ impl CompressStage {
             return false;
         }
         let headers = resp.headers();
-        if headers.contains_key(header::CONTENT_RANGE) || is_encoded(headers) || no_transform(headers) {
+        if headers.contains_key(header::CONTENT_RANGE)
+            || is_encoded(headers)
+            || no_transform(headers)
+        {
             return false;
         }
         if !headers
@@ -253,12 +261,20 @@ fn compile(route: &RouteSpec<'_>, config: &Compress) -> Result<CompressStage, Ve
         offered.push(encoding);
     }
     if offered.is_empty() {
-        errors.push(route.error(None, "compress.algorithms", "list at least one algorithm (or set `compress = false`)"));
+        errors.push(route.error(
+            None,
+            "compress.algorithms",
+            "list at least one algorithm (or set `compress = false`)",
+        ));
     }
     let types = match TypeList::new(config.types.iter().map(|t| t.as_str())) {
         Ok(types) => types,
         Err((i, message)) => {
-            errors.push(route.error(config.types.get(i).map(|t| t.span()), "compress.types", message));
+            errors.push(route.error(
+                config.types.get(i).map(|t| t.span()),
+                "compress.types",
+                message,
+            ));
             TypeList::default()
         }
     };
@@ -272,7 +288,12 @@ fn compile(route: &RouteSpec<'_>, config: &Compress) -> Result<CompressStage, Ve
             errors.push(route.error(
                 Some(level.span()),
                 &format!("compress.levels.{key}"),
-                format!("{} is out of range: expected {} to {}", level.get(), range.start(), range.end()),
+                format!(
+                    "{} is out of range: expected {} to {}",
+                    level.get(),
+                    range.start(),
+                    range.end()
+                ),
             ));
         }
     }
@@ -302,7 +323,10 @@ mod tests {
         vary_accept_encoding(&mut h);
         assert_eq!(h.get_all(header::VARY).iter().count(), 1);
         let mut h = HeaderMap::new();
-        h.insert(header::VARY, HeaderValue::from_static("Origin, Accept-Encoding"));
+        h.insert(
+            header::VARY,
+            HeaderValue::from_static("Origin, Accept-Encoding"),
+        );
         vary_accept_encoding(&mut h);
         assert_eq!(h.get_all(header::VARY).iter().count(), 1);
         let mut h = HeaderMap::new();
@@ -324,11 +348,17 @@ mod tests {
     #[test]
     fn encoded_and_no_transform_responses_are_detected() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("identity"));
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         assert!(!is_encoded(&h));
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         assert!(is_encoded(&h));
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, No-Transform"));
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, No-Transform"),
+        );
         assert!(no_transform(&h));
     }
 }

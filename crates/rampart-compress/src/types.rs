@@ -23,11 +23,21 @@ impl TypeList {
         for (i, entry) in entries.into_iter().enumerate() {
             let lower = entry.trim().to_ascii_lowercase();
             let Some((kind, sub)) = lower.split_once('/') else {
-                return Err((i, format!("{entry:?} is not a media type (`type/subtype` or `type/*`)")));
+                return Err((
+                    i,
+                    format!("{entry:?} is not a media type (`type/subtype` or `type/*`)"),
+                ));
             };
-            let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
+            let token = |s: &str| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+            };
             if !token(kind) || !(sub == "*" || token(sub)) {
-                return Err((i, format!("{entry:?} is not a media type (`type/subtype` or `type/*`)")));
+                return Err((
+                    i,
+                    format!("{entry:?} is not a media type (`type/subtype` or `type/*`)"),
+                ));
             }
             if sub == "*" {
                 list.prefixes.push(format!("{kind}/").into());

@@ -114,12 +114,27 @@ mod tests {
     #[test]
     fn if_none_match_wins_over_dates_and_compares_weakly() {
         let m = Some(at(1_000_000));
-        assert_eq!(evaluate(&headers(&[("if-none-match", TAG)]), TAG, m), Verdict::NotModified);
-        assert_eq!(evaluate(&headers(&[("if-none-match", "W/\"abc-1\"")]), TAG, m), Verdict::NotModified);
-        assert_eq!(evaluate(&headers(&[("if-none-match", "\"x\", \"abc-1\"")]), TAG, m), Verdict::NotModified);
-        assert_eq!(evaluate(&headers(&[("if-none-match", "*")]), TAG, m), Verdict::NotModified);
+        assert_eq!(
+            evaluate(&headers(&[("if-none-match", TAG)]), TAG, m),
+            Verdict::NotModified
+        );
+        assert_eq!(
+            evaluate(&headers(&[("if-none-match", "W/\"abc-1\"")]), TAG, m),
+            Verdict::NotModified
+        );
+        assert_eq!(
+            evaluate(&headers(&[("if-none-match", "\"x\", \"abc-1\"")]), TAG, m),
+            Verdict::NotModified
+        );
+        assert_eq!(
+            evaluate(&headers(&[("if-none-match", "*")]), TAG, m),
+            Verdict::NotModified
+        );
         // A non-matching tag ignores If-Modified-Since.
-        let h = headers(&[("if-none-match", "\"other\""), ("if-modified-since", &http_date(2_000_000))]);
+        let h = headers(&[
+            ("if-none-match", "\"other\""),
+            ("if-modified-since", &http_date(2_000_000)),
+        ]);
         assert_eq!(evaluate(&h, TAG, m), Verdict::Serve);
     }
 
@@ -129,7 +144,10 @@ mod tests {
         let ims = |s| headers(&[("if-modified-since", &http_date(s))]);
         assert_eq!(evaluate(&ims(1_000_000), TAG, m), Verdict::NotModified);
         assert_eq!(evaluate(&ims(999_999), TAG, m), Verdict::Serve);
-        assert_eq!(evaluate(&headers(&[("if-modified-since", "not a date")]), TAG, m), Verdict::Serve);
+        assert_eq!(
+            evaluate(&headers(&[("if-modified-since", "not a date")]), TAG, m),
+            Verdict::Serve
+        );
         let ius = |s| headers(&[("if-unmodified-since", &http_date(s))]);
         assert_eq!(evaluate(&ius(999_999), TAG, m), Verdict::Failed);
         assert_eq!(evaluate(&ius(1_000_000), TAG, m), Verdict::Serve);
@@ -138,10 +156,22 @@ mod tests {
     #[test]
     fn if_match_is_strong() {
         let m = Some(at(1));
-        assert_eq!(evaluate(&headers(&[("if-match", TAG)]), TAG, m), Verdict::Serve);
-        assert_eq!(evaluate(&headers(&[("if-match", "W/\"abc-1\"")]), TAG, m), Verdict::Failed);
-        assert_eq!(evaluate(&headers(&[("if-match", "\"nope\"")]), TAG, m), Verdict::Failed);
-        assert_eq!(evaluate(&headers(&[("if-match", "*")]), TAG, m), Verdict::Serve);
+        assert_eq!(
+            evaluate(&headers(&[("if-match", TAG)]), TAG, m),
+            Verdict::Serve
+        );
+        assert_eq!(
+            evaluate(&headers(&[("if-match", "W/\"abc-1\"")]), TAG, m),
+            Verdict::Failed
+        );
+        assert_eq!(
+            evaluate(&headers(&[("if-match", "\"nope\"")]), TAG, m),
+            Verdict::Failed
+        );
+        assert_eq!(
+            evaluate(&headers(&[("if-match", "*")]), TAG, m),
+            Verdict::Serve
+        );
     }
 
     #[test]
@@ -150,8 +180,20 @@ mod tests {
         assert!(range_applies(&HeaderMap::new(), TAG, m));
         assert!(range_applies(&headers(&[("if-range", TAG)]), TAG, m));
         assert!(!range_applies(&headers(&[("if-range", "\"old\"")]), TAG, m));
-        assert!(!range_applies(&headers(&[("if-range", "W/\"abc-1\"")]), TAG, m));
-        assert!(range_applies(&headers(&[("if-range", &http_date(1_000_000))]), TAG, m));
-        assert!(!range_applies(&headers(&[("if-range", &http_date(999_000))]), TAG, m));
+        assert!(!range_applies(
+            &headers(&[("if-range", "W/\"abc-1\"")]),
+            TAG,
+            m
+        ));
+        assert!(range_applies(
+            &headers(&[("if-range", &http_date(1_000_000))]),
+            TAG,
+            m
+        ));
+        assert!(!range_applies(
+            &headers(&[("if-range", &http_date(999_000))]),
+            TAG,
+            m
+        ));
     }
 }

@@ -26,7 +26,9 @@ pub(crate) fn body(file: Arc<File>, segments: Vec<Segment>) -> Body {
             if let Some((offset, remaining)) = current
                 && remaining > 0
             {
-                let want = usize::try_from(remaining).unwrap_or(READ_CHUNK).min(READ_CHUNK);
+                let want = usize::try_from(remaining)
+                    .unwrap_or(READ_CHUNK)
+                    .min(READ_CHUNK);
                 let read = read_at(Arc::clone(&file), offset, want).await;
                 return match read {
                     Ok(bytes) => {

@@ -80,13 +80,20 @@ pub(crate) fn html(shown: &str, entries: &[Entry], truncated: bool) -> String {
             "<tr><td><a href=\"{}{slash}\">{}{slash}</a></td><td>{}</td><td>{}</td></tr>",
             href(&e.name),
             escape(&e.name),
-            if e.dir { String::new() } else { e.size.to_string() },
+            if e.dir {
+                String::new()
+            } else {
+                e.size.to_string()
+            },
             e.modified.map(httpdate::fmt_http_date).unwrap_or_default(),
         );
     }
     page.push_str("</table>\n");
     if truncated {
-        let _ = writeln!(page, "<p>Only the first {MAX_ENTRIES} entries are listed.</p>");
+        let _ = writeln!(
+            page,
+            "<p>Only the first {MAX_ENTRIES} entries are listed.</p>"
+        );
     }
     page.push_str("</body></html>\n");
     page

@@ -56,7 +56,10 @@ impl MimeTypes {
             .map(|(e, t)| ((*e).to_owned(), (*t).to_owned()))
             .collect();
         for (ext, ty) in extra {
-            by_extension.insert(ext.trim_start_matches('.').to_ascii_lowercase(), ty.to_owned());
+            by_extension.insert(
+                ext.trim_start_matches('.').to_ascii_lowercase(),
+                ty.to_owned(),
+            );
         }
         Self { by_extension }
     }
@@ -88,7 +91,10 @@ mod tests {
 
     #[test]
     fn extensions_map_to_types_and_overrides_win() {
-        let types = MimeTypes::new([("foo", "application/x-foo"), (".js", "application/javascript")]);
+        let types = MimeTypes::new([
+            ("foo", "application/x-foo"),
+            (".js", "application/javascript"),
+        ]);
         assert_eq!(types.of(b"index.HTML"), "text/html; charset=utf-8");
         assert_eq!(types.of(b"app.js"), "application/javascript");
         assert_eq!(types.of(b"a.foo"), "application/x-foo");

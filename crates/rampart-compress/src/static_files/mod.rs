@@ -91,10 +91,15 @@ impl Template {
         if !text.starts_with('/') && !text.starts_with("$uri") {
             return Err(format!("{text:?} must start with `/` or `$uri`"));
         }
-        if text.contains('$') && parts.iter().all(|p| matches!(p, Part::Literal(_))) || text.matches('$').count() != text.matches("$uri").count() {
+        if text.contains('$') && parts.iter().all(|p| matches!(p, Part::Literal(_)))
+            || text.matches('$').count() != text.matches("$uri").count()
+        {
             return Err(format!("{text:?}: the only variable is `$uri`"));
         }
-        if text.split('/').any(|s| s == ".." || s == ".") || text.contains('\\') || text.contains('\0') {
+        if text.split('/').any(|s| s == ".." || s == ".")
+            || text.contains('\\')
+            || text.contains('\0')
+        {
             return Err(format!("{text:?} must not contain `.` or `..` segments"));
         }
         Ok(Self {
@@ -141,27 +146,55 @@ impl StaticFiles {
         let root = match std::fs::canonicalize(&root) {
             Ok(root) if root.is_dir() => root,
             Ok(_) => {
-                errors.push(route.error(Some(config.root.span()), &key("root"), format!("{:?} is not a directory", config.root.get())));
+                errors.push(route.error(
+                    Some(config.root.span()),
+                    &key("root"),
+                    format!("{:?} is not a directory", config.root.get()),
+                ));
                 PathBuf::new()
             }
             Err(e) => {
-                errors.push(route.error(Some(config.root.span()), &key("root"), format!("cannot open {:?}: {e}", config.root.get())));
+                errors.push(route.error(
+                    Some(config.root.span()),
+                    &key("root"),
+                    format!("cannot open {:?}: {e}", config.root.get()),
+                ));
                 PathBuf::new()
             }
         };
         let mut tries = Vec::new();
         let mut last = Last::NotFound;
         if !config.try_files.is_empty() && config.fallback.is_some() {
-            errors.push(route.error(None, &key("fallback"), "give either `fallback` or `try_files`, not both"));
+            errors.push(route.error(
+                None,
+                &key("fallback"),
+                "give either `fallback` or `try_files`, not both",
+            ));
         }
         let entries = &config.try_files;
         for (i, entry) in entries.iter().enumerate() {
             let is_last = i + 1 == entries.len();
             if let Some(code) = entry.strip_prefix('=') {
-                match code.parse::<u16>().ok().filter(|c| (400..=599).contains(c)).and_then(|c| StatusCode::from_u16(c).ok()) {
+                match code
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|c| (400..=599).contains(c))
+                    .and_then(|c| StatusCode::from_u16(c).ok())
+                {
                     Some(status) if is_last => last = Last::Status(status),
-                    Some(_) => errors.push(route.error(Some(entry.span()), &key("try_files"), "a `=status` entry must come last")),
-                    None => errors.push(route.error(Some(entry.span()), &key("try_files"), format!("{:?}: expected `=404` or another 4xx/5xx status", entry.get()))),
+                    Some(_) => errors.push(route.error(
+                        Some(entry.span()),
+                        &key("try_files"),
+                        "a `=status` entry must come last",
+                    )),
+                    None => errors.push(route.error(
+                        Some(entry.span()),
+                        &key("try_files"),
+                        format!(
+                            "{:?}: expected `=404` or another 4xx/5xx status",
+                            entry.get()
+                        ),
+                    )),
                 }
                 continue;
             }
@@ -174,36 +207,66 @@ impl StaticFiles {
         if entries.is_empty() {
             tries = vec![uri_template(false), uri_template(true)];
             if let Some(fallback) = &config.fallback {
-                match Template::parse(fallback).map(|t| (t.parts.iter().any(|p| matches!(p, Part::Uri)), t)) {
+                match Template::parse(fallback)
+                    .map(|t| (t.parts.iter().any(|p| matches!(p, Part::Uri)), t))
+                {
                     Ok((false, t)) => last = Last::File(t),
-                    Ok((true, _)) => errors.push(route.error(Some(fallback.span()), &key("fallback"), "the fallback is one file: `$uri` is for `try_files`")),
+                    Ok((true, _)) => errors.push(route.error(
+                        Some(fallback.span()),
+                        &key("fallback"),
+                        "the fallback is one file: `$uri` is for `try_files`",
+                    )),
                     Err(m) => errors.push(route.error(Some(fallback.span()), &key("fallback"), m)),
                 }
             }
         }
         let mut index = Vec::new();
         for name in &config.index {
-            if name.is_empty() || name.contains('/') || name.as_str() == ".." || name.as_str() == "." {
-                errors.push(route.error(Some(name.span()), &key("index"), format!("{:?} must be a file name", name.get())));
+            if name.is_empty()
+                || name.contains('/')
+                || name.as_str() == ".."
+                || name.as_str() == "."
+            {
+                errors.push(route.error(
+                    Some(name.span()),
+                    &key("index"),
+                    format!("{:?} must be a file name", name.get()),
+                ));
             }
             index.push(name.as_bytes().to_vec());
         }
-        let cache_control = config.cache_control.as_ref().and_then(|cc| match HeaderValue::from_str(cc) {
-            Ok(v) => Some(v),
-            Err(_) => {
-                errors.push(route.error(Some(cc.span()), &key("cache_control"), "invalid header value"));
-                None
-            }
-        });
+        let cache_control =
+            config
+                .cache_control
+                .as_ref()
+                .and_then(|cc| match HeaderValue::from_str(cc) {
+                    Ok(v) => Some(v),
+                    Err(_) => {
+                        errors.push(route.error(
+                            Some(cc.span()),
+                            &key("cache_control"),
+                            "invalid header value",
+                        ));
+                        None
+                    }
+                });
         for (ext, ty) in &config.mime_types {
             if HeaderValue::from_str(ty).is_err() || !ty.contains('/') {
-                errors.push(route.error(Some(ty.span()), &format!("static.mime_types.{ext}"), format!("{:?} is not a media type", ty.get())));
+                errors.push(route.error(
+                    Some(ty.span()),
+                    &format!("static.mime_types.{ext}"),
+                    format!("{:?} is not a media type", ty.get()),
+                ));
             }
         }
         if let Some(prefix) = &config.strip_prefix
             && (!prefix.starts_with('/') || prefix.contains(".."))
         {
-            errors.push(route.error(Some(prefix.span()), &key("strip_prefix"), "must be a path starting with `/`"));
+            errors.push(route.error(
+                Some(prefix.span()),
+                &key("strip_prefix"),
+                "must be a path starting with `/`",
+            ));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -215,14 +278,22 @@ impl StaticFiles {
                 symlinks_outside_root: config.symlinks_outside_root,
                 hidden: config.hidden,
             },
-            strip_prefix: config.strip_prefix.as_ref().map(|p| p.trim_end_matches('/').to_owned()),
+            strip_prefix: config
+                .strip_prefix
+                .as_ref()
+                .map(|p| p.trim_end_matches('/').to_owned()),
             index,
             tries,
             last,
             listing: config.listing,
             cache_control,
             precompressed: config.precompressed,
-            mime: MimeTypes::new(config.mime_types.iter().map(|(e, t)| (e.as_str(), t.as_str()))),
+            mime: MimeTypes::new(
+                config
+                    .mime_types
+                    .iter()
+                    .map(|(e, t)| (e.as_str(), t.as_str())),
+            ),
             files: Arc::new(OpenFiles::new(
                 usize::try_from(*cache.max_entries.get()).unwrap_or(usize::MAX),
                 cache.valid.get(),
@@ -249,7 +320,9 @@ impl StaticFiles {
     /// 416 for failed preconditions and unsatisfiable ranges.
     pub async fn serve(&self, req: &Parts) -> Result<Response<Body>, ProxyError> {
         if req.method != Method::GET && req.method != Method::HEAD {
-            return Err(ProxyError::method_not_allowed(HeaderValue::from_static("GET, HEAD")));
+            return Err(ProxyError::method_not_allowed(HeaderValue::from_static(
+                "GET, HEAD",
+            )));
         }
         let full = req.uri.path();
         let path = match &self.strip_prefix {
@@ -262,7 +335,10 @@ impl StaticFiles {
         let uri = match path::decode(if path.is_empty() { "/" } else { path }, self.rules.hidden) {
             Ok(uri) => uri,
             Err(PathRefusal::Bad(why)) => {
-                return Err(ProxyError::new(ErrorKind::BadRequest, format!("static path {full:?}: {why}")));
+                return Err(ProxyError::new(
+                    ErrorKind::BadRequest,
+                    format!("static path {full:?}: {why}"),
+                ));
             }
             Err(PathRefusal::Hidden) => return Err(not_found(full)),
         };
@@ -342,7 +418,10 @@ impl StaticFiles {
 
 fn uri_template(dir: bool) -> Template {
     Template {
-        parts: vec![Part::Uri, Part::Literal(if dir { b"/".to_vec() } else { Vec::new() })],
+        parts: vec![
+            Part::Uri,
+            Part::Literal(if dir { b"/".to_vec() } else { Vec::new() }),
+        ],
         dir,
         uri_dir: dir,
     }

@@ -27,7 +27,9 @@ pub(crate) fn decode(path: &str, hidden: bool) -> Result<Vec<u8>, PathRefusal> {
         let b = raw[i];
         match b {
             b'%' => {
-                let hex = raw.get(i + 1..i + 3).ok_or(PathRefusal::Bad("truncated percent-encoding"))?;
+                let hex = raw
+                    .get(i + 1..i + 3)
+                    .ok_or(PathRefusal::Bad("truncated percent-encoding"))?;
                 let byte = (hex_value(hex[0]), hex_value(hex[1]));
                 let (Some(hi), Some(lo)) = byte else {
                     return Err(PathRefusal::Bad("invalid percent-encoding"));
@@ -107,8 +109,19 @@ mod tests {
     #[test]
     fn escapes_are_refused() {
         for bad in [
-            "/..", "/../etc/passwd", "/a/../../b", "/%2e%2e/etc", "/%2E%2E%2Fetc", "/a%2fb",
-            "/a%5c..%5cb", "/a\\b", "/a%00b", "/a%zz", "/a%2", "/./a", "/a/.",
+            "/..",
+            "/../etc/passwd",
+            "/a/../../b",
+            "/%2e%2e/etc",
+            "/%2E%2E%2Fetc",
+            "/a%2fb",
+            "/a%5c..%5cb",
+            "/a\\b",
+            "/a%00b",
+            "/a%zz",
+            "/a%2",
+            "/./a",
+            "/a/.",
         ] {
             assert!(
                 matches!(decode(bad, true), Err(PathRefusal::Bad(_))),

@@ -63,7 +63,10 @@ pub(crate) fn parse(value: &[u8], total: u64) -> Ranges {
                 continue;
             }
             let n = n.min(total);
-            ByteRange { start: total - n, len: n }
+            ByteRange {
+                start: total - n,
+                len: n,
+            }
         } else {
             let Some(start) = number(first) else {
                 return Ranges::Whole;
@@ -82,7 +85,10 @@ pub(crate) fn parse(value: &[u8], total: u64) -> Ranges {
                 continue;
             }
             let end = end.map_or(total - 1, |e| e.min(total - 1));
-            ByteRange { start, len: end - start + 1 }
+            ByteRange {
+                start,
+                len: end - start + 1,
+            }
         };
         ranges.push(range);
         if ranges.len() > MAX_RANGES * 4 {
@@ -163,7 +169,10 @@ mod tests {
         assert_eq!(parse(b"bytes=900-", 1000), Ranges::Parts(vec![r(900, 100)]));
         assert_eq!(parse(b"bytes=-100", 1000), Ranges::Parts(vec![r(900, 100)]));
         assert_eq!(parse(b"bytes=-5000", 1000), Ranges::Parts(vec![r(0, 1000)]));
-        assert_eq!(parse(b"bytes=990-5000", 1000), Ranges::Parts(vec![r(990, 10)]));
+        assert_eq!(
+            parse(b"bytes=990-5000", 1000),
+            Ranges::Parts(vec![r(990, 10)])
+        );
     }
 
     #[test]
@@ -172,8 +181,14 @@ mod tests {
             parse(b"bytes=0-9, 20-29", 100),
             Ranges::Parts(vec![r(0, 10), r(20, 10)])
         );
-        assert_eq!(parse(b"bytes=0-9,5-19,20-29", 100), Ranges::Parts(vec![r(0, 30)]));
-        assert_eq!(parse(b"bytes=50-59,0-9", 100), Ranges::Parts(vec![r(0, 10), r(50, 10)]));
+        assert_eq!(
+            parse(b"bytes=0-9,5-19,20-29", 100),
+            Ranges::Parts(vec![r(0, 30)])
+        );
+        assert_eq!(
+            parse(b"bytes=50-59,0-9", 100),
+            Ranges::Parts(vec![r(0, 10), r(50, 10)])
+        );
     }
 
     #[test]
@@ -182,11 +197,22 @@ mod tests {
         assert_eq!(parse(b"bytes=-0", 1000), Ranges::Unsatisfiable);
         assert_eq!(parse(b"bytes=0-0", 0), Ranges::Unsatisfiable);
         assert_eq!(parse(b"bytes=1000-,2000-", 1000), Ranges::Unsatisfiable);
-        for ignored in [&b"items=0-1"[..], b"bytes=5-1", b"bytes=a-b", b"bytes=1", b"bytes=99999999999999999999-"] {
+        for ignored in [
+            &b"items=0-1"[..],
+            b"bytes=5-1",
+            b"bytes=a-b",
+            b"bytes=1",
+            b"bytes=99999999999999999999-",
+        ] {
             assert_eq!(parse(ignored, 1000), Ranges::Whole, "{ignored:?}");
         }
-        let many: String = (0..100).map(|i| format!("{}-{},", i * 10, i * 10 + 1)).collect();
-        assert_eq!(parse(format!("bytes={many}").as_bytes(), 10_000), Ranges::Whole);
+        let many: String = (0..100)
+            .map(|i| format!("{}-{},", i * 10, i * 10 + 1))
+            .collect();
+        assert_eq!(
+            parse(format!("bytes={many}").as_bytes(), 10_000),
+            Ranges::Whole
+        );
     }
 
     #[test]

@@ -46,7 +46,10 @@ impl StaticFiles {
         let mut headers = HeaderMap::new();
         headers.insert(header::ETAG, value(&file.etag));
         if let Some(modified) = file.modified {
-            headers.insert(header::LAST_MODIFIED, value(&httpdate::fmt_http_date(modified)));
+            headers.insert(
+                header::LAST_MODIFIED,
+                value(&httpdate::fmt_http_date(modified)),
+            );
         }
         if let Some(cc) = &self.cache_control {
             headers.insert(header::CACHE_CONTROL, cc.clone());
@@ -66,15 +69,24 @@ impl StaticFiles {
         }
         headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         if let Some(encoding) = encoding {
-            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding.token()));
+            headers.insert(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_static(encoding.token()),
+            );
         }
         let ranges = match req.headers.get(header::RANGE) {
-            Some(asked) if req.method == Method::GET && conditional::range_applies(&req.headers, &file.etag, file.modified) => {
+            Some(asked)
+                if req.method == Method::GET
+                    && conditional::range_applies(&req.headers, &file.etag, file.modified) =>
+            {
                 range::parse(asked.as_bytes(), file.len)
             }
             _ => Ranges::Whole,
         };
-        let whole = ByteRange { start: 0, len: file.len };
+        let whole = ByteRange {
+            start: 0,
+            len: file.len,
+        };
         let (status, segments, length) = match ranges {
             Ranges::Whole => {
                 headers.insert(header::CONTENT_TYPE, value(&content_type));
@@ -82,14 +94,25 @@ impl StaticFiles {
             }
             Ranges::Unsatisfiable => {
                 let mut extra = HeaderMap::new();
-                extra.insert(header::CONTENT_RANGE, value(&format!("bytes */{}", file.len)));
-                return Err(ProxyError::new(ErrorKind::RangeNotSatisfiable, "no satisfiable range").with_headers(extra));
+                extra.insert(
+                    header::CONTENT_RANGE,
+                    value(&format!("bytes */{}", file.len)),
+                );
+                return Err(ProxyError::new(
+                    ErrorKind::RangeNotSatisfiable,
+                    "no satisfiable range",
+                )
+                .with_headers(extra));
             }
             Ranges::Parts(parts) if parts.len() == 1 => {
                 let part = parts[0];
                 headers.insert(header::CONTENT_TYPE, value(&content_type));
                 headers.insert(header::CONTENT_RANGE, value(&part.content_range(file.len)));
-                (StatusCode::PARTIAL_CONTENT, vec![Segment::File(part)], part.len)
+                (
+                    StatusCode::PARTIAL_CONTENT,
+                    vec![Segment::File(part)],
+                    part.len,
+                )
             }
             Ranges::Parts(parts) => {
                 let boundary = format!(
@@ -97,7 +120,8 @@ impl StaticFiles {
                     fastish_hash(&file.etag),
                     BOUNDARY_COUNTER.fetch_add(1, Ordering::Relaxed)
                 );
-                let (segments, length) = range::multipart(&parts, file.len, &content_type, &boundary);
+                let (segments, length) =
+                    range::multipart(&parts, file.len, &content_type, &boundary);
                 headers.insert(
                     header::CONTENT_TYPE,
                     value(&format!("multipart/byteranges; boundary={boundary}")),
@@ -118,7 +142,11 @@ impl StaticFiles {
     }
 
     /// The precompressed sibling of `relative` the client prefers, among those that exist.
-    async fn sibling(&self, headers: &HeaderMap, relative: &Path) -> Option<(Arc<OpenFile>, Encoding)> {
+    async fn sibling(
+        &self,
+        headers: &HeaderMap,
+        relative: &Path,
+    ) -> Option<(Arc<OpenFile>, Encoding)> {
         let mut offered: Vec<Encoding> = SIBLINGS.to_vec();
         // Bounded: each turn removes one coding.
         while let Some(encoding) = choose(headers, &offered) {
@@ -135,7 +163,12 @@ impl StaticFiles {
 }
 
 /// A listing of a directory shown as `shown`, as JSON or HTML by the request's `Accept`.
-pub(super) fn listing(req: &Parts, shown: &str, entries: &[Entry], truncated: bool) -> Response<Body> {
+pub(super) fn listing(
+    req: &Parts,
+    shown: &str,
+    entries: &[Entry],
+    truncated: bool,
+) -> Response<Body> {
     let accept = req
         .headers
         .get(header::ACCEPT)
@@ -144,13 +177,23 @@ pub(super) fn listing(req: &Parts, shown: &str, entries: &[Entry], truncated: bo
     let (text, content_type) = if wants_json {
         (listing::json(entries, truncated), "application/json")
     } else {
-        (listing::html(shown, entries, truncated), "text/html; charset=utf-8")
+        (
+            listing::html(shown, entries, truncated),
+            "text/html; charset=utf-8",
+        )
     };
     let length = text.len();
-    let mut resp = Response::new(if req.method == Method::HEAD { Body::Empty } else { Body::full(text) });
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    let mut resp = Response::new(if req.method == Method::HEAD {
+        Body::Empty
+    } else {
+        Body::full(text)
+    });
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
 }
 
