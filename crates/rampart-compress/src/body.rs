@@ -173,7 +173,7 @@ mod tests {
                 frames += 1;
                 assert!(frames < 10_000);
             }
-            assert!(body.is_end_stream());
+            assert!(http_body::Body::is_end_stream(&body));
             assert_eq!(decode(encoding, &out), text, "{encoding:?}");
         }
     }

@@ -271,7 +271,7 @@ fn compile(route: &RouteSpec<'_>, config: &Compress) -> Result<CompressStage, Ve
         Ok(types) => types,
         Err((i, message)) => {
             errors.push(route.error(
-                config.types.get(i).map(|t| t.span()),
+                config.types.get(i).map(rampart_config::Located::span),
                 "compress.types",
                 message,
             ));

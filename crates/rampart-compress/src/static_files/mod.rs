@@ -80,7 +80,7 @@ impl Template {
         let mut rest = text;
         while let Some(at) = rest.find("$uri") {
             if at > 0 {
-                parts.push(Part::Literal(rest[..at].as_bytes().to_vec()));
+                parts.push(Part::Literal(rest.as_bytes()[..at].to_vec()));
             }
             parts.push(Part::Uri);
             rest = &rest[at + 4..];
