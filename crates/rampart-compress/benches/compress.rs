@@ -13,7 +13,9 @@ use rampart_compress::{CHUNK, Encoder, Encoding};
 
 /// 1 MiB of an API's JSON: records with ids, names, timestamps and free text.
 fn corpus() -> Vec<u8> {
-    let words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"];
+    let words = [
+        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+    ];
     let mut out = String::with_capacity(1 << 20);
     out.push('[');
     let mut i: u64 = 0;
