@@ -72,7 +72,7 @@ impl Drop for ShapingOrigin {
     }
 }
 
-fn query_value<'a>(query: &'a str, name: &str) -> Option<String> {
+fn query_value(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
         (k == name).then(|| {
@@ -309,7 +309,7 @@ async fn responses_that_must_stay_as_they_are_do() {
             continue;
         }
         if method == "GET" && resp.status == 200 {
-            let len = path.contains("len=100").then_some(100).unwrap_or(4096);
+            let len = if path.contains("len=100") { 100 } else { 4096 };
             assert_eq!(resp.body, text(len), "{what}");
         }
     }

@@ -384,3 +384,57 @@ compress = true
     );
     assert_eq!(crate::compress::decode("gzip", &gz.body), js);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_and_compressed_files_are_served_over_http2() {
+    let site = site();
+    let root = site.0.join("www");
+    let gw = TestGateway::builder(format!(
+        r#"
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[[routes]]
+name = "site"
+path_prefix = "/"
+static = {{ root = {:?} }}
+compress = true
+"#,
+        root.display().to_string()
+    ))
+    .start();
+    let client = rampart_testkit::reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .timeout(WAIT)
+        .build()
+        .unwrap();
+    let js = std::fs::read(root.join("assets/app.js")).unwrap();
+    let url = gw.url("public", "/assets/app.js");
+    let plain = client.get(&url).send().await.unwrap();
+    assert_eq!(plain.version(), http::Version::HTTP_2);
+    assert_eq!(plain.headers()["content-length"], "2000");
+    assert_eq!(plain.bytes().await.unwrap(), js);
+    let head = client.head(&url).send().await.unwrap();
+    assert_eq!(head.headers()["content-length"], "2000");
+    let packed = client
+        .get(&url)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(packed.headers()["content-encoding"], "gzip");
+    assert_eq!(
+        crate::compress::decode("gzip", &packed.bytes().await.unwrap()),
+        js
+    );
+    let ranged = client
+        .get(&url)
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(ranged.bytes().await.unwrap(), js[..10]);
+}
