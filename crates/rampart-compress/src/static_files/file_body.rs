@@ -54,6 +54,32 @@ pub(crate) fn body(file: Arc<File>, segments: Vec<Segment>) -> Body {
     Body::boxed(StreamBody::new(chunks))
 }
 
+/// A body of `segments` cut from `content`, a whole file already in memory.
+pub(crate) fn from_memory(content: &Bytes, segments: &[Segment]) -> Body {
+    let slice = |range: super::range::ByteRange| {
+        let start = usize::try_from(range.start)
+            .unwrap_or(usize::MAX)
+            .min(content.len());
+        let end = usize::try_from(range.start + range.len)
+            .unwrap_or(usize::MAX)
+            .min(content.len());
+        content.slice(start..end)
+    };
+    match segments {
+        [Segment::File(range)] => Body::full(slice(*range)),
+        _ => {
+            let mut out = BytesMut::new();
+            for segment in segments {
+                match segment {
+                    Segment::Bytes(bytes) => out.extend_from_slice(bytes),
+                    Segment::File(range) => out.extend_from_slice(&slice(*range)),
+                }
+            }
+            Body::full(out.freeze())
+        }
+    }
+}
+
 /// Reads exactly `len` bytes at `offset` (fewer only at a shrunk file's end: an error).
 async fn read_at(file: Arc<File>, offset: u64, len: usize) -> Result<Bytes, BoxError> {
     let read = tokio::task::spawn_blocking(move || {

@@ -10,10 +10,12 @@
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
 
 use super::path::has_hidden_component;
 
@@ -46,6 +48,11 @@ pub(crate) struct OpenFile {
     pub(crate) modified: Option<SystemTime>,
     /// The strong entity tag of this version (`"mtime-len"` in hex).
     pub(crate) etag: String,
+    /// `Last-Modified`, formatted once.
+    pub(crate) last_modified: Option<String>,
+    /// The whole content of a file of at most [`SMALL_FILE`] bytes, read when it was opened
+    /// (a cached small file is then answered without a read).
+    pub(crate) content: Option<Bytes>,
     /// Device and inode, to notice a file replaced under the same name.
     identity: (u64, u64),
 }
@@ -90,6 +97,18 @@ fn check_inside(rules: &Rules, real: &Path) -> Result<(), Miss> {
     }
 }
 
+/// Files up to this size are kept in memory with their open-file entry.
+pub(crate) const SMALL_FILE: u64 = 16 * 1024;
+
+/// All `len` bytes of `file`, or `None` if it does not have exactly that many now.
+fn read_whole(file: &File, len: u64) -> Option<Bytes> {
+    let mut buf = vec![0u8; usize::try_from(len).ok()?];
+    file.read_exact_at(&mut buf, 0).ok()?;
+    // One byte more would mean the file grew since its length was taken.
+    let mut probe = [0u8; 1];
+    matches!(file.read_at(&mut probe, len), Ok(0)).then(|| Bytes::from(buf))
+}
+
 /// `O_NONBLOCK`: opening a FIFO must not wait for a writer (regular files ignore it).
 const O_NONBLOCK: i32 = 0o4000;
 
@@ -116,6 +135,9 @@ fn open(rules: &Rules, real: &Path) -> Result<OpenFile, Miss> {
 
 impl OpenFile {
     fn new(file: File, meta: &Metadata) -> Self {
+        let content = (meta.len() <= SMALL_FILE)
+            .then(|| read_whole(&file, meta.len()))
+            .flatten();
         let modified = meta.modified().ok();
         let stamp = modified
             .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
@@ -130,6 +152,8 @@ impl OpenFile {
                 stamp.subsec_micros(),
                 meta.len()
             ),
+            last_modified: modified.map(httpdate::fmt_http_date),
+            content,
             identity: (meta.dev(), meta.ino()),
         }
     }

@@ -45,11 +45,8 @@ impl StaticFiles {
         };
         let mut headers = HeaderMap::new();
         headers.insert(header::ETAG, value(&file.etag));
-        if let Some(modified) = file.modified {
-            headers.insert(
-                header::LAST_MODIFIED,
-                value(&httpdate::fmt_http_date(modified)),
-            );
+        if let Some(modified) = &file.last_modified {
+            headers.insert(header::LAST_MODIFIED, value(modified));
         }
         if let Some(cc) = &self.cache_control {
             headers.insert(header::CACHE_CONTROL, cc.clone());
@@ -132,6 +129,8 @@ impl StaticFiles {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
         let body = if req.method == Method::HEAD || length == 0 {
             Body::Empty
+        } else if let Some(content) = &file.content {
+            file_body::from_memory(content, &segments)
         } else {
             file_body::body(Arc::clone(&file.file), segments)
         };

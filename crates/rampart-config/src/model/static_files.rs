@@ -51,7 +51,7 @@ pub struct StaticFiles {
     /// "application/manifest+json" }`).
     #[serde(default)]
     pub mime_types: BTreeMap<String, Located<String>>,
-    /// The open-file cache: files kept open with their metadata.
+    /// The open-file cache: files kept open with their metadata (and small files' content).
     #[serde(default)]
     pub open_file_cache: OpenFileCache,
 }
