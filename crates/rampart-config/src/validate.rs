@@ -393,12 +393,13 @@ impl Checker<'_> {
             r.redirect.as_ref().map(|_| "redirect"),
             r.respond.as_ref().map(|_| "respond"),
             r.echo.then_some("echo"),
+            r.static_files.as_ref().map(|_| "static"),
         ]
         .into_iter()
         .flatten()
         .collect();
         match handlers.len() {
-            0 => self.at(&r.name, path, "a route needs exactly one handler: `upstream`, `redirect`, `respond` or `echo = true`"),
+            0 => self.at(&r.name, path, "a route needs exactly one handler: `upstream`, `redirect`, `respond`, `static` or `echo = true`"),
             1 => {}
             _ => self.at(&r.name, path, format!("a route takes exactly one handler; found {}", handlers.join(", "))),
         }

@@ -99,6 +99,15 @@ pub enum ErrorKind {
     /// The upstream's circuit is open after repeated failures: requests fail fast until a
     /// trial succeeds (503 with `Retry-After`).
     CircuitOpen,
+    /// A static-file route has no file for the request path (or it is hidden).
+    FileNotFound,
+    /// A static-file route found something it must not serve (a link out of its root, a
+    /// device or other non-regular file).
+    FileForbidden,
+    /// A precondition of the request (`If-Match`, `If-Unmodified-Since`) did not hold.
+    PreconditionFailed,
+    /// No range of the request's `Range` lies within the file (416 with `Content-Range`).
+    RangeNotSatisfiable,
 }
 
 impl ErrorKind {
@@ -121,7 +130,10 @@ impl ErrorKind {
             Self::HeaderReadTimeout | Self::BodyTooSlow | Self::SendTimeout => {
                 StatusCode::REQUEST_TIMEOUT
             }
-            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::NoRoute | Self::FileNotFound => StatusCode::NOT_FOUND,
+            Self::FileForbidden => StatusCode::FORBIDDEN,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::NoTarget
             | Self::RateLimitUnavailable
             | Self::UpstreamOverloaded
@@ -189,6 +201,10 @@ impl ErrorKind {
             Self::SendTimeout => "send_timeout",
             Self::ProxyProtocolMissing => "proxy_protocol_missing",
             Self::ProxyProtocolInvalid => "proxy_protocol_invalid",
+            Self::FileNotFound => "file_not_found",
+            Self::FileForbidden => "file_forbidden",
+            Self::PreconditionFailed => "precondition_failed",
+            Self::RangeNotSatisfiable => "range_not_satisfiable",
         }
     }
 
@@ -204,6 +220,10 @@ impl ErrorKind {
             Self::HeaderReadTimeout => "The request took too long to arrive.",
             Self::ClientBodyError => "The request body could not be read.",
             Self::NoRoute => "No route matches this request.",
+            Self::FileNotFound => "Not found.",
+            Self::FileForbidden => "Access to this file is forbidden.",
+            Self::PreconditionFailed => "A precondition of the request did not hold.",
+            Self::RangeNotSatisfiable => "The requested range is not satisfiable.",
             Self::NoTarget => "The service is unavailable.",
             Self::UpstreamOverloaded => "The service is overloaded; retry later.",
             Self::CircuitOpen => "The service is failing; retry later.",
@@ -263,7 +283,11 @@ impl ErrorKind {
             | Self::BodyTooSlow
             | Self::SendTimeout
             | Self::ProxyProtocolMissing
-            | Self::ProxyProtocolInvalid => Side::Client,
+            | Self::ProxyProtocolInvalid
+            | Self::FileNotFound
+            | Self::FileForbidden
+            | Self::PreconditionFailed
+            | Self::RangeNotSatisfiable => Side::Client,
             Self::UpstreamConnect
             | Self::UpstreamConnectTimeout
             | Self::UpstreamTls

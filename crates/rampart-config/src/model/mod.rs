@@ -4,6 +4,7 @@
 //! checks may need to point at are [`Located`].
 
 mod balance;
+mod compress;
 mod decompress;
 mod discovery;
 mod headers;
@@ -15,6 +16,7 @@ mod ratelimit;
 mod route;
 mod security;
 mod settings;
+mod static_files;
 mod tls;
 mod traffic;
 mod upstream;
@@ -23,6 +25,7 @@ pub use balance::{
     Balance, CircuitBreaker, HealthCheck, HealthCheckKind, Outlier, Retry, RouteRetry, Sticky,
     Weights,
 };
+pub use compress::{Compress, CompressAlgorithm, CompressLevels, DEFAULT_COMPRESS_TYPES};
 pub use decompress::Decompress;
 pub use discovery::{AddressFamily, Discovery};
 pub use headers::{Cors, HeaderEdits, OriginPattern, SecurityHeaders, SecurityHsts};
@@ -44,6 +47,7 @@ pub use settings::{
     AccessLogFormat, AccessLogSection, LimitsSection, LogFormat, LogSection, ServerSection,
     TimeoutsSection,
 };
+pub use static_files::{OpenFileCache, StaticFiles};
 pub use tls::{
     ClientAuth, ClientCertHeaders, ClientCertRequirement, Hsts, ListenerTls, Passthrough,
     RedirectHttps, TlsCertificate, TlsVersion, UpstreamTls,

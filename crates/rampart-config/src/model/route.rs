@@ -7,9 +7,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::model::balance::RouteRetry;
+use crate::model::compress::Compress;
 use crate::model::decompress::Decompress;
 use crate::model::headers::{Cors, HeaderEdits, SecurityHeaders};
 use crate::model::security::AccessRules;
+use crate::model::static_files::StaticFiles;
 use crate::model::tls::ClientCertRequirement;
 use crate::model::traffic::{Fallback, Fault, Mirror, Split};
 use crate::units::{ByteSize, HumanDuration};
@@ -67,6 +69,9 @@ pub struct Route {
     /// Handler: answer with a JSON description of the request (method, path, headers, client).
     #[serde(default)]
     pub echo: bool,
+    /// Handler: serve files from a directory.
+    #[serde(default, rename = "static")]
+    pub static_files: Option<StaticFiles>,
     /// Path and host rewrites applied before forwarding.
     #[serde(default)]
     pub rewrite: Option<Rewrite>,
@@ -77,6 +82,9 @@ pub struct Route {
     /// to the stages that read bodies), within size and ratio caps. Off by default.
     #[serde(default)]
     pub decompress: Option<Decompress>,
+    /// Compress responses (gzip, brotli, zstd) for clients that accept it. Off by default.
+    #[serde(default)]
+    pub compress: Option<Compress>,
     /// Overrides the upstream's `request_timeout` for this route.
     #[serde(default)]
     pub timeout: Option<HumanDuration>,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use http::{Request, Response};
+use rampart_compress::CompressStages;
 use rampart_core::{
     Body, Flow, Outcome, Phases, ProxyError, RequestCtx, Stage, StageFactory, StageFuture,
 };
@@ -41,6 +42,7 @@ impl StageRegistry {
             Arc::new(MethodStages),
             Arc::new(BodyLimitStages),
             Arc::new(DecompressStages),
+            Arc::new(CompressStages),
             Arc::new(FaultStages),
             Arc::new(SplitStages),
             Arc::new(RewriteStages),

@@ -1,5 +1,5 @@
 //! Compiling one route: its stages from every registered stage factory, in the registry's
-//! order, and its handler (proxy, redirect, fixed response, echo).
+//! order, and its handler (proxy, redirect, fixed response, echo, static files).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -104,6 +104,15 @@ fn handler(
         RespondSpec::new(respond)
             .map(Handler::Respond)
             .map_err(|m| spec.error(Some(respond.status.span()), "respond", m))
+    } else if let Some(files) = &r.static_files {
+        rampart_compress::StaticFiles::compile(spec, files)
+            .map(|files| Handler::Static(Arc::new(files)))
+            .map_err(|errors| {
+                errors
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| spec.error(None, "static", "invalid static handler"))
+            })
     } else {
         Ok(Handler::Echo)
     }

@@ -62,6 +62,8 @@ pub(crate) enum Handler {
     Respond(RespondSpec),
     /// Answer with a JSON description of the request.
     Echo,
+    /// Serve files from a directory.
+    Static(Arc<rampart_compress::StaticFiles>),
 }
 
 impl Handler {
@@ -122,6 +124,7 @@ impl Handler {
             Self::Redirect(r) => r.summary(),
             Self::Respond(r) => r.summary(),
             Self::Echo => "echo the request as JSON".to_owned(),
+            Self::Static(files) => files.summary(),
         }
     }
 
@@ -162,6 +165,10 @@ impl Handler {
             Self::Redirect(r) => Ok(Box::new(r.respond(&req, ctx))),
             Self::Respond(r) => Ok(Box::new(r.respond())),
             Self::Echo => echo::run(req, ctx).await.map(Box::new),
+            Self::Static(files) => {
+                let (parts, _) = req.into_parts();
+                files.serve(&parts).await.map(Box::new)
+            }
         }
     }
 }
