@@ -4,6 +4,7 @@
 //! checks may need to point at are [`Located`].
 
 mod balance;
+mod cache;
 mod decompress;
 mod discovery;
 mod headers;
@@ -21,6 +22,7 @@ pub use balance::{
     Balance, CircuitBreaker, HealthCheck, HealthCheckKind, Outlier, Retry, RouteRetry, Sticky,
     Weights,
 };
+pub use cache::{CacheRules, CacheSection, RouteCache};
 pub use decompress::Decompress;
 pub use discovery::{AddressFamily, Discovery};
 pub use headers::{Cors, HeaderEdits, OriginPattern, SecurityHeaders, SecurityHsts};
@@ -108,6 +110,9 @@ pub struct RawConfig {
     /// How config changes are picked up while running.
     #[serde(default)]
     pub reload: ReloadSection,
+    /// The shared response store of routes with `cache`.
+    #[serde(default)]
+    pub cache: CacheSection,
 }
 
 /// The top-level sections a config file may contain.
@@ -129,4 +134,5 @@ pub const SECTIONS: &[&str] = &[
     "audit_log",
     "admin",
     "reload",
+    "cache",
 ];

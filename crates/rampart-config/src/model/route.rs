@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::model::balance::RouteRetry;
+use crate::model::cache::RouteCache;
 use crate::model::decompress::Decompress;
 use crate::model::headers::{Cors, HeaderEdits, SecurityHeaders};
 use crate::model::security::AccessRules;
@@ -103,6 +104,10 @@ pub struct Route {
     /// Only clients whose verified TLS certificate matches may use this route (403 otherwise).
     #[serde(default)]
     pub client_cert: Option<Located<ClientCertRequirement>>,
+    /// Store and serve this route's responses from the shared cache (RFC 9111). Off by
+    /// default.
+    #[serde(default)]
+    pub cache: Option<RouteCache>,
 }
 
 /// A header predicate: `value` (exact), `regex`, or neither (the header must be present);

@@ -5,6 +5,7 @@
 //!
 //! Imports only `observe` among the rooms; `http` (and later `h3`) and `listen` call into it.
 
+pub(crate) mod behind;
 pub(crate) mod checks;
 pub(crate) mod client_body;
 pub(crate) mod finish;

@@ -40,6 +40,7 @@ impl StageRegistry {
             Arc::new(MethodStages),
             Arc::new(BodyLimitStages),
             Arc::new(DecompressStages),
+            Arc::new(rampart_cache::CacheStages),
             Arc::new(RewriteStages),
             Arc::new(HeaderEditStages),
             Arc::new(SecurityHeaderStages),
@@ -141,6 +142,30 @@ impl RouteStages {
                 StageFuture::Ready(decided) => decided,
                 StageFuture::Pending(pending) => pending.await,
             };
+            if let Some(answer) = settle(slot, decided, ctx)? {
+                return Ok(Some(answer));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The index among the request-head stages of the one that answered (recorded in `ctx`).
+    pub(crate) fn answered_at(&self, ctx: &RequestCtx) -> Option<usize> {
+        let name = ctx.stage?;
+        self.request
+            .iter()
+            .position(|slot| slot.stage.name() == name)
+    }
+
+    /// Request head from the stage at `start` on; `Some` when one answered.
+    pub(crate) async fn on_request_from(
+        &self,
+        start: usize,
+        req: &mut Request<Body>,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Box<Response<Body>>>, ProxyError> {
+        for slot in self.request.iter().skip(start) {
+            let decided = slot.stage.on_request(req, ctx).resolve().await;
             if let Some(answer) = settle(slot, decided, ctx)? {
                 return Ok(Some(answer));
             }
