@@ -20,6 +20,8 @@ pub(crate) struct ResponseDirectives {
     pub(crate) public: bool,
     pub(crate) must_revalidate: bool,
     pub(crate) proxy_revalidate: bool,
+    /// `must-understand`: store only statuses whose caching rules are known.
+    pub(crate) must_understand: bool,
     pub(crate) max_age: Option<u64>,
     pub(crate) s_maxage: Option<u64>,
     pub(crate) stale_while_revalidate: Option<u64>,
@@ -44,6 +46,7 @@ impl ResponseDirectives {
                     "public" => d.public = true,
                     "must-revalidate" => d.must_revalidate = true,
                     "proxy-revalidate" => d.proxy_revalidate = true,
+                    "must-understand" => d.must_understand = true,
                     "max-age" => first(&mut d.max_age, arg, &mut d.invalid_freshness),
                     "s-maxage" => first(&mut d.s_maxage, arg, &mut d.invalid_freshness),
                     "stale-while-revalidate" => {

@@ -123,7 +123,8 @@ impl Entry {
     }
 
     /// This entry updated by a `304 Not Modified` (RFC 9111 §4.3.4): the 304's fields replace
-    /// the stored ones (but for framing fields), and the age starts again.
+    /// the stored ones (but for framing fields and those describing the stored body, such as
+    /// its `ETag`), and the age starts again.
     pub(crate) fn refreshed(
         &self,
         not_modified: &HeaderMap,
@@ -135,7 +136,12 @@ impl Entry {
         for name in not_modified.keys() {
             if matches!(
                 name.as_str(),
-                "content-length" | "content-encoding" | "transfer-encoding" | "content-range"
+                "content-length"
+                    | "content-encoding"
+                    | "transfer-encoding"
+                    | "content-range"
+                    | "content-md5"
+                    | "etag"
             ) {
                 continue;
             }
@@ -370,13 +376,28 @@ pub(crate) fn lifetime(
     0
 }
 
-/// `corrected_initial_age` (RFC 9111 §4.2.3), in seconds.
+/// The `Age` value: `Some(0)` without one, `None` when it is not one delta-seconds value
+/// (several, negative, fractional, with a suffix), which makes the response stale.
+fn age_value(headers: &HeaderMap) -> Option<u64> {
+    let mut all = headers.get_all(header::AGE).iter();
+    let Some(first) = all.next() else {
+        return Some(0);
+    };
+    if all.next().is_some() {
+        return None;
+    }
+    let text = first.to_str().ok()?.trim();
+    if text.starts_with('"') {
+        return None;
+    }
+    delta_seconds(text)
+}
+
+/// `corrected_initial_age` (RFC 9111 §4.2.3), in seconds; [`MAX_DELTA`] for an invalid `Age`.
 fn initial_age(headers: &HeaderMap, request_time: SystemTime, response_time: SystemTime) -> u64 {
-    let age_value = headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(delta_seconds)
-        .unwrap_or(0);
+    let Some(age_value) = age_value(headers) else {
+        return MAX_DELTA;
+    };
     let apparent =
         date_of(headers, &header::DATE).map_or(0, |date| seconds_between(date, response_time));
     let delay = seconds_between(request_time, response_time);
@@ -452,6 +473,27 @@ mod tests {
             ..RequestDirectives::default()
         };
         assert_eq!(e.reuse(&old, SystemTime::now()), Reuse::Revalidate);
+    }
+
+    #[test]
+    fn an_invalid_or_repeated_age_makes_the_response_stale() {
+        for age in ["abc", "-1", "1.5", "7200;x=1", "0, 0"] {
+            let e = entry(&[("age", age), ("cache-control", "max-age=3600")], 200);
+            assert_eq!(
+                e.reuse(&RequestDirectives::default(), SystemTime::now()),
+                Reuse::Revalidate,
+                "{age}"
+            );
+        }
+        let twice = entry(
+            &[
+                ("age", "0"),
+                ("age", "0"),
+                ("cache-control", "max-age=3600"),
+            ],
+            200,
+        );
+        assert!(twice.staleness(SystemTime::now()) > 0);
     }
 
     #[test]

@@ -19,6 +19,11 @@ use crate::stage::{CacheStage, Miss, State};
 use crate::store::Purge;
 use crate::tee::{Pending, Tee};
 
+/// Statuses whose caching rules this cache knows (for `must-understand`).
+const UNDERSTOOD: [u16; 16] = [
+    200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 421, 451, 501,
+];
+
 impl CacheStage {
     /// The response side of `state`.
     pub(crate) fn complete(&self, state: State, resp: &mut Response<Body>, ctx: &mut RequestCtx) {
@@ -154,7 +159,16 @@ impl CacheStage {
             return None;
         }
         let d = ResponseDirectives::parse(headers);
-        if d.no_store || d.private {
+        if d.must_understand {
+            // RFC 9111 §5.2.2.3: stored only for a status whose rules are known, and then
+            // in spite of `no-store`.
+            if !UNDERSTOOD.contains(&status.as_u16()) {
+                return None;
+            }
+        } else if d.no_store {
+            return None;
+        }
+        if d.private {
             return None;
         }
         if miss.authorized && !(d.public || d.s_maxage.is_some() || d.must_revalidate) {
