@@ -6,6 +6,10 @@
 use http::HeaderMap;
 use http::header::{self, HeaderValue};
 
+/// The response field with directives for gateway caches only (W3C Edge Architecture); it is
+/// not passed on to clients.
+pub(crate) const SURROGATE_CONTROL: &str = "surrogate-control";
+
 /// The largest delta-seconds value kept; larger ones are read as this (RFC 9111 §1.2.2).
 pub(crate) const MAX_DELTA: u64 = 1 << 31;
 
@@ -31,12 +35,18 @@ pub(crate) struct ResponseDirectives {
 }
 
 impl ResponseDirectives {
-    /// Reads every `Cache-Control` field of `headers` (and `Pragma: no-cache` when there is
-    /// none).
+    /// Reads every `Surrogate-Control` field of `headers`, which speaks to gateway caches and
+    /// takes precedence, or else every `Cache-Control` field (and `Pragma: no-cache` when
+    /// there is none).
     pub(crate) fn parse(headers: &HeaderMap) -> Self {
         let mut d = Self::default();
         let mut any = false;
-        for value in headers.get_all(header::CACHE_CONTROL) {
+        let field = if headers.contains_key(SURROGATE_CONTROL) {
+            SURROGATE_CONTROL
+        } else {
+            header::CACHE_CONTROL.as_str()
+        };
+        for value in headers.get_all(field) {
             any = true;
             for (name, arg) in directives(value) {
                 match name.to_ascii_lowercase().as_str() {
@@ -204,6 +214,16 @@ mod tests {
             Some(MAX_DELTA)
         );
         assert_eq!(response("max-age=-1").max_age, None);
+    }
+
+    #[test]
+    fn surrogate_control_takes_precedence() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(SURROGATE_CONTROL, HeaderValue::from_static("max-age=60"));
+        let d = ResponseDirectives::parse(&h);
+        assert!(!d.no_store);
+        assert_eq!(d.max_age, Some(60));
     }
 
     #[test]

@@ -10,7 +10,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use rampart_core::Body;
 
-use crate::directives::{MAX_DELTA, RequestDirectives, ResponseDirectives, delta_seconds};
+use crate::directives::{
+    MAX_DELTA, RequestDirectives, ResponseDirectives, SURROGATE_CONTROL, delta_seconds,
+};
 
 /// Bytes counted for one object beyond its body and header bytes (the entry, its maps).
 pub(crate) const OBJECT_OVERHEAD: usize = 512;
@@ -242,6 +244,7 @@ impl Entry {
         let mut resp = Response::new(body);
         *resp.status_mut() = self.status;
         *resp.headers_mut() = self.headers.clone();
+        resp.headers_mut().remove(SURROGATE_CONTROL);
         resp.headers_mut()
             .insert(header::AGE, HeaderValue::from(self.age(now)));
         if head {

@@ -4,13 +4,16 @@
 //! or the client left. Waiters then look the object up again, and go upstream themselves when
 //! it is still not there.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::store::CacheStore;
+/// The requests in flight, by object (key and variant values).
+#[derive(Debug, Default)]
+pub(crate) struct Flights(Mutex<HashMap<Box<str>, Arc<Flight>>>);
 
 /// One in-flight request that others may wait for.
 #[derive(Debug, Default)]
@@ -21,7 +24,7 @@ pub(crate) struct Flight {
 
 /// The request that others wait for; dropping it lets them go.
 pub(crate) struct Leader {
-    store: CacheStore,
+    flights: Arc<Flights>,
     key: Box<str>,
     flight: Arc<Flight>,
 }
@@ -41,18 +44,15 @@ pub(crate) enum Join {
 }
 
 /// Leads the requests for `key`, or joins the one in flight.
-pub(crate) fn join(store: &CacheStore, key: &str) -> Join {
-    let mut flights = store
-        .flights()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+pub(crate) fn join(table: &Arc<Flights>, key: &str) -> Join {
+    let mut flights = table.0.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(flight) = flights.get(key) {
         return Join::Wait(Arc::clone(flight));
     }
     let flight = Arc::new(Flight::default());
     flights.insert(Box::from(key), Arc::clone(&flight));
     Join::Lead(Leader {
-        store: store.clone(),
+        flights: Arc::clone(table),
         key: Box::from(key),
         flight,
     })
@@ -60,8 +60,8 @@ pub(crate) fn join(store: &CacheStore, key: &str) -> Join {
 
 /// Leads the requests for `key` when none is in flight (a background refresh); `None` when
 /// one is.
-pub(crate) fn try_lead(store: &CacheStore, key: &str) -> Option<Leader> {
-    match join(store, key) {
+pub(crate) fn try_lead(table: &Arc<Flights>, key: &str) -> Option<Leader> {
+    match join(table, key) {
         Join::Lead(leader) => Some(leader),
         Join::Wait(_) => None,
     }
@@ -82,10 +82,10 @@ impl Drop for Leader {
     fn drop(&mut self) {
         {
             let mut flights = self
-                .store
-                .flights()
+                .flights
+                .0
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                .unwrap_or_else(PoisonError::into_inner);
             if flights
                 .get(&*self.key)
                 .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
@@ -104,7 +104,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiters_are_released_when_the_leader_goes() {
-        let store = CacheStore::new(1 << 20);
+        let store = Arc::new(Flights::default());
         let Join::Lead(leader) = join(&store, "k") else {
             panic!("first joiner leads")
         };
@@ -121,7 +121,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wait_is_bounded() {
-        let store = CacheStore::new(1 << 20);
+        let store = Arc::new(Flights::default());
         let _leader = try_lead(&store, "k").unwrap();
         let Join::Wait(flight) = join(&store, "k") else {
             panic!("waits")

@@ -13,7 +13,7 @@ use http_body::Body as _;
 use rampart_core::{Body, RequestCtx};
 
 use crate::conditional::{self, Decision};
-use crate::directives::ResponseDirectives;
+use crate::directives::{ResponseDirectives, SURROGATE_CONTROL};
 use crate::entry::{self, combined, heuristic_allowed, vary_names};
 use crate::stage::{CacheStage, Miss, State};
 use crate::store::Purge;
@@ -106,7 +106,9 @@ impl CacheStage {
             counters.misses.fetch_add(1, Ordering::Relaxed);
             self.label(resp, ctx, "MISS");
         }
-        let Some(vary) = self.storable(&miss, resp) else {
+        let storable = self.storable(&miss, resp);
+        let surrogate = resp.headers_mut().remove(SURROGATE_CONTROL);
+        let Some(vary) = storable else {
             return;
         };
         let length = resp
@@ -119,6 +121,9 @@ impl CacheStage {
             return;
         }
         let mut headers = resp.headers().clone();
+        if let Some(value) = surrogate {
+            headers.insert(SURROGATE_CONTROL, value);
+        }
         if let Some(name) = &self.rules.status_header {
             headers.remove(name);
         }

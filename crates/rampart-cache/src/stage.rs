@@ -242,7 +242,9 @@ impl CacheStage {
                 Reuse::StaleWhileRevalidate => {
                     self.store.counters().stale.fetch_add(1, Ordering::Relaxed);
                     let flow = self.serve(entry, req, ctx, "STALE", now);
-                    if !head && let Some(leader) = flight::try_lead(&self.store, &flight_key()) {
+                    if !head
+                        && let Some(leader) = flight::try_lead(self.store.flights(), &flight_key())
+                    {
                         let mut miss = self.miss(req, key, extra_key, &directives, now);
                         miss.background = true;
                         miss.leader = Some(leader);
@@ -264,7 +266,7 @@ impl CacheStage {
         }
         let mut miss = self.miss(req, key, extra_key, &directives, now);
         if miss.storable && may_wait && self.rules.collapse.is_some() {
-            match flight::join(&self.store, &flight_key()) {
+            match flight::join(self.store.flights(), &flight_key()) {
                 Join::Lead(leader) => miss.leader = Some(leader),
                 Join::Wait(in_flight) => return Step::Wait(in_flight),
             }

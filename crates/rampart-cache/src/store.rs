@@ -6,16 +6,15 @@
 //! by `Vary` and by the route's key headers and cookies. The store also counts what the cache
 //! did, and keeps the in-flight requests that concurrent misses wait for ([`crate::flight`]).
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use http::HeaderMap;
 use moka::notification::RemovalCause;
 
 use crate::entry::Entry;
-use crate::flight::Flight;
+use crate::flight::Flights;
 
 /// Most variants kept for one URL; a new one replaces the oldest.
 const MAX_VARIANTS: usize = 16;
@@ -86,7 +85,7 @@ pub struct CacheStore {
 
 struct Inner {
     objects: moka::sync::Cache<Arc<str>, Arc<Variants>>,
-    flights: Mutex<HashMap<Box<str>, Arc<Flight>>>,
+    flights: Arc<Flights>,
     counters: Arc<CacheCounters>,
     max_size: u64,
 }
@@ -117,7 +116,7 @@ impl CacheStore {
         Self {
             inner: Arc::new(Inner {
                 objects,
-                flights: Mutex::new(HashMap::new()),
+                flights: Arc::default(),
                 counters,
                 max_size,
             }),
@@ -242,7 +241,7 @@ impl CacheStore {
     }
 
     /// The in-flight request table.
-    pub(crate) fn flights(&self) -> &Mutex<HashMap<Box<str>, Arc<Flight>>> {
+    pub(crate) fn flights(&self) -> &Arc<Flights> {
         &self.inner.flights
     }
 

@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use rampart_core::{Body, ForwardBehind, RequestCtx, error_response};
 
 use crate::pipeline::plane::{CompiledRoute, Plane};
-use crate::pipeline::request::run_handler;
+use crate::pipeline::route_run::run_handler;
 
 /// Longest a background response body is read, when the route sets no timeout.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);

@@ -14,6 +14,7 @@ pub(crate) mod handler;
 pub(crate) mod normalize;
 pub(crate) mod plane;
 pub(crate) mod request;
+pub(crate) mod route_run;
 pub(crate) mod session;
 pub(crate) mod settings;
 pub(crate) mod stages;

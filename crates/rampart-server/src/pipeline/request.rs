@@ -21,8 +21,8 @@ use rampart_router::RequestView;
 use crate::pipeline::behind::forward_behind;
 use crate::pipeline::checks::{check_tls, fast_path, normalize, redirect_https};
 use crate::pipeline::finish::{Finish, ResponseBody};
-use crate::pipeline::handler::HandlerEnv;
 use crate::pipeline::plane::{CompiledRoute, ListenerRt, Plane};
+use crate::pipeline::route_run::run_handler;
 use crate::pipeline::session::Session;
 use crate::pipeline::tunnel::TunnelReport;
 
@@ -283,7 +283,7 @@ async fn process(
     Ok(resp)
 }
 
-/// A matched route: its request-head stages, then (see [`run_handler`]) the rest. A stage that
+/// A matched route: its request-head stages, then the rest ([`run_handler`]). A stage that
 /// answers may have the request forwarded behind its answer ([`ForwardBehind`]).
 async fn run_route(
     entry: &Entry<'_>,
@@ -298,44 +298,4 @@ async fn run_route(
         return Ok(answer);
     }
     run_handler(route, entry.plane, entry.listener, req, ctx).await
-}
-
-/// After the request-head stages: the client body guard, the request-body stages, the
-/// upstream choice, then the handler.
-pub(crate) async fn run_handler(
-    route: &CompiledRoute,
-    plane: &Plane,
-    listener: &ListenerRt,
-    mut req: Box<Request<Body>>,
-    ctx: &mut RequestCtx,
-) -> Result<Box<Response<Body>>, ProxyError> {
-    let stages = &route.stages;
-    crate::pipeline::client_body::prepare(&mut req, &plane.gates)?;
-    if let Some(answer) = stages.on_request_body(&mut req, ctx).await? {
-        return Ok(answer);
-    }
-    let chosen = if route.handler.forwards() {
-        stages.choose_upstream(&req, ctx)
-    } else {
-        None
-    };
-    route
-        .handler
-        .run(
-            req,
-            ctx,
-            &handler_env(plane, listener),
-            route.timeout,
-            chosen,
-        )
-        .await
-}
-
-/// What the handler reads of the plane and the listener.
-const fn handler_env<'a>(plane: &'a Plane, listener: &'a ListenerRt) -> HandlerEnv<'a> {
-    HandlerEnv {
-        settings: &plane.settings,
-        forward: &listener.forward,
-        upstreams: &plane.upstreams,
-    }
 }

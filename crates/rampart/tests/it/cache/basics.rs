@@ -215,3 +215,24 @@ async fn objects_over_the_size_cap_stream_through_unstored() {
     }
     assert_eq!(origin.requests(), 2);
 }
+
+#[tokio::test]
+async fn surrogate_control_speaks_to_the_cache_and_is_not_passed_on() {
+    let origin = Origin::start(|_, n| {
+        Answer::ok(
+            format!("v{n}"),
+            &[
+                ("cache-control", "no-store"),
+                ("surrogate-control", "max-age=60"),
+            ],
+        )
+    })
+    .await;
+    let gw = gateway(origin.addr(), "", "");
+    let first = get(&gw, "/s", &[]).await;
+    assert!(first.header("surrogate-control").is_none());
+    let second = get(&gw, "/s", &[]).await;
+    assert_eq!((second.cache(), second.body.as_str()), ("HIT", "v1"));
+    assert!(second.header("surrogate-control").is_none());
+    assert_eq!(second.header("cache-control"), Some("no-store"));
+}
