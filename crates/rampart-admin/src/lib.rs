@@ -2,7 +2,7 @@
 //! thread, so that neither a slow scrape nor a reload ever runs on a data-plane worker.
 //!
 //! `GET /status`, `/routes`, `/upstreams`, `/config` (secrets redacted), `/metrics`;
-//! `POST /reload`, `/drain`, `/upgrade`. With `[admin] token`, every request must carry
+//! `POST /reload`, `/drain`, `/upgrade`; `GET /cache` and `DELETE /cache?key=|prefix=|tag=`. With `[admin] token`, every request must carry
 //! `Authorization: Bearer <token>`.
 //!
 //! It reaches the data plane only through [`AdminHandle`]; it depends on `rampart-server` for
@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod cache;
 mod redact;
 
 use std::convert::Infallible;
@@ -171,7 +172,8 @@ fn serve(
     });
 }
 
-type AdminResponse = Response<Full<Bytes>>;
+/// A response of the admin API.
+pub(crate) type AdminResponse = Response<Full<Bytes>>;
 
 /// A response with `body` and `content_type`.
 pub(crate) fn respond(
@@ -199,7 +201,8 @@ pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> AdminRespon
     respond(status, "application/json", body)
 }
 
-fn error(status: StatusCode, message: &str) -> AdminResponse {
+/// A JSON error response.
+pub(crate) fn error(status: StatusCode, message: &str) -> AdminResponse {
     json(status, &serde_json::json!({ "error": message }))
 }
 
@@ -277,8 +280,10 @@ async fn handle(
             ),
             Err(e) => error(StatusCode::CONFLICT, &e),
         },
+        "/cache" if get => cache::status(control),
+        "/cache" if method == Method::DELETE => cache::purge(control, req.uri().query()),
         "/status" | "/routes" | "/upstreams" | "/config" | "/metrics" | "/reload" | "/drain"
-        | "/upgrade" => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        | "/upgrade" | "/cache" => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
     }
 }

@@ -165,6 +165,7 @@ fn deserialize_sections(
             ),
             "admin" => raw.admin = deserialize(value, name, errors, repaired),
             "reload" => set(&mut raw.reload, deserialize(value, name, errors, repaired)),
+            "cache" => set(&mut raw.cache, deserialize(value, name, errors, repaired)),
             other => errors.push(unknown_key(key.span(), "", other, SECTIONS)),
         }
         // A section is incomplete when an item had to be left out, not when a key was set aside.

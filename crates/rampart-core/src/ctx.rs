@@ -138,6 +138,9 @@ pub struct RequestCtx {
     /// Why a stage answered the request itself (the reason of its
     /// [`Flow::Respond`](crate::Flow::Respond)), for the access log.
     pub answer: Option<&'static str>,
+    /// How the response cache served the request (`HIT`, `MISS`, `STALE`, `REVALIDATED`,
+    /// `BYPASS`), on routes with a cache, for the access log.
+    pub cache: Option<&'static str>,
     /// Per-request state stages keep between phases, keyed by type (empty until a stage
     /// inserts something: no allocation).
     pub extensions: http::Extensions,
@@ -223,6 +226,7 @@ impl RequestCtx {
             asn: None,
             stage: None,
             answer: None,
+            cache: None,
             extensions: http::Extensions::new(),
         }
     }

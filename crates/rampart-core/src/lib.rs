@@ -32,6 +32,6 @@ pub use ids::TraceContext;
 pub use ipset::IpSet;
 pub use respond::error_response;
 pub use stage::{
-    Flow, Outcome, Phases, Prepared, Previous, RouteSpec, Stage, StageFactory, StageFuture,
-    StageResult,
+    Flow, ForwardBehind, Outcome, Phases, Prepared, Previous, RouteSpec, Stage, StageFactory,
+    StageFuture, StageResult,
 };

@@ -32,6 +32,7 @@ pub use observe::tls_stats::{HandshakeFailure, TlsStats, TlsStatsSnapshot};
 pub use observe::{audit, otel};
 pub use pipeline::plane::CompiledRoute;
 pub use pipeline::stages::StageRegistry;
+pub use rampart_cache::{CacheStore, Purge};
 pub use runtime::compile::{Runtime, compile};
 pub use runtime::control::ReloadReport;
 pub use runtime::explain::{ExplainReport, explain};

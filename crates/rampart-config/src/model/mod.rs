@@ -4,6 +4,7 @@
 //! checks may need to point at are [`Located`].
 
 mod balance;
+mod cache;
 mod compress;
 mod decompress;
 mod discovery;
@@ -25,6 +26,7 @@ pub use balance::{
     Balance, CircuitBreaker, HealthCheck, HealthCheckKind, Outlier, Retry, RouteRetry, Sticky,
     Weights,
 };
+pub use cache::{CacheRules, CacheSection, RouteCache};
 pub use compress::{Compress, CompressAlgorithm, CompressLevels, DEFAULT_COMPRESS_TYPES};
 pub use decompress::Decompress;
 pub use discovery::{AddressFamily, Discovery};
@@ -119,6 +121,9 @@ pub struct RawConfig {
     /// How config changes are picked up while running.
     #[serde(default)]
     pub reload: ReloadSection,
+    /// The shared response store of routes with `cache`.
+    #[serde(default)]
+    pub cache: CacheSection,
 }
 
 /// The top-level sections a config file may contain.
@@ -140,4 +145,5 @@ pub const SECTIONS: &[&str] = &[
     "audit_log",
     "admin",
     "reload",
+    "cache",
 ];

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::model::balance::RouteRetry;
+use crate::model::cache::RouteCache;
 use crate::model::compress::Compress;
 use crate::model::decompress::Decompress;
 use crate::model::headers::{Cors, HeaderEdits, SecurityHeaders};
@@ -124,6 +125,10 @@ pub struct Route {
     /// Another upstream for requests the route's own cannot serve.
     #[serde(default)]
     pub fallback: Option<Fallback>,
+    /// Store and serve this route's responses from the shared cache (RFC 9111). Off by
+    /// default.
+    #[serde(default)]
+    pub cache: Option<RouteCache>,
 }
 
 /// A header predicate: `value` (exact), `regex`, or neither (the header must be present);

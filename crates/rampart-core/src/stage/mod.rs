@@ -60,6 +60,15 @@ impl Flow {
     }
 }
 
+/// Put in [`RequestCtx::extensions`] by a request-head stage that answers with
+/// [`Flow::Respond`] to have the request still forwarded, behind the answer (a cache serving
+/// a stale object while it refreshes it): the route's later request stages and its handler
+/// run in the background, their response goes through the route's response stages, and its
+/// body is read to the end and dropped. The background run takes the request's extensions;
+/// the answered request keeps none. It is not logged.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardBehind;
+
 /// The result of a request-phase stage.
 pub type StageResult = Result<Flow, ProxyError>;
 

@@ -122,6 +122,7 @@ struct JsonLine<'a> {
     grpc_status: Option<u8>,
     reason: Option<&'static str>,
     stage: Option<&'static str>,
+    cache: Option<&'static str>,
     detail: Option<&'a str>,
     completed: bool,
     user_agent: Option<&'a str>,
@@ -159,6 +160,7 @@ fn json_line(ctx: &RequestCtx, o: Outcome) -> String {
         grpc_status: ctx.grpc_status,
         reason: ctx.reason.map(rampart_core::ErrorKind::code).or(ctx.answer),
         stage: ctx.stage,
+        cache: ctx.cache,
         detail: ctx.detail.as_deref(),
         completed: o.completed,
         user_agent: header_str(ctx.user_agent.as_ref()),
@@ -246,6 +248,9 @@ fn combined_line(ctx: &RequestCtx, o: Outcome) -> String {
     let _ = write!(s, " reason={}", reason.unwrap_or("-"));
     if let Some(code) = ctx.grpc_status {
         let _ = write!(s, " grpc_status={code}");
+    }
+    if let Some(cache) = ctx.cache {
+        let _ = write!(s, " cache={cache}");
     }
     if !o.completed {
         s.push_str(" aborted");

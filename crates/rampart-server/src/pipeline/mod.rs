@@ -5,6 +5,7 @@
 //!
 //! Imports only `observe` among the rooms; `http` (and later `h3`) and `listen` call into it.
 
+pub(crate) mod behind;
 pub(crate) mod checks;
 pub(crate) mod client_body;
 pub(crate) mod finish;
@@ -13,6 +14,7 @@ pub(crate) mod handler;
 pub(crate) mod normalize;
 pub(crate) mod plane;
 pub(crate) mod request;
+pub(crate) mod route_run;
 pub(crate) mod session;
 pub(crate) mod settings;
 pub(crate) mod stages;

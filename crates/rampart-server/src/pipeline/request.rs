@@ -13,15 +13,16 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use rampart_core::ids::{is_valid_request_id, new_request_id};
 use rampart_core::{
-    Body, ErrorKind, ProxyError, RequestCtx, TraceContext, error_response,
+    Body, ErrorKind, ForwardBehind, ProxyError, RequestCtx, TraceContext, error_response,
     respond::negotiation_header,
 };
 use rampart_router::RequestView;
 
+use crate::pipeline::behind::forward_behind;
 use crate::pipeline::checks::{check_tls, fast_path, normalize, redirect_https};
 use crate::pipeline::finish::{Finish, ResponseBody};
-use crate::pipeline::handler::HandlerEnv;
 use crate::pipeline::plane::{CompiledRoute, ListenerRt, Plane};
+use crate::pipeline::route_run::run_handler;
 use crate::pipeline::session::Session;
 use crate::pipeline::tunnel::TunnelReport;
 
@@ -64,7 +65,8 @@ pub(crate) async fn handle(
         arrival.plane,
         arrival.listener.unwrap_or(usize::MAX),
     );
-    let plane: &Plane = &finish.plane;
+    let listener_index = finish.listener;
+    let plane: &Arc<Plane> = &finish.plane;
     let ctx = &mut *finish.ctx;
     let Some(listener) = plane.listeners.get(finish.listener) else {
         // A reload removed this connection's listener (the connection is being closed): no
@@ -92,6 +94,7 @@ pub(crate) async fn handle(
     let entry = Entry {
         plane,
         listener,
+        listener_index,
         session: &session,
         accept: accept.as_ref(),
     };
@@ -218,8 +221,10 @@ fn identify(req: &mut Request<Body>, ctx: &mut RequestCtx, listener: &ListenerRt
 
 /// What every step of one request's processing reads.
 struct Entry<'a> {
-    plane: &'a Plane,
+    plane: &'a Arc<Plane>,
     listener: &'a ListenerRt,
+    /// The listener's index in the plane.
+    listener_index: usize,
     session: &'a Session,
     accept: Option<&'a HeaderValue>,
 }
@@ -273,12 +278,12 @@ async fn process(
     let Some(found) = listener.router.lookup(&view) else {
         return Err(ProxyError::new(ErrorKind::NoRoute, "no route matches"));
     };
-    let route: &CompiledRoute = route_slot.insert(Arc::clone(found.value));
+    let route: &Arc<CompiledRoute> = route_slot.insert(Arc::clone(found.value));
     ctx.route = Some(route.name.clone());
     // Every response of a matched route, the handler's, a stage's answer or an error, goes
     // back through all of the route's response stages (security headers, CORS, header edits):
     // this is the one place where that happens.
-    let mut resp = match run_route(route, plane, listener, req, ctx).await {
+    let mut resp = match run_route(entry, route, req, ctx).await {
         Ok(resp) => resp,
         Err(err) => reject(&err, ctx, entry.accept),
     };
@@ -286,45 +291,19 @@ async fn process(
     Ok(resp)
 }
 
-/// A matched route: its request-head stages, the client body guard, its request-body stages,
-/// the upstream choice, then its handler.
+/// A matched route: its request-head stages, then the rest ([`run_handler`]). A stage that
+/// answers may have the request forwarded behind its answer ([`ForwardBehind`]).
 async fn run_route(
-    route: &CompiledRoute,
-    plane: &Plane,
-    listener: &ListenerRt,
+    entry: &Entry<'_>,
+    route: &Arc<CompiledRoute>,
     mut req: Box<Request<Body>>,
     ctx: &mut RequestCtx,
 ) -> Result<Box<Response<Body>>, ProxyError> {
-    let stages = &route.stages;
-    if let Some(answer) = stages.on_request(&mut req, ctx).await? {
+    if let Some(answer) = route.stages.on_request(&mut req, ctx).await? {
+        if ctx.extensions.get::<ForwardBehind>().is_some() {
+            forward_behind(entry.plane, entry.listener_index, route, req, ctx);
+        }
         return Ok(answer);
     }
-    crate::pipeline::client_body::prepare(&mut req, &plane.gates)?;
-    if let Some(answer) = stages.on_request_body(&mut req, ctx).await? {
-        return Ok(answer);
-    }
-    let chosen = if route.handler.forwards() {
-        stages.choose_upstream(&req, ctx)
-    } else {
-        None
-    };
-    route
-        .handler
-        .run(
-            req,
-            ctx,
-            &handler_env(plane, listener),
-            route.timeout,
-            chosen,
-        )
-        .await
-}
-
-/// What the handler reads of the plane and the listener.
-const fn handler_env<'a>(plane: &'a Plane, listener: &'a ListenerRt) -> HandlerEnv<'a> {
-    HandlerEnv {
-        settings: &plane.settings,
-        forward: &listener.forward,
-        upstreams: &plane.upstreams,
-    }
+    run_handler(route, entry.plane, entry.listener, req, ctx).await
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use http::{Request, Response};
+use rampart_cache::CacheStages;
 use rampart_compress::CompressStages;
 use rampart_core::{
     Body, Flow, Outcome, Phases, ProxyError, RequestCtx, Stage, StageFactory, StageFuture,
@@ -43,6 +44,7 @@ impl StageRegistry {
             Arc::new(BodyLimitStages),
             Arc::new(DecompressStages),
             Arc::new(CompressStages),
+            Arc::new(CacheStages),
             Arc::new(FaultStages),
             Arc::new(SplitStages),
             Arc::new(RewriteStages),
@@ -146,6 +148,30 @@ impl RouteStages {
                 StageFuture::Ready(decided) => decided,
                 StageFuture::Pending(pending) => pending.await,
             };
+            if let Some(answer) = settle(slot, decided, ctx)? {
+                return Ok(Some(answer));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The index among the request-head stages of the one that answered (recorded in `ctx`).
+    pub(crate) fn answered_at(&self, ctx: &RequestCtx) -> Option<usize> {
+        let name = ctx.stage?;
+        self.request
+            .iter()
+            .position(|slot| slot.stage.name() == name)
+    }
+
+    /// Request head from the stage at `start` on; `Some` when one answered.
+    pub(crate) async fn on_request_from(
+        &self,
+        start: usize,
+        req: &mut Request<Body>,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Box<Response<Body>>>, ProxyError> {
+        for slot in self.request.iter().skip(start) {
+            let decided = slot.stage.on_request(req, ctx).resolve().await;
             if let Some(answer) = settle(slot, decided, ctx)? {
                 return Ok(Some(answer));
             }

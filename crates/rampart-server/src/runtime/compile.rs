@@ -45,6 +45,14 @@ impl Runtime {
         &self.config
     }
 
+    /// The response cache's store, when a route caches.
+    #[must_use]
+    pub fn cache(&self) -> Option<&rampart_cache::CacheStore> {
+        self.prepared
+            .iter()
+            .find_map(rampart_core::Prepared::get::<rampart_cache::CacheStore>)
+    }
+
     /// What requests read.
     pub(crate) fn plane(&self) -> &Plane {
         &self.edge.plane

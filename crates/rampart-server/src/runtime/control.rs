@@ -314,7 +314,12 @@ impl Control {
             .iter()
             .find_map(|p| p.get::<rampart_filters::RateLimiters>())
             .and_then(rampart_filters::RateLimiters::redis_health);
-        crate::observe::metrics::expo::encode(&self.metrics, runtime.upstreams(), redis)
+        let mut text =
+            crate::observe::metrics::expo::encode(&self.metrics, runtime.upstreams(), redis);
+        if let Some(cache) = runtime.cache() {
+            text.push_str(&cache.metrics_text());
+        }
+        text
     }
 
     /// Marks the server as draining (`/readyz` answers 503).
