@@ -138,6 +138,8 @@ pub struct RequestCtx {
     /// Why a stage answered the request itself (the reason of its
     /// [`Flow::Respond`](crate::Flow::Respond)), for the access log.
     pub answer: Option<&'static str>,
+    /// Who the request authenticated as, when the route requires authentication.
+    pub principal: Option<Arc<crate::principal::Principal>>,
     /// Per-request state stages keep between phases, keyed by type (empty until a stage
     /// inserts something: no allocation).
     pub extensions: http::Extensions,
@@ -223,6 +225,7 @@ impl RequestCtx {
             asn: None,
             stage: None,
             answer: None,
+            principal: None,
             extensions: http::Extensions::new(),
         }
     }

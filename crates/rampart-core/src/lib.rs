@@ -18,6 +18,7 @@ pub mod headers;
 pub mod ids;
 pub mod ip_value;
 pub mod ipset;
+pub mod principal;
 pub mod proxy_protocol;
 pub mod respond;
 pub mod stage;
@@ -29,6 +30,7 @@ pub use ctx::{ClientCertInfo, ConnInfo, EarlyData, RequestCtx, TlsInfo};
 pub use error::{ErrorKind, ProxyError, Side};
 pub use ids::TraceContext;
 pub use ipset::IpSet;
+pub use principal::Principal;
 pub use respond::error_response;
 pub use stage::{
     Flow, Outcome, Phases, Prepared, Previous, RouteSpec, Stage, StageFactory, StageFuture,

@@ -3,6 +3,7 @@
 //! These are the "raw" structs of the pipeline raw → validated → compiled. Values that later
 //! checks may need to point at are [`Located`].
 
+mod auth;
 mod balance;
 mod decompress;
 mod discovery;
@@ -17,6 +18,7 @@ mod settings;
 mod tls;
 mod upstream;
 
+pub use auth::{AuthSection, ClaimRule, JwtAlgorithm, JwtProvider, RouteAuth};
 pub use balance::{
     Balance, CircuitBreaker, HealthCheck, HealthCheckKind, Outlier, Retry, RouteRetry, Sticky,
     Weights,
@@ -96,6 +98,9 @@ pub struct RawConfig {
     /// The Redis server shared by `store = "redis"` rate-limit policies.
     #[serde(default)]
     pub redis: Option<RedisSection>,
+    /// Authentication providers that routes' `auth` refers to.
+    #[serde(default)]
+    pub auth: AuthSection,
     /// Request spans exported to an OpenTelemetry collector over OTLP.
     #[serde(default)]
     pub tracing: TracingSection,
@@ -125,6 +130,7 @@ pub const SECTIONS: &[&str] = &[
     "routes",
     "rate_limits",
     "redis",
+    "auth",
     "tracing",
     "audit_log",
     "admin",

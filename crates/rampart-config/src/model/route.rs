@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::model::auth::RouteAuth;
 use crate::model::balance::RouteRetry;
 use crate::model::decompress::Decompress;
 use crate::model::headers::{Cors, HeaderEdits, SecurityHeaders};
@@ -103,6 +104,9 @@ pub struct Route {
     /// Only clients whose verified TLS certificate matches may use this route (403 otherwise).
     #[serde(default)]
     pub client_cert: Option<Located<ClientCertRequirement>>,
+    /// Who may use this route: credentials checked by `[auth]` providers (401/403 otherwise).
+    #[serde(default)]
+    pub auth: Option<RouteAuth>,
 }
 
 /// A header predicate: `value` (exact), `regex`, or neither (the header must be present);

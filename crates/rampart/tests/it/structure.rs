@@ -97,6 +97,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "rampart-router",
             "rampart-upstream",
             "rampart-filters",
+            "rampart-auth",
         ],
     ),
     ("rampart-admin", &["rampart-config", "rampart-server"]),
