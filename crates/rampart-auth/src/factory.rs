@@ -11,6 +11,7 @@ use rampart_config::model::{AuthSection, JwtProvider};
 use rampart_config::{Config, ConfigError};
 use rampart_core::{Prepared, Previous, RouteSpec, Stage, StageFactory};
 
+use crate::apikey::ApiKeys;
 use crate::claims::ClaimMatcher;
 use crate::jwt::jwks::Jwks;
 use crate::jwt::keys::KeySet;
@@ -214,6 +215,24 @@ impl AuthProviders {
                         .insert(p.name.get().clone(), Arc::new(Provider::Jwt(jwt)));
                 }
                 Err(e) => errors.push(e),
+            }
+        }
+        for (i, p) in auth.api_keys.iter().enumerate() {
+            let path = format!("auth.api_keys[{i}]");
+            if out.by_name.contains_key(p.name.as_str()) {
+                errors.push(err(
+                    Some(p.name.span()),
+                    format!("{path}.name"),
+                    format!("provider name {:?} is used twice", p.name.get()),
+                ));
+                continue;
+            }
+            match ApiKeys::new(p) {
+                Ok(keys) => {
+                    out.by_name
+                        .insert(p.name.get().clone(), Arc::new(Provider::ApiKeys(keys)));
+                }
+                Err((key, span, m)) => errors.push(err(Some(span), format!("{path}.{key}"), m)),
             }
         }
         if errors.is_empty() {

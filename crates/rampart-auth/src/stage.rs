@@ -13,6 +13,7 @@ use rampart_core::{
     StageResult,
 };
 
+use crate::apikey::ApiKeys;
 use crate::claims::{ClaimMatcher, claim_text};
 use crate::jwt::{Jwt, Keys, Verdict};
 use crate::token::{Source, redacted, take_query};
@@ -22,6 +23,8 @@ use crate::token::{Source, redacted, take_query};
 pub(crate) enum Provider {
     /// `[[auth.jwt]]`.
     Jwt(Jwt),
+    /// `[[auth.api_keys]]`.
+    ApiKeys(ApiKeys),
 }
 
 impl Provider {
@@ -29,6 +32,7 @@ impl Provider {
     pub(crate) fn name(&self) -> &str {
         match self {
             Self::Jwt(j) => &j.name,
+            Self::ApiKeys(k) => &k.name,
         }
     }
 
@@ -36,6 +40,7 @@ impl Provider {
     pub(crate) fn sources(&self) -> &[Source] {
         match self {
             Self::Jwt(j) => &j.sources,
+            Self::ApiKeys(k) => &k.sources,
         }
     }
 
@@ -55,6 +60,7 @@ impl Provider {
         };
         match self {
             Self::Jwt(j) => j.verify(credential),
+            Self::ApiKeys(k) => k.verify(credential),
         }
     }
 
@@ -76,6 +82,7 @@ impl Provider {
                 }
                 Keys::Fixed(_) => j.verify(credential),
             },
+            Self::ApiKeys(k) => k.verify(credential),
         }
     }
 }
@@ -109,6 +116,8 @@ pub struct AuthStage {
     rules: Vec<ClaimMatcher>,
     headers: Vec<(HeaderName, String)>,
     realm: String,
+    /// `Bearer` when a JWT provider is among the route's, `ApiKey` otherwise.
+    scheme: &'static str,
     challenge: HeaderValue,
 }
 
@@ -138,7 +147,12 @@ impl AuthStage {
         if realm.contains(['"', '\\']) || !realm.bytes().all(|b| (0x20..0x7f).contains(&b)) {
             return Err("the realm must be printable ASCII without `\"` or `\\`".to_owned());
         }
-        let challenge = HeaderValue::from_str(&format!("Bearer realm=\"{realm}\""))
+        let scheme = if providers.iter().any(|p| matches!(**p, Provider::Jwt(_))) {
+            "Bearer"
+        } else {
+            "ApiKey"
+        };
+        let challenge = HeaderValue::from_str(&format!("{scheme} realm=\"{realm}\""))
             .map_err(|e| e.to_string())?;
         let mut query_names: Vec<String> = Vec::new();
         for p in &providers {
@@ -156,6 +170,7 @@ impl AuthStage {
             rules,
             headers,
             realm: realm.to_owned(),
+            scheme,
             challenge,
         })
     }
@@ -221,7 +236,8 @@ impl AuthStage {
         let challenge = match error {
             None => self.challenge.clone(),
             Some((code, description)) => {
-                let mut text = format!("Bearer realm=\"{}\", error=\"{code}\"", self.realm);
+                let mut text =
+                    format!("{} realm=\"{}\", error=\"{code}\"", self.scheme, self.realm);
                 if let Some(d) = description {
                     text.push_str(&format!(", error_description=\"{d}\""));
                 }

@@ -1,5 +1,5 @@
-//! `[auth]`: named authentication providers (`[[auth.jwt]]`) that routes refer to from their
-//! `auth` table.
+//! `[auth]`: named authentication providers (`[[auth.jwt]]`, `[[auth.api_keys]]`) that routes
+//! refer to from their `auth` table.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +16,9 @@ pub struct AuthSection {
     /// JSON Web Token providers.
     #[serde(default)]
     pub jwt: Vec<JwtProvider>,
+    /// API key sets.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyProvider>,
 }
 
 /// A JWT signing algorithm a provider accepts (`none` is never one).
@@ -132,6 +135,38 @@ const fn default_max_token_size() -> ByteSize {
 
 const fn default_cache_size() -> u64 {
     10_000
+}
+
+/// `[[auth.api_keys]]`: a set of named API keys, stored as SHA-256 hashes.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyProvider {
+    /// Unique name among all providers, referenced by routes' `auth.providers`.
+    pub name: Located<String>,
+    /// Where the key is read from, in order: `header:NAME`, `cookie:NAME`,
+    /// `query:NAME`.
+    #[serde(default = "default_api_key_sources")]
+    pub key_from: Vec<Located<String>>,
+    /// The keys.
+    #[serde(default)]
+    pub keys: Vec<ApiKey>,
+}
+
+fn default_api_key_sources() -> Vec<Located<String>> {
+    vec![Located::new("header:x-api-key".to_owned())]
+}
+
+/// One API key.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// The key's name: the principal's subject, shown in logs.
+    pub name: Located<String>,
+    /// SHA-256 of the key, 64 hex digits.
+    pub sha256: Located<String>,
+    /// Scopes the key grants (the principal's `scope` claim).
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// A claim requirement: `value` (equal), `one_of` (equal to one), or `contains` (an array

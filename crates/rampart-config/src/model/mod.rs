@@ -18,7 +18,9 @@ mod settings;
 mod tls;
 mod upstream;
 
-pub use auth::{AuthSection, ClaimRule, JwtAlgorithm, JwtProvider, RouteAuth};
+pub use auth::{
+    ApiKey, ApiKeyProvider, AuthSection, ClaimRule, JwtAlgorithm, JwtProvider, RouteAuth,
+};
 pub use balance::{
     Balance, CircuitBreaker, HealthCheck, HealthCheckKind, Outlier, Retry, RouteRetry, Sticky,
     Weights,

@@ -96,4 +96,10 @@ fn unusable_auth_config_is_a_check_error_at_its_value() {
         "routes[0].auth.headers.Host",
         "cannot carry a claim",
     );
+    assert_check_error(
+        "[[auth.api_keys]]\nname = \"k\"\nkeys = [{ name = \"ci\", sha256 = \"abc123\" }]\n",
+        "\"abc123\"",
+        "auth.api_keys[0].keys[0].sha256",
+        "64 hex digits",
+    );
 }

@@ -1,10 +1,11 @@
 //! Authentication at the edge through a real gateway: tokens signed here with jsonwebtoken
 //! (keys made with rcgen), checked by Rampart against key files, secrets and a JWKS endpoint
 //! this module serves (rotation, unknown `kid`, endpoint down or slow); the attacks a gateway
-//! must refuse; claims to headers and the principal in the access log; bad config as `check`
+//! must refuse; API keys; claims to headers and the principal in the access log; bad config as `check`
 //! errors with `file:line:col`.
 
 mod algorithms;
+mod api_keys;
 mod attacks;
 mod config;
 mod jwks;
@@ -91,6 +92,16 @@ fn now() -> u64 {
 /// Claims valid for an hour, for `sub`.
 fn claims(sub: &str) -> serde_json::Value {
     serde_json::json!({ "sub": sub, "iat": now(), "exp": now() + 3600, "iss": "https://idp.test", "aud": "api" })
+}
+
+/// The SHA-256 of `text`, in lowercase hex (what `sha256sum` prints).
+fn sha256_hex(text: &str) -> String {
+    use std::fmt::Write as _;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    digest.as_ref().iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// A JWKS set as a document.
