@@ -1,12 +1,13 @@
 //! Keys from a JWKS endpoint served by the test: fetched once and cached, a rotation picked up
 //! on the first token naming the new `kid`, unknown `kid`s fetched for at most once per
 //! interval, the last good set kept while the endpoint fails, `Cache-Control: max-age` driving
-//! the background refresh, and a slow or dead endpoint answered with 503 in bounded time.
+//! the background refresh, a slow or dead endpoint answered with 503 in bounded time, and
+//! https with a configured CA (an untrusted certificate is never used).
 
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::Algorithm;
-use rampart_testkit::{RecordingOrigin, TestGateway, free_port_closed};
+use rampart_testkit::{RecordingOrigin, TestGateway, TestPki, free_port_closed};
 
 use super::{JwksServer, SigningKey, WAIT, claims, get_with, jwks_doc};
 
@@ -161,4 +162,30 @@ async fn a_slow_or_dead_endpoint_is_answered_with_503_within_the_timeout() {
     let resp = get_with(gw.addr("public"), "/x", &k1.sign(&claims("a"))).await;
     assert_eq!(resp.status, 503, "{}", resp.body_text());
     assert!(origin.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_endpoint_is_trusted_through_its_ca_only() {
+    let origin = RecordingOrigin::start().await.unwrap();
+    let pki = TestPki::new();
+    let cert = pki.server("idp", &["localhost"]);
+    let k1 = SigningKey::new(Algorithm::ES256, "k1");
+    let jwks = JwksServer::start_tls(
+        jwks_doc(&[&k1]),
+        pki.server_config(&cert, &[b"http/1.1"], false),
+    )
+    .await;
+    let url = format!("https://localhost:{}/jwks", jwks.addr.port());
+    let gw = gateway(
+        &origin,
+        &url,
+        &format!("jwks_ca = {:?}", pki.path("ca.pem")),
+    );
+    let resp = get_with(gw.addr("public"), "/x", &k1.sign(&claims("a"))).await;
+    assert_eq!(resp.status, 200, "{}", resp.body_text());
+    // The same endpoint against the system trust store: the test CA is not in it.
+    let gw = gateway(&origin, &url, "");
+    let resp = get_with(gw.addr("public"), "/x", &k1.sign(&claims("a"))).await;
+    assert_eq!(resp.status, 503, "{}", resp.body_text());
+    assert_eq!(origin.requests().len(), 1);
 }

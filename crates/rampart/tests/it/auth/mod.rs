@@ -130,6 +130,19 @@ struct JwksServer {
 
 impl JwksServer {
     async fn start(body: String) -> Self {
+        Self::start_with(body, None).await
+    }
+
+    /// The endpoint over TLS with `config`.
+    async fn start_tls(body: String, config: rustls::ServerConfig) -> Self {
+        Self::start_with(
+            body,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+        .await
+    }
+
+    async fn start_with(body: String, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(JwksState {
@@ -141,37 +154,17 @@ impl JwksServer {
         let hits = Arc::new(AtomicU64::new(0));
         let (s, h) = (Arc::clone(&state), Arc::clone(&hits));
         let task = tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let (s, h) = (Arc::clone(&s), Arc::clone(&h));
+            while let Ok((stream, _)) = listener.accept().await {
+                let (s, h, tls) = (Arc::clone(&s), Arc::clone(&h), tls.clone());
                 tokio::spawn(async move {
-                    let mut buf = vec![0u8; 4096];
-                    let mut got = 0;
-                    while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") && got < buf.len() {
-                        match stream.read(&mut buf[got..]).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => got += n,
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                serve_jwks(stream, &s, &h).await;
+                            }
                         }
+                        None => serve_jwks(stream, &s, &h).await,
                     }
-                    h.fetch_add(1, Ordering::SeqCst);
-                    let (body, cc, status, delay) = {
-                        let st = s.lock().unwrap();
-                        (
-                            st.body.clone(),
-                            st.cache_control.clone(),
-                            st.status,
-                            st.delay,
-                        )
-                    };
-                    tokio::time::sleep(delay).await;
-                    let cc = cc
-                        .map(|c| format!("Cache-Control: {c}\r\n"))
-                        .unwrap_or_default();
-                    let resp = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{cc}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = stream.write_all(resp.as_bytes()).await;
-                    let _ = stream.shutdown().await;
                 });
             }
         });
@@ -194,6 +187,41 @@ impl JwksServer {
     fn set(&self, f: impl FnOnce(&mut JwksState)) {
         f(&mut self.state.lock().unwrap());
     }
+}
+
+/// Answers one request on `stream` with what `state` says.
+async fn serve_jwks<S>(mut stream: S, state: &Mutex<JwksState>, hits: &AtomicU64)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 4096];
+    let mut got = 0;
+    while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") && got < buf.len() {
+        match stream.read(&mut buf[got..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got += n,
+        }
+    }
+    hits.fetch_add(1, Ordering::SeqCst);
+    let (body, cc, status, delay) = {
+        let st = state.lock().unwrap();
+        (
+            st.body.clone(),
+            st.cache_control.clone(),
+            st.status,
+            st.delay,
+        )
+    };
+    tokio::time::sleep(delay).await;
+    let cc = cc
+        .map(|c| format!("Cache-Control: {c}\r\n"))
+        .unwrap_or_default();
+    let resp = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{cc}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(resp.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 impl Drop for JwksServer {
