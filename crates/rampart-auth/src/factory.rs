@@ -12,6 +12,7 @@ use rampart_config::{Config, ConfigError};
 use rampart_core::{Prepared, Previous, RouteSpec, Stage, StageFactory};
 
 use crate::apikey::ApiKeys;
+use crate::basic::Basic;
 use crate::claims::ClaimMatcher;
 use crate::jwt::jwks::Jwks;
 use crate::jwt::keys::KeySet;
@@ -233,6 +234,24 @@ impl AuthProviders {
                         .insert(p.name.get().clone(), Arc::new(Provider::ApiKeys(keys)));
                 }
                 Err((key, span, m)) => errors.push(err(Some(span), format!("{path}.{key}"), m)),
+            }
+        }
+        for (i, p) in auth.basic.iter().enumerate() {
+            let path = format!("auth.basic[{i}]");
+            if out.by_name.contains_key(p.name.as_str()) {
+                errors.push(err(
+                    Some(p.name.span()),
+                    format!("{path}.name"),
+                    format!("provider name {:?} is used twice", p.name.get()),
+                ));
+                continue;
+            }
+            match Basic::new(p) {
+                Ok(basic) => {
+                    out.by_name
+                        .insert(p.name.get().clone(), Arc::new(Provider::Basic(basic)));
+                }
+                Err(m) => errors.push(err(Some(p.htpasswd.span()), format!("{path}.htpasswd"), m)),
             }
         }
         if errors.is_empty() {

@@ -14,6 +14,7 @@ use rampart_core::{
 };
 
 use crate::apikey::ApiKeys;
+use crate::basic::Basic;
 use crate::claims::{ClaimMatcher, claim_text};
 use crate::jwt::{Jwt, Keys, Verdict};
 use crate::token::{Source, redacted, take_query};
@@ -25,6 +26,8 @@ pub(crate) enum Provider {
     Jwt(Jwt),
     /// `[[auth.api_keys]]`.
     ApiKeys(ApiKeys),
+    /// `[[auth.basic]]`.
+    Basic(Basic),
 }
 
 impl Provider {
@@ -33,6 +36,7 @@ impl Provider {
         match self {
             Self::Jwt(j) => &j.name,
             Self::ApiKeys(k) => &k.name,
+            Self::Basic(b) => &b.name,
         }
     }
 
@@ -41,6 +45,7 @@ impl Provider {
         match self {
             Self::Jwt(j) => &j.sources,
             Self::ApiKeys(k) => &k.sources,
+            Self::Basic(b) => &b.sources,
         }
     }
 
@@ -61,6 +66,7 @@ impl Provider {
         match self {
             Self::Jwt(j) => j.verify(credential),
             Self::ApiKeys(k) => k.verify(credential),
+            Self::Basic(b) => b.verify_cached(credential),
         }
     }
 
@@ -83,6 +89,7 @@ impl Provider {
                 Keys::Fixed(_) => j.verify(credential),
             },
             Self::ApiKeys(k) => k.verify(credential),
+            Self::Basic(b) => b.verify(credential).await,
         }
     }
 }
@@ -116,7 +123,8 @@ pub struct AuthStage {
     rules: Vec<ClaimMatcher>,
     headers: Vec<(HeaderName, String)>,
     realm: String,
-    /// `Bearer` when a JWT provider is among the route's, `ApiKey` otherwise.
+    /// `Bearer` when a JWT provider is among the route's, else `Basic` when a Basic one is,
+    /// else `ApiKey`.
     scheme: &'static str,
     challenge: HeaderValue,
 }
@@ -149,11 +157,17 @@ impl AuthStage {
         }
         let scheme = if providers.iter().any(|p| matches!(**p, Provider::Jwt(_))) {
             "Bearer"
+        } else if providers.iter().any(|p| matches!(**p, Provider::Basic(_))) {
+            "Basic"
         } else {
             "ApiKey"
         };
-        let challenge = HeaderValue::from_str(&format!("{scheme} realm=\"{realm}\""))
-            .map_err(|e| e.to_string())?;
+        let challenge = if scheme == "Basic" {
+            format!("Basic realm=\"{realm}\", charset=\"UTF-8\"")
+        } else {
+            format!("{scheme} realm=\"{realm}\"")
+        };
+        let challenge = HeaderValue::from_str(&challenge).map_err(|e| e.to_string())?;
         let mut query_names: Vec<String> = Vec::new();
         for p in &providers {
             for s in p.sources() {
@@ -235,6 +249,7 @@ impl AuthStage {
     ) -> ProxyError {
         let challenge = match error {
             None => self.challenge.clone(),
+            Some(_) if self.scheme == "Basic" => self.challenge.clone(),
             Some((code, description)) => {
                 let mut text =
                     format!("{} realm=\"{}\", error=\"{code}\"", self.scheme, self.realm);

@@ -11,6 +11,8 @@ use http::{HeaderMap, Uri};
 pub(crate) enum Source {
     /// `Authorization: Bearer <token>`.
     Bearer,
+    /// `Authorization: Basic <credentials>` (the base64 part).
+    Basic,
     /// The whole value of a header.
     Header(HeaderName),
     /// A cookie's value.
@@ -62,6 +64,13 @@ impl Source {
                 let (scheme, token) = v.split_once(' ')?;
                 let token = token.trim();
                 (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+            }
+            Self::Basic => {
+                let v = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+                let (scheme, credentials) = v.split_once(' ')?;
+                let credentials = credentials.trim();
+                (scheme.eq_ignore_ascii_case("basic") && !credentials.is_empty())
+                    .then_some(credentials)
             }
             Self::Header(name) => headers
                 .get(name)

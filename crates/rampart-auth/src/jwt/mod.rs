@@ -53,7 +53,8 @@ pub(crate) enum Verdict {
     Absent,
     /// The token is refused, for this reason (safe to show: it never quotes the token).
     Reject(&'static str),
-    /// The keys must be fetched first (generation of the set seen).
+    /// The check must wait: keys to fetch first (generation of the set seen), or a password
+    /// hash to check off the event loop.
     NeedKeys(u64),
 }
 

@@ -1,4 +1,5 @@
-//! `[auth]`: named authentication providers (`[[auth.jwt]]`, `[[auth.api_keys]]`) that routes
+//! `[auth]`: named authentication providers (`[[auth.jwt]]`, `[[auth.api_keys]]`,
+//! `[[auth.basic]]`) that routes
 //! refer to from their `auth` table.
 
 use std::collections::BTreeMap;
@@ -19,6 +20,28 @@ pub struct AuthSection {
     /// API key sets.
     #[serde(default)]
     pub api_keys: Vec<ApiKeyProvider>,
+    /// Basic authentication against htpasswd files.
+    #[serde(default)]
+    pub basic: Vec<BasicProvider>,
+}
+
+/// `[[auth.basic]]`: user names and password hashes from an htpasswd file.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BasicProvider {
+    /// Unique name among all providers, referenced by routes' `auth.providers`.
+    pub name: Located<String>,
+    /// The htpasswd file: `user:hash` lines with bcrypt (`$2y$`, `$2b$`, `$2a$`) or argon2
+    /// (`$argon2id$`, `$argon2i$`) hashes.
+    pub htpasswd: Located<String>,
+    /// How long a verified user name and password is remembered (by hash) before it is
+    /// checked again; 0 checks every request.
+    #[serde(default = "default_basic_cache")]
+    pub cache: Located<HumanDuration>,
+}
+
+fn default_basic_cache() -> Located<HumanDuration> {
+    Located::new(HumanDuration::secs(60))
 }
 
 /// A JWT signing algorithm a provider accepts (`none` is never one).

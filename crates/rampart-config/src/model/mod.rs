@@ -19,7 +19,8 @@ mod tls;
 mod upstream;
 
 pub use auth::{
-    ApiKey, ApiKeyProvider, AuthSection, ClaimRule, JwtAlgorithm, JwtProvider, RouteAuth,
+    ApiKey, ApiKeyProvider, AuthSection, BasicProvider, ClaimRule, JwtAlgorithm, JwtProvider,
+    RouteAuth,
 };
 pub use balance::{
     Balance, CircuitBreaker, HealthCheck, HealthCheckKind, Outlier, Retry, RouteRetry, Sticky,

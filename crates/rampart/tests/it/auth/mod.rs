@@ -7,6 +7,7 @@
 mod algorithms;
 mod api_keys;
 mod attacks;
+mod basic;
 mod config;
 mod jwks;
 
