@@ -158,6 +158,7 @@ fn deserialize_sections(
                 deserialize(value, name, errors, repaired),
             ),
             "redis" => raw.redis = deserialize(value, name, errors, repaired),
+            "auth" => set(&mut raw.auth, deserialize(value, name, errors, repaired)),
             "tracing" => set(&mut raw.tracing, deserialize(value, name, errors, repaired)),
             "audit_log" => set(
                 &mut raw.audit_log,

@@ -141,6 +141,8 @@ pub struct RequestCtx {
     /// How the response cache served the request (`HIT`, `MISS`, `STALE`, `REVALIDATED`,
     /// `BYPASS`), on routes with a cache, for the access log.
     pub cache: Option<&'static str>,
+    /// Who the request authenticated as, when the route requires authentication.
+    pub principal: Option<Arc<crate::principal::Principal>>,
     /// Per-request state stages keep between phases, keyed by type (empty until a stage
     /// inserts something: no allocation).
     pub extensions: http::Extensions,
@@ -227,6 +229,7 @@ impl RequestCtx {
             stage: None,
             answer: None,
             cache: None,
+            principal: None,
             extensions: http::Extensions::new(),
         }
     }

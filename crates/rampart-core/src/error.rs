@@ -108,6 +108,14 @@ pub enum ErrorKind {
     PreconditionFailed,
     /// No range of the request's `Range` lies within the file (416 with `Content-Range`).
     RangeNotSatisfiable,
+    /// The route requires authentication and the request carried no acceptable credentials
+    /// (401 with `WWW-Authenticate`).
+    Unauthenticated,
+    /// The request authenticated but the principal may not use this route (403).
+    AuthForbidden,
+    /// The credentials could not be checked: the provider's keys or auth service are
+    /// unavailable (503).
+    AuthUnavailable,
 }
 
 impl ErrorKind {
@@ -137,7 +145,8 @@ impl ErrorKind {
             Self::NoTarget
             | Self::RateLimitUnavailable
             | Self::UpstreamOverloaded
-            | Self::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::CircuitOpen
+            | Self::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect
             | Self::UpstreamTls
             | Self::UpstreamReset
@@ -148,9 +157,12 @@ impl ErrorKind {
             Self::UnsupportedContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
             Self::TooEarly => StatusCode::TOO_EARLY,
-            Self::ClientCertRejected | Self::CorsRejected | Self::IpDenied | Self::GeoDenied => {
-                StatusCode::FORBIDDEN
-            }
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::ClientCertRejected
+            | Self::CorsRejected
+            | Self::IpDenied
+            | Self::GeoDenied
+            | Self::AuthForbidden => StatusCode::FORBIDDEN,
         }
     }
 
@@ -197,6 +209,9 @@ impl ErrorKind {
             Self::HostMismatch => "host_mismatch",
             Self::IpDenied => "ip_denied",
             Self::GeoDenied => "geo_denied",
+            Self::Unauthenticated => "unauthenticated",
+            Self::AuthForbidden => "auth_forbidden",
+            Self::AuthUnavailable => "auth_unavailable",
             Self::BodyTooSlow => "body_too_slow",
             Self::SendTimeout => "send_timeout",
             Self::ProxyProtocolMissing => "proxy_protocol_missing",
@@ -249,7 +264,9 @@ impl ErrorKind {
             Self::AmbiguousFraming => "The request body framing is invalid.",
             Self::InvalidHeader => "The request headers are malformed.",
             Self::HostMismatch => "The request target and Host header disagree.",
-            Self::IpDenied | Self::GeoDenied => "Access denied.",
+            Self::IpDenied | Self::GeoDenied | Self::AuthForbidden => "Access denied.",
+            Self::Unauthenticated => "Authentication is required.",
+            Self::AuthUnavailable => "Authentication is temporarily unavailable.",
             Self::BodyTooSlow => "The request body arrived too slowly.",
             Self::SendTimeout => "The response was taken in too slowly.",
             Self::ProxyProtocolMissing | Self::ProxyProtocolInvalid => {
@@ -287,7 +304,9 @@ impl ErrorKind {
             | Self::FileNotFound
             | Self::FileForbidden
             | Self::PreconditionFailed
-            | Self::RangeNotSatisfiable => Side::Client,
+            | Self::RangeNotSatisfiable
+            | Self::Unauthenticated
+            | Self::AuthForbidden => Side::Client,
             Self::UpstreamConnect
             | Self::UpstreamConnectTimeout
             | Self::UpstreamTls
@@ -301,7 +320,8 @@ impl ErrorKind {
             | Self::Internal
             | Self::RateLimitUnavailable
             | Self::IpDenied
-            | Self::GeoDenied => Side::Proxy,
+            | Self::GeoDenied
+            | Self::AuthUnavailable => Side::Proxy,
         }
     }
 }

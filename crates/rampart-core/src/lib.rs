@@ -19,6 +19,7 @@ pub mod headers;
 pub mod ids;
 pub mod ip_value;
 pub mod ipset;
+pub mod principal;
 pub mod proxy_protocol;
 pub mod respond;
 pub mod stage;
@@ -30,6 +31,7 @@ pub use ctx::{ClientCertInfo, ConnInfo, EarlyData, RequestCtx, TlsInfo};
 pub use error::{ErrorKind, ProxyError, Side};
 pub use ids::TraceContext;
 pub use ipset::IpSet;
+pub use principal::Principal;
 pub use respond::error_response;
 pub use stage::{
     Flow, ForwardBehind, Outcome, Phases, Prepared, Previous, RouteSpec, Stage, StageFactory,

@@ -3,6 +3,7 @@
 //! These are the "raw" structs of the pipeline raw → validated → compiled. Values that later
 //! checks may need to point at are [`Located`].
 
+mod auth;
 mod balance;
 mod cache;
 mod compress;
@@ -22,6 +23,10 @@ mod tls;
 mod traffic;
 mod upstream;
 
+pub use auth::{
+    ApiKey, ApiKeyProvider, AuthSection, BasicProvider, ClaimRule, JwtAlgorithm, JwtProvider,
+    RouteAuth,
+};
 pub use balance::{
     Balance, CircuitBreaker, HealthCheck, HealthCheckKind, Outlier, Retry, RouteRetry, Sticky,
     Weights,
@@ -109,6 +114,9 @@ pub struct RawConfig {
     /// The Redis server shared by `store = "redis"` rate-limit policies.
     #[serde(default)]
     pub redis: Option<RedisSection>,
+    /// Authentication providers that routes' `auth` refers to.
+    #[serde(default)]
+    pub auth: AuthSection,
     /// Request spans exported to an OpenTelemetry collector over OTLP.
     #[serde(default)]
     pub tracing: TracingSection,
@@ -141,6 +149,7 @@ pub const SECTIONS: &[&str] = &[
     "routes",
     "rate_limits",
     "redis",
+    "auth",
     "tracing",
     "audit_log",
     "admin",

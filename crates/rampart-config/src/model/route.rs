@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::model::auth::RouteAuth;
 use crate::model::balance::RouteRetry;
 use crate::model::cache::RouteCache;
 use crate::model::compress::Compress;
@@ -129,6 +130,9 @@ pub struct Route {
     /// default.
     #[serde(default)]
     pub cache: Option<RouteCache>,
+    /// Who may use this route: credentials checked by `[auth]` providers (401/403 otherwise).
+    #[serde(default)]
+    pub auth: Option<RouteAuth>,
 }
 
 /// A header predicate: `value` (exact), `regex`, or neither (the header must be present);

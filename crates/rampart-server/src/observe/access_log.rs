@@ -127,6 +127,12 @@ struct JsonLine<'a> {
     completed: bool,
     user_agent: Option<&'a str>,
     referer: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_method: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_key: Option<&'a str>,
 }
 
 fn started_at(ctx: &RequestCtx) -> SystemTime {
@@ -165,6 +171,9 @@ fn json_line(ctx: &RequestCtx, o: Outcome) -> String {
         completed: o.completed,
         user_agent: header_str(ctx.user_agent.as_ref()),
         referer: header_str(ctx.referer.as_ref()),
+        auth_method: ctx.principal.as_ref().map(|p| p.method),
+        auth_subject: ctx.principal.as_ref().map(|p| &*p.subject),
+        auth_key: ctx.principal.as_ref().and_then(|p| p.key_name.as_deref()),
     };
     let mut s = serde_json::to_string(&line).unwrap_or_default();
     s.push('\n');
@@ -206,12 +215,22 @@ fn quoted(out: &mut String, value: Option<&[u8]>) {
 
 fn combined_line(ctx: &RequestCtx, o: Outcome) -> String {
     let mut s = String::with_capacity(256);
-    let _ = write!(
-        s,
-        "{} - - [{}] ",
-        ctx.client_ip,
-        timefmt::common_log(started_at(ctx))
-    );
+    let _ = write!(s, "{} - ", ctx.client_ip);
+    // The authenticated user, as nginx logs `$remote_user`: escaped like the quoted fields,
+    // since a token's subject is client-chosen text.
+    match ctx.principal.as_ref().filter(|p| !p.subject.is_empty()) {
+        Some(p) => {
+            for &b in p.subject.as_bytes() {
+                if b.is_ascii_graphic() && b != b'"' && b != b'\\' {
+                    s.push(char::from(b));
+                } else {
+                    let _ = write!(s, "\\x{b:02X}");
+                }
+            }
+        }
+        None => s.push('-'),
+    }
+    let _ = write!(s, " [{}] ", timefmt::common_log(started_at(ctx)));
     let request = format!("{} {} {}", ctx.method, ctx.uri, protocol(ctx));
     quoted(&mut s, Some(request.as_bytes()));
     if o.status == Outcome::NOTHING_SENT {

@@ -129,6 +129,8 @@ const AUDITED: &[ErrorKind] = &[
     ErrorKind::DecompressionLimit,
     ErrorKind::ProxyProtocolMissing,
     ErrorKind::ProxyProtocolInvalid,
+    ErrorKind::Unauthenticated,
+    ErrorKind::AuthForbidden,
 ];
 
 /// The slot of `kind` in [`AUDITED`], if it is a security decision.

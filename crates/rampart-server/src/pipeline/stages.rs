@@ -39,6 +39,7 @@ impl StageRegistry {
             Arc::new(AccessStages),
             Arc::new(ClientCertStages),
             Arc::new(CorsStages),
+            Arc::new(rampart_auth::AuthStages),
             Arc::new(RateLimitStages),
             Arc::new(MethodStages),
             Arc::new(BodyLimitStages),

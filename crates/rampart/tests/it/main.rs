@@ -9,6 +9,7 @@ mod support;
 mod accept;
 mod access_log;
 mod audit;
+mod auth;
 mod cache;
 mod cli;
 mod compress;
