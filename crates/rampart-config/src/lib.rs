@@ -9,6 +9,9 @@
 
 mod cidr;
 mod diag;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod interpolate;
 mod load;
 mod locate;

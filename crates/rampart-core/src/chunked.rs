@@ -76,6 +76,10 @@ impl ChunkedDecoder {
             match self.state {
                 State::Size => match httparse::parse_chunk_size(buf) {
                     Ok(httparse::Status::Complete((used, size))) => {
+                        // The bound holds however the line arrived: in one read or in many.
+                        if used > MAX_SIZE_LINE {
+                            return Err(InvalidChunk("chunk-size line too long"));
+                        }
                         if !is_clean_size_line(&buf[..used]) {
                             return Err(InvalidChunk("CR or LF inside a chunk-size line"));
                         }
@@ -134,6 +138,9 @@ impl ChunkedDecoder {
             }
             return Ok(Decoded::NeedMore);
         };
+        if end + 4 > MAX_TRAILERS {
+            return Err(InvalidChunk("trailer section too large"));
+        }
         let section = buf.split_to(end + 4);
         let mut map = HeaderMap::new();
         // Each field line ends in CRLF; the final split piece after the last LF is empty.
@@ -243,6 +250,17 @@ mod tests {
         assert!(decode_all(long.as_bytes(), 1024).is_err());
         let trailers = format!("0\r\nx: {}", "v".repeat(MAX_TRAILERS + 10));
         assert!(decode_all(trailers.as_bytes(), 1024).is_err());
+    }
+
+    #[test]
+    fn the_bounds_hold_when_a_line_or_trailer_section_arrives_in_one_read() {
+        let long = format!("1;{}\r\nx\r\n0\r\n\r\n", "e".repeat(MAX_SIZE_LINE));
+        let trailers = format!("0\r\nx: {}\r\n\r\n", "v".repeat(MAX_TRAILERS));
+        for input in [long, trailers] {
+            for step in [1, 1000, input.len()] {
+                assert!(decode_all(input.as_bytes(), step).is_err(), "step {step}");
+            }
+        }
     }
 
     #[test]

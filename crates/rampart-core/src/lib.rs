@@ -14,6 +14,9 @@ pub mod client_ip;
 pub mod country;
 pub mod ctx;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hash;
 pub mod headers;
 pub mod ids;

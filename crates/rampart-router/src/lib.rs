@@ -28,6 +28,9 @@
 #![forbid(unsafe_code)]
 
 mod explain;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod hash;
 mod host;
 mod matcher;

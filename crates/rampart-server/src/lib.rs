@@ -20,6 +20,9 @@
 // httparse already checked, built without checking them again).
 #![deny(unsafe_code)]
 
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod listen;
 mod observe;

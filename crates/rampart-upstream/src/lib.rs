@@ -16,6 +16,9 @@ mod discovery;
 mod dispatch;
 mod error;
 mod forward;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod h1;
 pub mod health;
 mod io;

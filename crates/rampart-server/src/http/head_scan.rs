@@ -196,25 +196,31 @@ impl HeadScan {
                 self.prev_cr = false;
                 self.end_line();
             }
-            b'\r' => self.prev_cr = true,
             _ => {
-                if self.prev_cr
-                    && let Some(value) = &mut self.reading_length
-                {
-                    // A CR inside the value, as the whole-line path sees it.
-                    value.bad = true;
+                // A CR not followed by LF is a byte of the line, as the whole-line path sees it.
+                if self.prev_cr {
+                    self.prev_cr = false;
+                    self.content_byte(b'\r');
                 }
-                self.prev_cr = false;
-                if self.lines > 0 {
-                    if let Some(value) = &mut self.reading_length {
-                        value.push(b);
-                    } else if self.candidates != 0 {
-                        self.match_name(b.to_ascii_lowercase());
-                    }
+                if b == b'\r' {
+                    self.prev_cr = true;
+                } else {
+                    self.content_byte(b);
                 }
-                self.pos += 1;
             }
         }
+    }
+
+    /// A byte of a line (not its line end) fed byte by byte.
+    fn content_byte(&mut self, b: u8) {
+        if self.lines > 0 {
+            if let Some(value) = &mut self.reading_length {
+                value.push(b);
+            } else if self.candidates != 0 {
+                self.match_name(b.to_ascii_lowercase());
+            }
+        }
+        self.pos += 1;
     }
 
     /// The end of a line fed byte by byte.
@@ -337,6 +343,17 @@ mod tests {
         ];
         for head in heads {
             agree_on_every_split(head, scan);
+        }
+    }
+
+    #[test]
+    fn a_cr_not_before_lf_is_part_of_the_line_however_it_is_read() {
+        for head in [
+            b"POST / HTTP/1.1\r\nHost: a\r\r\nContent-Length: 2\r\n\r\n".as_slice(),
+            b"POST / HTTP/1.1\r\nContent-Length\r: 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\r\n\r\n",
+        ] {
+            agree_on_every_split(head, framing);
         }
     }
 

@@ -9,6 +9,8 @@
 pub(crate) mod conn;
 mod conn_error;
 mod front;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzzing;
 mod h1;
 mod h2;
 pub(crate) mod h3;

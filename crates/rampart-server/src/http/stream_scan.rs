@@ -248,6 +248,13 @@ impl HeadQueue {
             });
         taken
     }
+
+    /// Takes the oldest head's flags, or `None` when none is queued (for the fuzz targets,
+    /// which must tell an empty queue from a clean head).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn take_queued(&self) -> Option<u8> {
+        (self.0.load(Ordering::Acquire) >> COUNT_SHIFT > 0).then(|| self.take())
+    }
 }
 
 #[cfg(test)]

@@ -8,4 +8,6 @@ mod encode;
 
 pub(crate) use body::H1Body;
 pub(crate) use conn::{ExchangeError, H1Conn};
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use decode::{BadResponse, HeadScratch, final_response_started, parse_head};
 pub(crate) use decode::{Head, ResponseFraming};

@@ -13,5 +13,7 @@ mod wire;
 
 pub(crate) use conn::{Timing, serve};
 pub(crate) use exchange::Front;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use head::{Framing, Head, parse as parse_head};
 pub(crate) use head::{INLINE_FIELDS, Limits};
 pub(crate) use wire::{Wire, WireLock};

@@ -123,6 +123,7 @@ fn client_hello_sni(body: &[u8]) -> Option<Sni> {
             let name = name.strip_suffix('.').unwrap_or(name);
             if name.is_empty()
                 || name.len() > 253
+                || name.split('.').any(str::is_empty)
                 || !name
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
@@ -179,6 +180,13 @@ mod tests {
             parse_sni(&hello(&exts)),
             Sni::Name("api.example.com".into())
         );
+    }
+
+    #[test]
+    fn names_with_empty_labels_are_invalid() {
+        for name in ["a..", "a..b", ".a", "..", "."] {
+            assert_eq!(parse_sni(&hello(&sni_ext(name))), Sni::Invalid, "{name}");
+        }
     }
 
     #[test]
