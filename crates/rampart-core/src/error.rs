@@ -139,7 +139,6 @@ impl ErrorKind {
                 StatusCode::REQUEST_TIMEOUT
             }
             Self::NoRoute | Self::FileNotFound => StatusCode::NOT_FOUND,
-            Self::FileForbidden => StatusCode::FORBIDDEN,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::NoTarget
@@ -162,6 +161,7 @@ impl ErrorKind {
             | Self::CorsRejected
             | Self::IpDenied
             | Self::GeoDenied
+            | Self::FileForbidden
             | Self::AuthForbidden => StatusCode::FORBIDDEN,
         }
     }
