@@ -725,7 +725,13 @@ async fn upstream_failures_never_reveal_the_upstream_address() {
     let port = closed.port().to_string();
     for accept in ["", "Accept: application/json\r\n", "Accept: text/html\r\n"] {
         let resp = send(gw.addr("public"), get("/x", accept)).await;
-        assert_eq!(resp.status, 502, "{accept:?}");
+        // 502 for the refused connect; 503 once outlier detection ejected the lone target
+        // after the earlier refusals (which one depends on how fast the probes ran).
+        assert!(
+            matches!(resp.status, 502 | 503),
+            "{accept:?}: {}",
+            resp.status
+        );
         let head_and_body = String::from_utf8_lossy(&resp.raw);
         assert!(
             !head_and_body.contains(&port),
