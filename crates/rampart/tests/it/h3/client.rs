@@ -148,6 +148,21 @@ impl H3Client {
         })
     }
 
+    /// Waits (bounded) for the gateway to close the connection and asserts it closed it with
+    /// the HTTP/3 error `code` (`name` says which, for the failure message); `context` is added
+    /// to the message when it closed another way.
+    pub(crate) async fn assert_closed_with(&self, code: u64, name: &str, context: &str) {
+        let reason = tokio::time::timeout(WAIT, self.conn.closed())
+            .await
+            .unwrap_or_else(|_| panic!("the connection was not closed within {WAIT:?}"));
+        match reason {
+            quinn::ConnectionError::ApplicationClosed(close) => {
+                assert_eq!(u64::from(close.error_code), code, "{name}: {close:?}");
+            }
+            other => panic!("closed for another reason{context}: {other}"),
+        }
+    }
+
     /// Closes the connection.
     pub(crate) async fn close(self) {
         self.conn.close(0u32.into(), b"");

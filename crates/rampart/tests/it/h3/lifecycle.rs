@@ -93,15 +93,7 @@ async fn a_reload_turns_http3_off_gracefully_and_on_again_on_the_same_port() {
         .reload_str(&config(&pki, origin.addr(), false))
         .unwrap();
     // GOAWAY, then the idle connection closes without error.
-    let reason = tokio::time::timeout(WAIT, client.conn.closed())
-        .await
-        .unwrap();
-    match reason {
-        quinn::ConnectionError::ApplicationClosed(close) => {
-            assert_eq!(u64::from(close.error_code), 0x100, "H3_NO_ERROR: {close:?}");
-        }
-        other => panic!("closed for another reason: {other}"),
-    }
+    client.assert_closed_with(0x100, "H3_NO_ERROR", "").await;
     // The port is free once the old endpoint's connections finished closing (bounded).
     let deadline = std::time::Instant::now() + WAIT;
     while let Err(e) = gw.handle().reload_str(&config(&pki, origin.addr(), true)) {

@@ -92,19 +92,9 @@ async fn a_first_frame_that_is_not_headers_closes_the_connection_with_frame_unex
         .await
         .unwrap();
     send.finish().unwrap();
-    let reason = tokio::time::timeout(WAIT, client.conn.closed())
-        .await
-        .unwrap();
-    match reason {
-        quinn::ConnectionError::ApplicationClosed(close) => {
-            assert_eq!(
-                u64::from(close.error_code),
-                0x105,
-                "H3_FRAME_UNEXPECTED: {close:?}"
-            );
-        }
-        other => panic!("closed for another reason: {other}"),
-    }
+    client
+        .assert_closed_with(0x105, "H3_FRAME_UNEXPECTED", "")
+        .await;
     assert_eq!(origin.requests(), 0);
 }
 
@@ -132,19 +122,13 @@ async fn a_client_resetting_streams_in_a_loop_is_cut_off_and_others_are_served()
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let reason = tokio::time::timeout(WAIT, flood.conn.closed())
-        .await
-        .unwrap();
-    match reason {
-        quinn::ConnectionError::ApplicationClosed(close) => {
-            assert_eq!(
-                u64::from(close.error_code),
-                0x107,
-                "H3_EXCESSIVE_LOAD: {close:?}"
-            );
-        }
-        other => panic!("closed for another reason after {opened} streams: {other}"),
-    }
+    flood
+        .assert_closed_with(
+            0x107,
+            "H3_EXCESSIVE_LOAD",
+            &format!(" after {opened} streams"),
+        )
+        .await;
     assert!(opened < 500, "the flood was never cut off");
     assert!(origin.requests() < 500);
     let mut other = H3Client::connect(addr, &pki, "h3.test").await;

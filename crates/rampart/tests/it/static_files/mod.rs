@@ -39,6 +39,11 @@ pub(crate) fn site() -> TempDir {
 
 /// A gateway with one `static` route on `/` whose table is `root = "…" ` plus `extra`.
 pub(crate) fn gateway(root: &Path, extra: &str) -> TestGateway {
+    gateway_with(root, extra, "")
+}
+
+/// As [`gateway`], with the route's other keys `route_keys` (lines after `static`).
+pub(crate) fn gateway_with(root: &Path, extra: &str, route_keys: &str) -> TestGateway {
     TestGateway::builder(format!(
         r#"
 [[listeners]]
@@ -49,6 +54,7 @@ bind = "127.0.0.1:0"
 name = "site"
 path_prefix = "/"
 static = {{ root = {root:?}{extra} }}
+{route_keys}
 "#,
         root = root.display().to_string()
     ))
@@ -354,21 +360,7 @@ async fn compression_applies_to_static_files_with_a_weak_tag_and_not_to_siblings
         rampart_compress::compress(rampart_compress::Encoding::Gzip, 9, &js).unwrap(),
     )
     .unwrap();
-    let gw = TestGateway::builder(format!(
-        r#"
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-
-[[routes]]
-name = "site"
-path_prefix = "/"
-static = {{ root = {:?}, precompressed = true }}
-compress = true
-"#,
-        root.display().to_string()
-    ))
-    .start();
+    let gw = gateway_with(&root, ", precompressed = true", "compress = true");
     let addr = gw.addr("public");
     let plain = send(addr, "GET", "/assets/app.js", "").await;
     let tag = plain.header("etag").unwrap().to_owned();
@@ -389,21 +381,7 @@ compress = true
 async fn files_and_compressed_files_are_served_over_http2() {
     let site = site();
     let root = site.0.join("www");
-    let gw = TestGateway::builder(format!(
-        r#"
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-
-[[routes]]
-name = "site"
-path_prefix = "/"
-static = {{ root = {:?} }}
-compress = true
-"#,
-        root.display().to_string()
-    ))
-    .start();
+    let gw = gateway_with(&root, "", "compress = true");
     let client = rampart_testkit::reqwest::Client::builder()
         .no_proxy()
         .http2_prior_knowledge()
