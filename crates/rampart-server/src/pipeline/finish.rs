@@ -93,7 +93,7 @@ impl Finish {
             self.plane
                 .listeners
                 .get(self.listener)
-                .map(|l| &*l.no_route),
+                .map(|l| (&*l.no_route, &*l.metrics)),
             self.listener,
             &self.ctx,
             self.status,

@@ -178,6 +178,22 @@ fn connections(out: &mut String, registry: &Registry) {
     }
     header(
         out,
+        "rampart_listener_requests_total",
+        "counter",
+        "Requests answered, by listener and HTTP version (1.0, 1.1, 2, 3).",
+    );
+    for (l, m) in &t.listeners {
+        for (version, n) in m.requests() {
+            sample(
+                out,
+                "rampart_listener_requests_total",
+                &[("listener", l), ("http_version", version)],
+                n,
+            );
+        }
+    }
+    header(
+        out,
         "rampart_connections_active",
         "gauge",
         "Client connections open now, by listener and protocol.",

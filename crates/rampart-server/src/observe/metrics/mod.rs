@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use http::Method;
+use http::{Method, Version};
 use rampart_core::{ErrorKind, RequestCtx};
 
 pub(crate) use mirror::{MirrorCounts, MirrorMiss};
@@ -123,15 +123,43 @@ impl RequestCounts {
     }
 }
 
-/// Per-listener counters: bytes and open connections.
+/// `http_version` labels of `rampart_listener_requests_total`.
+pub(crate) const HTTP_VERSIONS: [&str; 4] = ["1.0", "1.1", "2", "3"];
+
+/// Index of `version` in [`HTTP_VERSIONS`] (HTTP/0.9 never reaches the pipeline; it would
+/// count as 1.0).
+fn version_index(version: Version) -> usize {
+    match version {
+        Version::HTTP_11 => 1,
+        Version::HTTP_2 => 2,
+        Version::HTTP_3 => 3,
+        _ => 0,
+    }
+}
+
+/// Per-listener counters: bytes, open connections, requests by HTTP version.
 #[derive(Debug, Default)]
 pub(crate) struct ListenerMetrics {
     pub(crate) received: AtomicU64,
     pub(crate) sent: AtomicU64,
     active: [AtomicI64; PROTOCOLS.len()],
+    requests: [AtomicU64; HTTP_VERSIONS.len()],
 }
 
 impl ListenerMetrics {
+    /// Counts a finished request of `version`.
+    fn request(&self, version: Version) {
+        self.requests[version_index(version)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Finished requests by `http_version` label.
+    pub(crate) fn requests(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        HTTP_VERSIONS
+            .iter()
+            .zip(&self.requests)
+            .map(|(v, n)| (*v, n.load(Ordering::Relaxed)))
+    }
+
     /// Counts an open connection of `protocol` (index into [`PROTOCOLS`]) until dropped.
     pub(crate) fn connection(self: &Arc<Self>, protocol: usize) -> ConnGauge {
         let protocol = protocol.min(PROTOCOLS.len() - 1);
@@ -440,16 +468,20 @@ impl Registry {
     }
 }
 
-/// Counts one finished request: by listener/route/method/status class, its latency, its
-/// upstream latency and retries, and its reason when it was refused or failed.
+/// Counts one finished request: by listener/route/method/status class, by listener and HTTP
+/// version, its latency, its upstream latency and retries, and its reason when it was refused
+/// or failed. `on_listener` is the listener's (no-route counts, own counters).
 pub(crate) fn record(
     registry: &Registry,
     route: Option<&RouteMetrics>,
-    no_route: Option<&RequestCounts>,
+    on_listener: Option<(&RequestCounts, &ListenerMetrics)>,
     listener: usize,
     ctx: &RequestCtx,
     status: u16,
 ) {
+    if let Some((_, metrics)) = on_listener {
+        metrics.request(ctx.version);
+    }
     match route {
         Some(r) => {
             if let Some(Some(counts)) = r.by_listener.get(listener) {
@@ -470,8 +502,8 @@ pub(crate) fn record(
             }
         }
         None => {
-            if let Some(c) = no_route {
-                c.count(&ctx.method, status);
+            if let Some((no_route, _)) = on_listener {
+                no_route.count(&ctx.method, status);
             }
         }
     }

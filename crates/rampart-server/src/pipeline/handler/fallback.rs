@@ -78,20 +78,17 @@ const fn unavailable(kind: ErrorKind) -> bool {
     )
 }
 
-/// Forwards `req` to `set`; with a fallback (and the copy of the request to send it), sends
-/// the copy to the fallback when `set` was unavailable or answered with a fallback status.
+/// Forwards `req` to `set`, then sends `copy` to `fallback` when `set` was unavailable or
+/// answered with a fallback status.
 /// The access log then names the fallback upstream, and its `detail` says why.
 pub(crate) async fn forward(
     set: &Arc<UpstreamSet>,
     req: Box<Request<Body>>,
     opts: &ForwardOpts<'_>,
-    fallback: Option<(&Fallback, Request<Body>)>,
+    (fallback, copy): (&Fallback, Request<Body>),
     ctx: &mut RequestCtx,
 ) -> Result<Forwarded, ForwardError> {
     let first = forward_with(set, req, opts).await;
-    let Some((fallback, copy)) = fallback else {
-        return first;
-    };
     let why = match &first {
         Ok(fwd) if fallback.on_status.contains(&fwd.response.status().as_u16()) => {
             format!("status {}", fwd.response.status().as_u16())

@@ -167,7 +167,8 @@ impl Handler {
             Self::Echo => echo::run(req, ctx).await.map(Box::new),
             Self::Static(files) => {
                 let (parts, _) = req.into_parts();
-                files.serve(&parts).await.map(Box::new)
+                // Boxed: the file-serving state stays out of the proxying routes' futures.
+                Box::pin(files.serve(&parts)).await.map(Box::new)
             }
         }
     }

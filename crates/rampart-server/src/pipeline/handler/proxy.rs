@@ -15,7 +15,7 @@ use rampart_core::headers::{AddedFields, connection_has, has_field, remove_hop_b
 use rampart_core::ip_value::ip_header_value;
 use rampart_core::{Body, ProxyError, RequestCtx};
 use rampart_upstream::proxy_header::ClientConnection;
-use rampart_upstream::{ForwardOpts, UpstreamSet};
+use rampart_upstream::{ForwardOpts, UpstreamSet, forward_with};
 
 use super::HandlerEnv;
 use crate::pipeline::settings::Settings;
@@ -102,7 +102,13 @@ pub(super) async fn run(
         route_retry: route.retry,
         added: added.as_bytes(),
     };
-    let fwd = match super::fallback::forward(set, req, &opts, fallback, ctx).await {
+    // Without a fallback the upstream's future is awaited here, not inside the fallback's:
+    // that one is boxed, so a route without a fallback carries none of its state.
+    let forwarded = match fallback {
+        None => forward_with(set, req, &opts).await,
+        Some(fallback) => Box::pin(super::fallback::forward(set, req, &opts, fallback, ctx)).await,
+    };
+    let fwd = match forwarded {
         Ok(fwd) => fwd,
         Err(e) => {
             ctx.upstream_target = e.target;

@@ -41,6 +41,16 @@ async fn a_get_goes_through_the_pipeline_to_the_upstream_and_is_logged_as_http3(
     assert_eq!(line["protocol"], "HTTP/3.0");
     assert_eq!(line["status"], 200);
     assert_eq!(line["route"], "all");
+    // Counted before it was logged.
+    let metrics = gw.handle().metrics_text();
+    assert!(
+        metrics.contains("rampart_listener_requests_total{listener=\"h3\",http_version=\"3\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rampart_listener_requests_total{listener=\"h3\",http_version=\"1.1\"} 0"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -107,6 +117,7 @@ async fn the_tcp_side_advertises_http3_and_can_be_told_not_to() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
         let alt = resp
             .headers()
             .get("alt-svc")
@@ -115,6 +126,16 @@ async fn the_tcp_side_advertises_http3_and_can_be_told_not_to() {
             assert_eq!(alt, Some(format!("h3=\":{}\"; ma=3600", addr.port())));
         } else {
             assert_eq!(alt, None);
+        }
+        drop(resp.bytes().await.unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let line = "rampart_listener_requests_total{listener=\"h3\",http_version=\"2\"} 1";
+        while !gw.handle().metrics_text().contains(line) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{line} never appeared"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
